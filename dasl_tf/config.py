@@ -1,0 +1,183 @@
+"""Typed configuration for the model, the input pipeline and training.
+
+Every run writes its resolved :class:`ExperimentConfig` as JSON next to its
+checkpoints, so a run can be reproduced and a model rebuilt from its directory.
+Configs are plain data: they are read with ``json`` only (no pickle, no eval).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Tuple, Type, TypeVar
+
+T = TypeVar("T")
+
+VARIANTS = ("dasl", "dasl_de", "dasl_da", "single_domain")
+
+
+class ConfigError(ValueError):
+  """A configuration value or file is invalid."""
+
+
+def _from_dict(cls: Type[T], values: Dict[str, Any], where: str) -> T:
+  """Builds dataclass ``cls`` from ``values``, rejecting unknown keys and coercing tuples."""
+  if not isinstance(values, dict):
+    raise ConfigError(f"{where}: expected a JSON object, got {type(values).__name__}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+  kwargs = {}
+  for name, value in values.items():
+    field_type = fields[name].type
+    sub = _NESTED.get(field_type) if isinstance(field_type, str) else None
+    if sub is not None:
+      kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
+    elif isinstance(value, list):
+      kwargs[name] = tuple(value)
+    else:
+      kwargs[name] = value
+  return cls(**kwargs)
+
+
+class _JsonMixin:
+  """JSON round-trip for the config dataclasses."""
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, values: Dict[str, Any]):
+    return _from_dict(cls, values, cls.__name__)
+
+  @classmethod
+  def from_json(cls, text: str):
+    try:
+      values = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f"{cls.__name__}: invalid JSON ({e})") from e
+    return cls.from_dict(values)
+
+  @classmethod
+  def load(cls, path: str):
+    """Reads a config from a JSON file, naming the file in any error."""
+    try:
+      with open(path, encoding="utf-8") as f:
+        return cls.from_json(f.read())
+    except FileNotFoundError as e:
+      raise ConfigError(f"config file not found: {path}") from e
+    except ConfigError as e:
+      raise ConfigError(f"{path}: {e}") from e
+
+  def save(self, path: str) -> None:
+    """Writes the config atomically (temp file, then rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(self.to_json() + "\n")
+    os.replace(tmp, path)
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_JsonMixin):
+  """Hyper-parameters of the DASL model and its ablations.
+
+  Vocabulary sizes count the two reserved ids (0 = padding, 1 = out-of-vocabulary).
+  They normally come from the ``schema.json`` that ``dasl-prepare`` writes
+  (see :meth:`dasl_tf.features.DatasetSchema.model_config`).
+
+  Attributes:
+    variant: "dasl", "dasl_de" (no Dual Embedding), "dasl_da" (attention per
+      domain) or "single_domain" (neither), or a baseline name.
+    num_users: size of the user vocabulary (shared by both domains).
+    num_items_a: size of domain A's item vocabulary.
+    num_items_b: size of domain B's item vocabulary.
+    history_length: T, the number of past items per domain in each example.
+    user_num_dim: number of numeric user side features.
+    user_cat_vocab_sizes: vocabulary size of each categorical user feature.
+    item_num_dim: number of numeric item side features.
+    item_cat_vocab_sizes: vocabulary size of each categorical item feature.
+    embedding_dim: d, the size of user and item embeddings.
+    gru_units: hidden size of each domain's GRU.
+    attention_dim: d_k, the size of queries and keys in Dual Attention.
+    hidden_units: layer sizes of each head's MLP.
+    autoencoder_units: hidden layer sizes of the feature autoencoders' encoder.
+    dropout: dropout rate in the heads.
+    l2: L2 penalty on embeddings and kernels.
+    dual_embedding_weight: weight of the dual-embedding losses (eq. 1 and 2).
+    orthogonality_weight: weight of ||X^T X - I||_F^2.
+    reconstruction_weight: weight of the autoencoders' reconstruction loss.
+  """
+  variant: str = "dasl"
+  num_users: int = 0
+  num_items_a: int = 0
+  num_items_b: int = 0
+  history_length: int = 10
+  user_num_dim: int = 0
+  user_cat_vocab_sizes: Tuple[int, ...] = ()
+  item_num_dim: int = 0
+  item_cat_vocab_sizes: Tuple[int, ...] = ()
+  embedding_dim: int = 32
+  gru_units: int = 32
+  attention_dim: int = 32
+  hidden_units: Tuple[int, ...] = (64, 32)
+  autoencoder_units: Tuple[int, ...] = (64,)
+  dropout: float = 0.0
+  l2: float = 0.0
+  dual_embedding_weight: float = 0.1
+  orthogonality_weight: float = 1.0
+  reconstruction_weight: float = 0.1
+
+  @property
+  def dual_embedding(self) -> bool:
+    return self.variant in ("dasl", "dasl_da")
+
+  @property
+  def dual_attention(self) -> bool:
+    return self.variant in ("dasl", "dasl_de")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_JsonMixin):
+  """How a model is trained.
+
+  Attributes:
+    batch_size: global batch size (split across replicas).
+    learning_rate: Adam learning rate.
+    clipnorm: gradient clipping by norm (0 disables it).
+    epochs: maximum number of epochs; training may stop earlier (early stopping).
+    steps_per_epoch: steps per epoch, or 0 for one pass over the training data.
+    eval_steps: evaluation steps, or 0 for the whole evaluation split.
+    early_stopping_patience: epochs without improvement of the monitored metric.
+    monitor: metric watched by early stopping and best-checkpoint selection.
+    shuffle_buffer: examples held by the shuffle buffer.
+    seed: seed for initialisation, shuffling and negative sampling.
+    strategy: "default", "mirrored" or "multi_worker".
+  """
+  batch_size: int = 256
+  learning_rate: float = 3e-3
+  clipnorm: float = 1.0
+  epochs: int = 20
+  steps_per_epoch: int = 0
+  eval_steps: int = 0
+  early_stopping_patience: int = 2
+  monitor: str = "val_auc"
+  shuffle_buffer: int = 20000
+  seed: int = 42
+  strategy: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig(_JsonMixin):
+  """The full, resolved configuration of one training run."""
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+_NESTED = {"ModelConfig": ModelConfig, "TrainConfig": TrainConfig}

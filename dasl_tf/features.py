@@ -1,0 +1,250 @@
+"""The one feature spec of dasl_tf, shared by the TFRecord writer, the reader and serving.
+
+Every example is one interaction of one user with one *target* item of one
+domain (A = 0 or B = 1), together with the user's last ``T`` items in each domain
+strictly before the target's time. All ids are vocabulary indices: 0 is padding,
+1 is out-of-vocabulary, real ids start at 2. Sequences are padded offline to the
+fixed length ``T`` (most recent item last; padding on the left), so there are no
+VarLen features and TF Serving's REST API can batch every input.
+
+Features (dtype, shape):
+  user_id   int64   []       user index (one vocabulary for both domains)
+  item_id   int64   []       target item index in the vocabulary of its domain
+  domain    int64   []       0 = domain A, 1 = domain B
+  label     float32 []       1.0 = click (rating >= threshold), else 0.0
+  hist_a    int64   [T]      last T items of domain A before the target
+  hist_b    int64   [T]      last T items of domain B before the target
+  user_num  float32 [Nu]     numeric user side features (Nu may be 0)
+  user_cat  int64   [Cu]     categorical user side features, vocabulary indices
+  item_num  float32 [Ni]     numeric side features of the target item
+  item_cat  int64   [Ci]     categorical side features of the target item
+  negatives int64   [K]      evaluation only: K sampled items the user never
+                             touched in the target's domain (HR@K ranking)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from dasl_tf import config as config_lib
+
+PAD_ID = 0
+OOV_ID = 1
+NUM_RESERVED_IDS = 2
+DOMAIN_A = 0
+DOMAIN_B = 1
+DEFAULT_HISTORY_LENGTH = 10
+DEFAULT_NUM_NEGATIVES = 99
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+DOMAIN = "domain"
+LABEL = "label"
+HIST_A = "hist_a"
+HIST_B = "hist_b"
+USER_NUM = "user_num"
+USER_CAT = "user_cat"
+ITEM_NUM = "item_num"
+ITEM_CAT = "item_cat"
+NEGATIVES = "negatives"
+
+SCHEMA_FILE = "schema.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+  """Shapes of the example features; the single source of truth for all I/O.
+
+  Attributes:
+    history_length: T, the padded length of ``hist_a`` and ``hist_b``.
+    user_num_dim: Nu, number of numeric user features.
+    user_cat_dim: Cu, number of categorical user features.
+    item_num_dim: Ni, number of numeric item features.
+    item_cat_dim: Ci, number of categorical item features.
+    num_negatives: K, sampled negatives per evaluation example (0 = none).
+  """
+  history_length: int = DEFAULT_HISTORY_LENGTH
+  user_num_dim: int = 0
+  user_cat_dim: int = 0
+  item_num_dim: int = 0
+  item_cat_dim: int = 0
+  num_negatives: int = 0
+
+  def shapes(self, with_label: bool = True, with_negatives: bool = False
+            ) -> Dict[str, Tuple[tf.DType, Tuple[int, ...]]]:
+    """Returns ``{name: (dtype, per-example shape)}`` of the selected features."""
+    t = self.history_length
+    spec = {
+        USER_ID: (tf.int64, ()),
+        ITEM_ID: (tf.int64, ()),
+        DOMAIN: (tf.int64, ()),
+        HIST_A: (tf.int64, (t,)),
+        HIST_B: (tf.int64, (t,)),
+    }
+    optional = {
+        USER_NUM: (tf.float32, self.user_num_dim),
+        USER_CAT: (tf.int64, self.user_cat_dim),
+        ITEM_NUM: (tf.float32, self.item_num_dim),
+        ITEM_CAT: (tf.int64, self.item_cat_dim),
+    }
+    for name, (dtype, dim) in optional.items():
+      if dim:
+        spec[name] = (dtype, (dim,))
+    if with_label:
+      spec[LABEL] = (tf.float32, ())
+    if with_negatives and self.num_negatives:
+      spec[NEGATIVES] = (tf.int64, (self.num_negatives,))
+    return spec
+
+  def parsing_spec(self, with_label: bool = True, with_negatives: bool = False
+                  ) -> Dict[str, tf.io.FixedLenFeature]:
+    """The ``tf.io.parse_example`` spec. Side features default to 0 when absent."""
+    parsing = {}
+    for name, (dtype, shape) in self.shapes(with_label, with_negatives).items():
+      default = None
+      if name in (USER_NUM, USER_CAT, ITEM_NUM, ITEM_CAT):
+        default = tf.zeros(shape, dtype)
+      parsing[name] = tf.io.FixedLenFeature(shape, dtype, default_value=default)
+    return parsing
+
+  def tensor_specs(self, batch_size: Optional[int] = None
+                  ) -> Dict[str, tf.TensorSpec]:
+    """Batched ``tf.TensorSpec`` of the model inputs (no label), for signatures."""
+    return {
+        name: tf.TensorSpec((batch_size,) + shape, dtype, name=name)
+        for name, (dtype, shape) in self.shapes(with_label=False).items()
+    }
+
+  def parse(self, serialized: tf.Tensor, with_label: bool = True,
+            with_negatives: bool = False) -> Dict[str, tf.Tensor]:
+    """Parses a batch of serialized ``tf.Example`` strings."""
+    return tf.io.parse_example(serialized, self.parsing_spec(with_label, with_negatives))
+
+  def encode(self, features: Mapping[str, object]) -> bytes:
+    """Serializes one example (a mapping of feature name to value) to ``tf.Example`` bytes.
+
+    Raises:
+      ValueError: a feature of the spec is missing or has the wrong length.
+    """
+    names = self.shapes(with_label=LABEL in features,
+                        with_negatives=NEGATIVES in features)
+    feature = {}
+    for name, (dtype, shape) in names.items():
+      if name not in features:
+        raise ValueError(f"example is missing feature {name!r}")
+      values = np.asarray(features[name]).reshape(-1)
+      expected = int(np.prod(shape)) if shape else 1
+      if values.size != expected:
+        raise ValueError(
+            f"feature {name!r} has {values.size} values, the spec wants {expected}")
+      if dtype == tf.int64:
+        feature[name] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=values.astype(np.int64)))
+      else:
+        feature[name] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=values.astype(np.float32)))
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString()
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSchema:
+  """What ``dasl-prepare`` writes to ``schema.json``: the feature spec plus vocabularies.
+
+  Attributes:
+    feature_spec: shapes of the example features.
+    num_users: user vocabulary size, reserved ids included.
+    num_items_a: domain A item vocabulary size, reserved ids included.
+    num_items_b: domain B item vocabulary size, reserved ids included.
+    user_num_columns: names of the numeric user features, in order.
+    user_cat_columns: names of the categorical user features, in order.
+    user_cat_vocab_sizes: vocabulary size of each categorical user feature.
+    item_num_columns: names of the numeric item features, in order.
+    item_cat_columns: names of the categorical item features, in order.
+    item_cat_vocab_sizes: vocabulary size of each categorical item feature.
+    domain_names: display names of domains A and B.
+    splits: split name -> list of shard paths relative to the dataset directory.
+  """
+  feature_spec: FeatureSpec = dataclasses.field(default_factory=FeatureSpec)
+  num_users: int = NUM_RESERVED_IDS
+  num_items_a: int = NUM_RESERVED_IDS
+  num_items_b: int = NUM_RESERVED_IDS
+  user_num_columns: Tuple[str, ...] = ()
+  user_cat_columns: Tuple[str, ...] = ()
+  user_cat_vocab_sizes: Tuple[int, ...] = ()
+  item_num_columns: Tuple[str, ...] = ()
+  item_cat_columns: Tuple[str, ...] = ()
+  item_cat_vocab_sizes: Tuple[int, ...] = ()
+  domain_names: Tuple[str, str] = ("A", "B")
+  splits: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "DatasetSchema":
+    values = json.loads(text)
+    spec = FeatureSpec(**values.pop("feature_spec"))
+    tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
+    splits = {k: tuple(v) for k, v in values.pop("splits", {}).items()}
+    values.update(tuples)
+    values["splits"] = splits
+    return cls(feature_spec=spec, **values)
+
+  @classmethod
+  def load(cls, data_dir: str) -> "DatasetSchema":
+    """Reads ``<data_dir>/schema.json``, naming the path in any error."""
+    path = os.path.join(data_dir, SCHEMA_FILE)
+    try:
+      with tf.io.gfile.GFile(path) as f:
+        return cls.from_json(f.read())
+    except tf.errors.NotFoundError as e:
+      raise FileNotFoundError(
+          f"{path} not found: is {data_dir!r} an output directory of dasl-prepare?") from e
+    except (ValueError, TypeError, KeyError) as e:
+      raise ValueError(f"{path} is not a valid dasl_tf schema: {e}") from e
+
+  def save(self, data_dir: str) -> None:
+    with tf.io.gfile.GFile(os.path.join(data_dir, SCHEMA_FILE), "w") as f:
+      f.write(self.to_json() + "\n")
+
+  def model_config(self, **overrides) -> config_lib.ModelConfig:
+    """A :class:`ModelConfig` whose vocabulary and feature sizes match this dataset."""
+    values = dict(
+        num_users=self.num_users,
+        num_items_a=self.num_items_a,
+        num_items_b=self.num_items_b,
+        history_length=self.feature_spec.history_length,
+        user_num_dim=self.feature_spec.user_num_dim,
+        user_cat_vocab_sizes=tuple(self.user_cat_vocab_sizes),
+        item_num_dim=self.feature_spec.item_num_dim,
+        item_cat_vocab_sizes=tuple(self.item_cat_vocab_sizes),
+    )
+    values.update(overrides)
+    return config_lib.ModelConfig(**values)
+
+
+def feature_spec_for(model_config: config_lib.ModelConfig,
+                     num_negatives: int = 0) -> FeatureSpec:
+  """The feature spec a model built from ``model_config`` reads."""
+  return FeatureSpec(
+      history_length=model_config.history_length,
+      user_num_dim=model_config.user_num_dim,
+      user_cat_dim=len(model_config.user_cat_vocab_sizes),
+      item_num_dim=model_config.item_num_dim,
+      item_cat_dim=len(model_config.item_cat_vocab_sizes),
+      num_negatives=num_negatives)
+
+
+def pad_history(items: Sequence[int], history_length: int) -> np.ndarray:
+  """The last ``history_length`` ids of ``items``, left-padded with :data:`PAD_ID`."""
+  out = np.zeros(history_length, dtype=np.int64)
+  tail = list(items)[-history_length:] if history_length else []
+  if tail:
+    out[history_length - len(tail):] = tail
+  return out

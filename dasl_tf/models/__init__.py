@@ -1,0 +1,7 @@
+"""dasl_tf models: DASL with its ablations, and the paper's baselines.
+
+:func:`build_model` makes the model a :class:`~dasl_tf.config.ModelConfig`
+names in its ``variant``.
+"""
+from dasl_tf.models.base import CrossDomainRanker
+from dasl_tf.models.registry import build_model, register, variants

@@ -1,0 +1,101 @@
+"""The two-headed ranking model every dasl_tf model (DASL, ablations, baselines) derives from.
+
+A subclass implements one method, :meth:`CrossDomainRanker.head_logits`: score
+``C`` candidate items per example with head A (items of domain A) and head B
+(items of domain B). This base class turns it into
+
+* ``call(features)``: the logits of the example's target item under both heads,
+* :meth:`score_candidates`: each example's candidates scored by the head of its
+  own domain (HR@K evaluation, the ``recommend`` serving signature),
+* :meth:`predict_ctr`: named click probabilities for serving,
+* ``compute_loss``: one ``tfrs.tasks.Ranking`` per head, each on the examples
+  of its domain, both in the same step; regularisation losses of the layers
+  (orthogonality, dual embedding, reconstruction) are added by ``tfrs.Model``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras
+
+from dasl_tf import config as config_lib
+from dasl_tf import features as F
+
+
+def _ranking_task(head: str) -> tfrs.tasks.Ranking:
+  return tfrs.tasks.Ranking(
+      loss=tf_keras.losses.BinaryCrossentropy(
+          from_logits=True, reduction=tf_keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
+      metrics=[tf_keras.metrics.AUC(name=f"auc_{head}", from_logits=True)],
+      loss_metrics=[tf_keras.metrics.Mean(name=f"loss_{head}")],
+      name=f"ranking_{head}")
+
+
+class CrossDomainRanker(tfrs.Model):
+  """Base class of two-headed cross-domain CTR models.
+
+  Args:
+    config: the model's :class:`~dasl_tf.config.ModelConfig`.
+    name: Keras name of the model.
+  """
+
+  def __init__(self, config: config_lib.ModelConfig, name: str = None, **kwargs):
+    super().__init__(name=name or config.variant, **kwargs)
+    self.model_config = config
+    self.task_a = _ranking_task("a")
+    self.task_b = _ranking_task("b")
+
+  def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                  training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Scores candidates with both heads.
+
+    Args:
+      features: a batch of model inputs (see :mod:`dasl_tf.features`).
+      candidates: int64 ``[batch, C]`` item indices. Head A reads them in domain
+        A's vocabulary, head B in domain B's.
+      training: whether dropout and similar layers run in training mode.
+
+    Returns:
+      ``(logits_a, logits_b)``, each float32 ``[batch, C]``.
+    """
+    raise NotImplementedError
+
+  def call(self, features: Dict[str, tf.Tensor], training: bool = False
+           ) -> Dict[str, tf.Tensor]:
+    logits_a, logits_b = self.head_logits(
+        features, tf.expand_dims(features[F.ITEM_ID], 1), training=training)
+    return {"logit_a": logits_a[:, 0], "logit_b": logits_b[:, 0]}
+
+  def score_candidates(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                       training: bool = False) -> tf.Tensor:
+    """Logits ``[batch, C]`` of each example's candidates, by the head of its domain."""
+    logits_a, logits_b = self.head_logits(features, candidates, training=training)
+    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)[:, None]
+    return tf.where(in_a, logits_a, logits_b)
+
+  def predict_ctr(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Click probabilities: ``ctr_a``/``ctr_b`` per head, ``ctr`` by the example's own domain."""
+    logits = self(features, training=False)
+    ctr_a = tf.sigmoid(logits["logit_a"])
+    ctr_b = tf.sigmoid(logits["logit_b"])
+    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
+    return {"ctr_a": ctr_a, "ctr_b": ctr_b, "ctr": tf.where(in_a, ctr_a, ctr_b)}
+
+  def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+    features, labels = inputs
+    logits = self(features, training=training)
+    weight_a = tf.cast(tf.equal(features[F.DOMAIN], F.DOMAIN_A), tf.float32)
+    loss_a = self.task_a(labels=labels, predictions=logits["logit_a"],
+                         sample_weight=weight_a, training=training)
+    loss_b = self.task_b(labels=labels, predictions=logits["logit_b"],
+                         sample_weight=1.0 - weight_a, training=training)
+    return loss_a + loss_b
+
+  def get_config(self):
+    return {"config": self.model_config.to_dict(), "name": self.name}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config_lib.ModelConfig.from_dict(config["config"]), name=config.get("name"))

@@ -1,0 +1,51 @@
+"""Packaging for dasl_tf: the library, its batch pipelines and its serving tools."""
+import setuptools
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.16.2",
+    "tf-keras==2.16.0",
+    "tensorflow-recommenders==0.7.7",
+    "tensorflow-io==0.37.1",
+    "tensorflow-serving-api==2.16.1",
+    "numpy==1.26.4",
+    "protobuf==4.25.9",
+    "absl-py",
+    "scipy",
+    "pyarrow==25.0.1",
+    "matplotlib",
+]
+
+EXTRAS_REQUIRE = {
+    "beam": ["apache-beam==2.77.0", "google-crc32c"],
+    "dev": ["pytest", "hypothesis"],
+}
+
+setuptools.setup(
+    name="dasl_tf",
+    version="0.1.0",
+    description="Dual Attentive Sequential Learning (KDD'21) for cross-domain CTR prediction, "
+    "as TensorFlow/Keras layers, batch pipelines and a TensorFlow Serving export.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["dasl_tf*", "pipelines*", "serving*"]),
+    package_data={"serving": ["*.config", "*.txt", "*.yml"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "dasl-prepare=pipelines.prepare:main",
+            "dasl-train=pipelines.train:main",
+            "dasl-export=serving.export:main",
+            "dasl-experiment=pipelines.experiment:main",
+            "dasl-demo=pipelines.demo:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
