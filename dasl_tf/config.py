@@ -153,6 +153,8 @@ class TrainConfig(_JsonMixin):
     clipnorm: gradient clipping by norm (0 disables it).
     epochs: maximum number of epochs; training may stop earlier (early stopping).
     steps_per_epoch: steps per epoch, or 0 for one pass over the training data.
+    train_steps: total training steps (TFX ``train_steps``), or 0 to train for
+      ``epochs`` epochs; when set, the data repeats and ``epochs`` is derived.
     eval_steps: evaluation steps, or 0 for the whole evaluation split.
     early_stopping_patience: epochs without improvement of the monitored metric.
     monitor: metric watched by early stopping and best-checkpoint selection.
@@ -165,6 +167,7 @@ class TrainConfig(_JsonMixin):
   clipnorm: float = 1.0
   epochs: int = 20
   steps_per_epoch: int = 0
+  train_steps: int = 0
   eval_steps: int = 0
   early_stopping_patience: int = 2
   monitor: str = "val_auc"

@@ -1,0 +1,76 @@
+"""A multi-layer perceptron: the encoders, decoders and prediction heads of DASL."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+import tf_keras
+
+
+@tf_keras.utils.register_keras_serializable(package="dasl_tf")
+class MLP(tf_keras.layers.Layer):
+  """Dense ReLU layers, optional dropout, then a linear output layer.
+
+  ``y = W_L · relu(... relu(W_1 x + b_1) ...) + b_L``, applied to the last axis,
+  so any leading shape works (``[batch, d]``, ``[batch, C, d]``, ...).
+
+  Example:
+    >>> mlp = MLP(hidden_units=(16,), output_units=1)
+    >>> mlp(tf.zeros([4, 3, 8])).shape
+    TensorShape([4, 3, 1])
+
+  Args:
+    hidden_units: sizes of the hidden ReLU layers (may be empty: a linear map).
+    output_units: size of the linear output layer.
+    dropout: dropout rate after each hidden layer, in ``[0, 1)``.
+    l2: L2 penalty on every kernel.
+
+  Input shape: ``[..., d_in]``. Output shape: ``[..., output_units]``.
+
+  Raises:
+    ValueError: a size is not positive or the dropout rate is outside ``[0, 1)``.
+  """
+
+  def __init__(self, hidden_units: Sequence[int], output_units: int,
+               dropout: float = 0.0, l2: float = 0.0, **kwargs):
+    super().__init__(**kwargs)
+    hidden_units = tuple(int(u) for u in hidden_units)
+    if any(u <= 0 for u in hidden_units) or output_units <= 0:
+      raise ValueError(
+          f"MLP sizes must be positive, got hidden_units={hidden_units}, "
+          f"output_units={output_units}")
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"MLP dropout must be in [0, 1), got {dropout}")
+    if l2 < 0:
+      raise ValueError(f"MLP l2 must be >= 0, got {l2}")
+    self.hidden_units = hidden_units
+    self.output_units = int(output_units)
+    self.dropout = float(dropout)
+    self.l2 = float(l2)
+
+  def build(self, input_shape):
+    regularizer = tf_keras.regularizers.L2(self.l2) if self.l2 else None
+    self._hidden = [
+        tf_keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
+                              name=f"hidden_{i}")
+        for i, units in enumerate(self.hidden_units)
+    ]
+    self._dropouts = [tf_keras.layers.Dropout(self.dropout) for _ in self.hidden_units
+                     ] if self.dropout else []
+    self._output = tf_keras.layers.Dense(self.output_units, kernel_regularizer=regularizer,
+                                         name="output")
+    super().build(input_shape)
+
+  def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    x = inputs
+    for i, dense in enumerate(self._hidden):
+      x = dense(x)
+      if self._dropouts:
+        x = self._dropouts[i](x, training=training)
+    return self._output(x)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(hidden_units=list(self.hidden_units), output_units=self.output_units,
+                  dropout=self.dropout, l2=self.l2)
+    return config

@@ -1,0 +1,194 @@
+"""DASL (paper section 3) and its ablations DASL-DE, DASL-DA and Single-Domain (section 5.2)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import tf_keras
+
+from dasl_tf import config as config_lib
+from dasl_tf import features as F
+from dasl_tf.layers import autoencoder
+from dasl_tf.layers.autoencoder import FeatureAutoencoder
+from dasl_tf.layers.dual_attention import DualAttention, JOINT, OWN, SEPARATE
+from dasl_tf.layers.dual_embedding import DualEmbedding
+from dasl_tf.layers.mlp import MLP
+from dasl_tf.layers.sequence import SequenceEncoder
+from dasl_tf.models.base import CrossDomainRanker
+from dasl_tf.models.registry import register
+
+DOMAINS = (F.DOMAIN_A, F.DOMAIN_B)
+_HISTORIES = (F.HIST_A, F.HIST_B)
+_SUFFIX = ("a", "b")
+
+
+def attention_mode(config: config_lib.ModelConfig) -> str:
+  """The :class:`DualAttention` mode of a variant: joint (DASL, DASL-DE), separate, or own."""
+  if config.dual_attention:
+    return JOINT
+  return SEPARATE if config.dual_embedding else OWN
+
+
+@tf_keras.utils.register_keras_serializable(package="dasl_tf")
+@register("dasl", "dasl_de", "dasl_da", "single_domain")
+class DASL(CrossDomainRanker):
+  """Dual Attentive Sequential Learning: two heads, one per domain, trained together.
+
+  For each example the user context is computed once:
+
+  * ``u_A``, ``u_B``: the user's latent embedding in each domain, each from its
+    own :class:`FeatureAutoencoder` over the user's id and side features (3.1);
+  * ``X u_A`` and ``X^T u_B`` from :class:`DualEmbedding` with its losses
+    eq. (1)-(2) over overlap users (both histories non-empty) and the
+    orthogonality penalty (3.2);
+  * per domain D, the item embeddings of the history (the domain's item
+    autoencoder on ids), a :class:`SequenceEncoder` GRU over them (3.3) giving
+    per-step outputs ``R_D`` and final state ``h_D``.
+
+  Then for C candidates per example, each head D (own domain D, other domain
+  D') embeds the candidates with domain D's item autoencoder ``c_D``, attends
+  with :class:`DualAttention` (eq. 6-7, query ``c_D`` over ``(R_D ; R_D')``)
+  and scores
+
+    logit_D = MLP_D([u_D ; map(u_D') ; h_D ; h_D' ; Att_D ; c_D])
+
+  with ``map(u_B) = X^T u_B`` for head A and ``map(u_A) = X u_A`` for head B.
+  Ablations (``config.variant``):
+
+  * ``dasl_de``: no Dual Embedding (no ``map(u_D')``, no dual losses);
+  * ``dasl_da``: attention per domain, two softmaxes, outputs concatenated;
+  * ``single_domain``: neither, and each head sees its own domain only
+    (no ``h_D'``, no records of D').
+
+  Losses: the two ``tfrs.tasks.Ranking`` losses (each head on the examples of
+  its domain) plus, through ``self.losses``, the dual-embedding, orthogonality,
+  reconstruction and L2 terms with the weights of the config.
+
+  The target item's side features (``item_num``, ``item_cat``) feed the item
+  autoencoder of the target's domain in ``call``; candidates scored by
+  :meth:`score_candidates` and history items are encoded from their ids (side
+  features zero-filled), since the examples carry side features of the target only.
+
+  Args:
+    config: the model's :class:`~dasl_tf.config.ModelConfig`.
+    name: Keras name of the model (defaults to the variant).
+
+  Raises:
+    ValueError: a vocabulary is smaller than the reserved ids or the variant is
+      not a DASL variant.
+  """
+
+  def __init__(self, config: config_lib.ModelConfig, name: Optional[str] = None, **kwargs):
+    if config.variant not in config_lib.VARIANTS:
+      raise ValueError(f"DASL: variant must be one of {config_lib.VARIANTS}, "
+                       f"got {config.variant!r}")
+    for field in ("num_users", "num_items_a", "num_items_b"):
+      if getattr(config, field) < F.NUM_RESERVED_IDS:
+        raise ValueError(
+            f"DASL: ModelConfig.{field}={getattr(config, field)} is smaller than the "
+            f"{F.NUM_RESERVED_IDS} reserved ids; take vocabulary sizes from schema.json")
+    super().__init__(config, name=name, **kwargs)
+    self.single_domain = not (config.dual_embedding or config.dual_attention)
+    item_vocab = (config.num_items_a, config.num_items_b)
+    self.user_autoencoders = [
+        FeatureAutoencoder(
+            config.num_users, config.embedding_dim, config.user_num_dim,
+            config.user_cat_vocab_sizes, config.autoencoder_units,
+            reconstruction_weight=config.reconstruction_weight, l2=config.l2,
+            oov_id=F.OOV_ID, name=f"user_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
+    self.item_autoencoders = [
+        FeatureAutoencoder(
+            item_vocab[d], config.embedding_dim, config.item_num_dim,
+            config.item_cat_vocab_sizes, config.autoencoder_units,
+            reconstruction_weight=config.reconstruction_weight, l2=config.l2,
+            oov_id=F.OOV_ID, name=f"item_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
+    self.sequence_encoders = [
+        SequenceEncoder(config.gru_units, name=f"sequence_encoder_{_SUFFIX[d]}") for d in DOMAINS]
+    self.dual_embedding = DualEmbedding(
+        config.dual_embedding_weight, config.orthogonality_weight,
+        name="dual_embedding") if config.dual_embedding else None
+    self.dual_attention = DualAttention(config.attention_dim, mode=attention_mode(config),
+                                        name="dual_attention")
+    self.heads = [
+        MLP(config.hidden_units, 1, dropout=config.dropout, l2=config.l2,
+            name=f"head_{_SUFFIX[d]}") for d in DOMAINS]
+
+  def call(self, features: Dict[str, tf.Tensor], training: bool = False
+           ) -> Dict[str, tf.Tensor]:
+    """Logits of the target item under both heads, the target's side features included."""
+    target = tf.expand_dims(features[F.ITEM_ID], 1)
+    logits_a, logits_b = self._logits(
+        features, target, self._target_side_features(features), training)
+    return {"logit_a": logits_a[:, 0], "logit_b": logits_b[:, 0]}
+
+  def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                  training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Scores ``[batch, C]`` candidates (encoded from their ids) with both heads."""
+    return self._logits(features, candidates, (None, None), training)
+
+  def _logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+              candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
+              training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+    contexts, records, masks = self._user_context(features, training)
+    candidate_embeddings = []
+    for d in DOMAINS:
+      inputs = {autoencoder.ID: candidates}
+      inputs.update(candidate_side_features[d] or {})
+      candidate_embeddings.append(self.item_autoencoders[d](inputs))
+    attended = self.dual_attention({
+        "query_a": candidate_embeddings[0], "query_b": candidate_embeddings[1],
+        "records_a": records[0], "records_b": records[1],
+        "mask_a": masks[0], "mask_b": masks[1]})
+    num_candidates = tf.shape(candidates)[1]
+    logits = []
+    for d in DOMAINS:
+      context = tf.repeat(tf.expand_dims(contexts[d], 1), num_candidates, axis=1)
+      head_input = tf.concat([context, attended[d], candidate_embeddings[d]], axis=-1)
+      logits.append(tf.squeeze(self.heads[d](head_input, training=training), -1))
+    return logits[0], logits[1]
+
+  def _user_context(self, features: Dict[str, tf.Tensor], training: bool
+                    ) -> Tuple[List[tf.Tensor], List[tf.Tensor], List[tf.Tensor]]:
+    """Per domain: the candidate-independent head input, the GRU records and their mask."""
+    masks, records, states = [], [], []
+    for d in DOMAINS:
+      history = features[_HISTORIES[d]]
+      mask = tf.not_equal(history, F.PAD_ID)
+      outputs, state = self.sequence_encoders[d](
+          self.item_autoencoders[d](history), mask=mask, training=training)
+      masks.append(mask)
+      records.append(outputs)
+      states.append(state)
+    user_inputs = {autoencoder.ID: features[F.USER_ID]}
+    if F.USER_NUM in features:
+      user_inputs[autoencoder.NUMERIC] = features[F.USER_NUM]
+    if F.USER_CAT in features:
+      user_inputs[autoencoder.CATEGORICAL] = features[F.USER_CAT]
+    users = [self.user_autoencoders[d](user_inputs) for d in DOMAINS]
+    contexts = [[users[d]] for d in DOMAINS]
+    if self.dual_embedding is not None:
+      overlap = tf.reduce_any(masks[0], axis=1) & tf.reduce_any(masks[1], axis=1)
+      a_to_b, b_to_a = self.dual_embedding((users[0], users[1], overlap))
+      contexts[0].append(b_to_a)
+      contexts[1].append(a_to_b)
+    for d in DOMAINS:
+      contexts[d].append(states[d])
+      if not self.single_domain:
+        contexts[d].append(states[1 - d])
+    return [tf.concat(parts, axis=-1) for parts in contexts], records, masks
+
+  def _target_side_features(self, features: Dict[str, tf.Tensor]
+                            ) -> Tuple[Optional[Dict[str, tf.Tensor]], ...]:
+    """Per domain, the target's side features ``[batch, 1, ...]`` weighted to its own domain."""
+    side = {}
+    if F.ITEM_NUM in features:
+      side[autoencoder.NUMERIC] = tf.expand_dims(features[F.ITEM_NUM], 1)
+    if F.ITEM_CAT in features:
+      side[autoencoder.CATEGORICAL] = tf.expand_dims(features[F.ITEM_CAT], 1)
+    if not side:
+      return (None, None)
+    per_domain = []
+    for d in DOMAINS:
+      in_domain = tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32)
+      per_domain.append(dict(side, **{autoencoder.SAMPLE_WEIGHT: in_domain[:, None]}))
+    return tuple(per_domain)

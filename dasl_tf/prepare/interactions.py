@@ -1,0 +1,136 @@
+"""Cleaning of raw logs and the merged, per-user chronological table of both domains.
+
+Cleaning (per domain) drops, and counts by reason:
+  missing_id          empty user or item id
+  missing_rating      empty rating / label cell
+  invalid_rating      rating <= 0 (e.g. Ciao's rating 0), or a label not in {0, 1}
+  missing_timestamp   empty time cell
+  duplicate           a repeated (user, item) pair; the earliest record is kept
+
+The merged table sorts every record by ``(user, time, domain, row in file)``:
+time ties are broken stably, first by domain and then by file order.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Tuple
+
+import numpy as np
+
+from dasl_tf.features import DOMAIN_A, DOMAIN_B
+from dasl_tf.prepare import vocab as vocab_lib
+from dasl_tf.prepare.config import PrepareConfig, PrepareError
+from dasl_tf.prepare.readers import RawLog
+
+DROP_REASONS = ("missing_id", "missing_rating", "invalid_rating", "missing_timestamp",
+                "duplicate")
+
+
+@dataclasses.dataclass
+class CleanLog:
+  """One domain's valid, de-duplicated records, in file order.
+
+  Attributes:
+    user: raw user ids, str [N].
+    item: raw item ids, str [N].
+    label: 1.0 = click, float32 [N].
+    timestamp: float64 [N].
+    dropped: rows dropped per reason of :data:`DROP_REASONS`.
+  """
+  user: np.ndarray
+  item: np.ndarray
+  label: np.ndarray
+  timestamp: np.ndarray
+  dropped: Dict[str, int]
+
+
+def clean(log: RawLog, label_threshold: float) -> CleanLog:
+  """Drops invalid and duplicate rows of one domain and labels the rest."""
+  missing_id = (np.char.str_len(log.user.astype(str)) == 0) | (
+      np.char.str_len(log.item.astype(str)) == 0)
+  missing_rating = ~missing_id & np.isnan(log.rating)
+  if log.is_label:
+    bad_value = ~np.isin(log.rating, (0.0, 1.0))
+  else:
+    bad_value = ~(log.rating > 0)
+  invalid_rating = ~missing_id & ~missing_rating & bad_value
+  missing_timestamp = ~missing_id & ~missing_rating & ~invalid_rating & np.isnan(log.timestamp)
+  valid = ~(missing_id | missing_rating | invalid_rating | missing_timestamp)
+  rows = np.flatnonzero(valid)
+  # Keep the earliest record of each (user, item): sort by pair, then time, then row.
+  _, user_code = vocab_lib.build(log.user[rows])
+  _, item_code = vocab_lib.build(log.item[rows])
+  order = np.lexsort((rows, log.timestamp[rows], item_code, user_code))
+  first = np.ones(len(order), dtype=bool)
+  first[1:] = ((user_code[order][1:] != user_code[order][:-1])
+               | (item_code[order][1:] != item_code[order][:-1]))
+  keep = np.sort(rows[order[first]])
+  label = (log.rating[keep] if log.is_label else log.rating[keep] >= label_threshold)
+  dropped = {
+      "missing_id": int(missing_id.sum()),
+      "missing_rating": int(missing_rating.sum()),
+      "invalid_rating": int(invalid_rating.sum()),
+      "missing_timestamp": int(missing_timestamp.sum()),
+      "duplicate": int(len(rows) - len(keep)),
+  }
+  return CleanLog(log.user[keep], log.item[keep], label.astype(np.float32),
+                  log.timestamp[keep], dropped)
+
+
+@dataclasses.dataclass
+class Interactions:
+  """Both domains' records as vocabulary indices, grouped by user in time order.
+
+  Records of user ``u`` are rows ``offsets[k]:offsets[k+1]`` where
+  ``users[k] == u``; within a user they are sorted by time (stable ties).
+
+  Attributes:
+    user: user index, int64 [N].
+    item: item index in the vocabulary of its domain, int64 [N].
+    domain: 0 = A, 1 = B, int64 [N].
+    label: float32 [N].
+    timestamp: float64 [N].
+    offsets: start of each user's rows, plus N at the end, int64 [U + 1].
+    user_vocab: the user vocabulary (both domains).
+    item_vocabs: the item vocabularies of domains A and B.
+  """
+  user: np.ndarray
+  item: np.ndarray
+  domain: np.ndarray
+  label: np.ndarray
+  timestamp: np.ndarray
+  offsets: np.ndarray
+  user_vocab: vocab_lib.Vocabulary
+  item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary]
+
+  def rows_of(self, k: int) -> slice:
+    """Rows of the k-th user present (in user-index order)."""
+    return slice(self.offsets[k], self.offsets[k + 1])
+
+
+def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactions:
+  """Builds the vocabularies and the merged, sorted table of both domains.
+
+  Raises:
+    PrepareError: a domain has no valid record left.
+  """
+  for log, name, path in ((log_a, "A", config.input_a or config.input),
+                          (log_b, "B", config.input_b or config.input)):
+    if len(log.user) == 0:
+      raise PrepareError(f"domain {name} ({path}) has no valid record "
+                         f"(dropped: {log.dropped})")
+  user_vocab, user = vocab_lib.build(np.concatenate([log_a.user, log_b.user]))
+  vocab_a, item_a = vocab_lib.build(log_a.item, config.min_item_count)
+  vocab_b, item_b = vocab_lib.build(log_b.item, config.min_item_count)
+  n_a = len(log_a.user)
+  item = np.concatenate([item_a, item_b])
+  domain = np.concatenate([np.full(n_a, DOMAIN_A), np.full(len(log_b.user), DOMAIN_B)])
+  label = np.concatenate([log_a.label, log_b.label])
+  timestamp = np.concatenate([log_a.timestamp, log_b.timestamp])
+  row = np.arange(len(user))
+  order = np.lexsort((row, domain, timestamp, user))
+  user = user[order]
+  starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+  offsets = np.append(starts, len(user)).astype(np.int64)
+  return Interactions(user, item[order], domain[order].astype(np.int64), label[order],
+                      timestamp[order], offsets, user_vocab, (vocab_a, vocab_b))

@@ -1,0 +1,342 @@
+"""Readers of raw interaction logs, one per input format, into one columnar form.
+
+Every reader returns a :class:`RawLog`: raw ids as strings (ids are never
+re-typed, so ``007`` stays ``007``), ratings (or 0/1 clicks) and times as
+float64, in file order. Bad input raises :class:`PrepareError` naming the file
+and, where one exists, the line (text formats) or row (Parquet, ``.mat``).
+
+Formats:
+  csv / tsv     header row; columns named by the ``*_column`` flags.
+  parquet       columns named by the ``*_column`` flags.
+  amazon_csv    Amazon ratings: ``item,user,rating,timestamp``, no header.
+  amazon_json   Amazon reviews, JSON lines (``.json`` or ``.json.gz``):
+                ``reviewerID, asin, overall, unixReviewTime``.
+  douban        ``ratings.dat``: ``user<TAB>item<TAB>rating[<TAB>time]``, no header.
+  mat           Ciao / Epinions ``.mat``: rows of
+                ``user, item, category, rating, helpfulness[, time]``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import gzip
+import io
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from dasl_tf.prepare.config import PrepareConfig, PrepareError
+
+_AMAZON_CSV_COLUMNS = ("item", "user", "rating", "timestamp")
+_AMAZON_JSON_FIELDS = ("reviewerID", "asin", "overall", "unixReviewTime")
+_DOUBAN_COLUMNS = ("user", "item", "rating", "timestamp")
+_MAT_COLUMNS = ("user", "item", "category", "rating", "helpfulness", "timestamp")
+
+
+@dataclasses.dataclass
+class RawLog:
+  """One domain's log as read, before cleaning.
+
+  Attributes:
+    source: the file(s) it came from, for messages.
+    user: raw user ids, str [N].
+    item: raw item ids, str [N].
+    rating: ratings, or 0/1 clicks when ``is_label``, float64 [N].
+    timestamp: event times, float64 [N]; the row number when ``file_order``.
+    is_label: ``rating`` holds 0/1 clicks rather than ratings.
+    file_order: the input had no time column; row order stands in for time.
+    category: category per row for single-file multi-category inputs, else None.
+  """
+  source: str
+  user: np.ndarray
+  item: np.ndarray
+  rating: np.ndarray
+  timestamp: np.ndarray
+  is_label: bool = False
+  file_order: bool = False
+  category: Optional[np.ndarray] = None
+
+  def __len__(self) -> int:
+    return len(self.user)
+
+  def select(self, rows: np.ndarray, source: str) -> "RawLog":
+    """The rows selected by a boolean mask, as a log of its own."""
+    return RawLog(source, self.user[rows], self.item[rows], self.rating[rows],
+                  self.timestamp[rows], self.is_label, self.file_order, None)
+
+
+@dataclasses.dataclass
+class Table:
+  """String columns of one file, with how to name a row in a message.
+
+  Attributes:
+    path: the file.
+    columns: column name -> str values [N] (null cells are empty strings).
+    first_line: line number of the first data row (0 = rows are not lines).
+  """
+  path: str
+  columns: Dict[str, np.ndarray]
+  first_line: int
+
+  def where(self, row: int) -> str:
+    if self.first_line:
+      return f"{self.path}:{self.first_line + row}"
+    return f"{self.path} (row {row})"
+
+  def column(self, name: str) -> np.ndarray:
+    if name not in self.columns:
+      raise PrepareError(f"{self.path}: no column {name!r} (columns: {', '.join(self.columns)})")
+    return self.columns[name]
+
+  def numbers(self, name: str) -> np.ndarray:
+    """A column as float64; a non-numeric cell is an error naming its line."""
+    return to_float(self.column(name), name, self.where)
+
+
+def to_float(values: np.ndarray, name: str, where) -> np.ndarray:
+  """Converts strings to float64; empty cells become NaN, text is an error.
+
+  Args:
+    values: str [N].
+    name: column name, for the message.
+    where: row index -> "file:line" text.
+
+  Raises:
+    PrepareError: a cell is not a number.
+  """
+  array = pa.array(values, type=pa.string())
+  blank = pc.equal(pc.utf8_trim_whitespace(array), "")
+  cleaned = pc.if_else(blank, pa.scalar(None, pa.string()), array)
+  try:
+    return pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False)
+  except (pa.ArrowInvalid, ValueError):
+    for row, value in enumerate(values):
+      if value.strip():
+        try:
+          float(value)
+        except ValueError:
+          raise PrepareError(
+              f"{where(row)}: column {name!r} must be numeric, got {value!r}") from None
+    raise
+
+
+def expand(pattern: str) -> List[str]:
+  """Files matching a path or glob, sorted; an error when none exists."""
+  files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+  files = [f for f in files if os.path.isfile(f)]
+  if not files:
+    raise PrepareError(f"input not found: {pattern!r} matches no file")
+  return files
+
+
+def _open_text(path: str):
+  if path.endswith(".gz"):
+    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+  return open(path, encoding="utf-8", newline="")
+
+
+def _first_row(path: str, delimiter: str) -> List[str]:
+  """The first row of a delimited file (its header, or its first record)."""
+  try:
+    with _open_text(path) as f:
+      row = next(csv.reader(f, delimiter=delimiter), None)
+  except (OSError, EOFError, UnicodeDecodeError) as e:
+    raise PrepareError(f"{path}: cannot read ({e})") from e
+  if not row:
+    raise PrepareError(f"{path}: empty file")
+  return [name.strip() for name in row]
+
+
+def read_delimited(path: str, delimiter: str, column_names: Optional[Sequence[str]] = None
+                  ) -> Table:
+  """Reads a (possibly gzipped) delimited text file with every column as strings.
+
+  Args:
+    path: the file; ``.gz`` files are decompressed.
+    delimiter: field separator.
+    column_names: names of a header-less file's columns (missing trailing
+      columns are allowed); None when the file has a header row.
+  """
+  first = _first_row(path, delimiter)
+  if column_names:
+    header = list(column_names)[:len(first)]
+    read_options = pa_csv.ReadOptions(column_names=header)
+  else:
+    header = first
+    read_options = pa_csv.ReadOptions(column_names=header, skip_rows=1)
+  try:
+    table = pa_csv.read_csv(
+        path, read_options=read_options,
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=False))
+  except (pa.ArrowInvalid, OSError, EOFError) as e:
+    raise PrepareError(f"{path}: cannot parse as {'headerless ' if column_names else ''}"
+                       f"delimited text ({e})") from e
+  return Table(path, {name: _strings(table.column(name)) for name in header},
+               first_line=1 if column_names else 2)
+
+
+def _strings(column) -> np.ndarray:
+  return np.asarray(pc.fill_null(column.cast(pa.string()), "").to_numpy(zero_copy_only=False),
+                    dtype=object)
+
+
+def read_parquet(path: str) -> Table:
+  """Reads a Parquet file with every column cast to strings."""
+  try:
+    table = pq.read_table(path)
+  except (pa.ArrowInvalid, OSError) as e:
+    raise PrepareError(f"{path}: cannot read as Parquet ({e})") from e
+  return Table(path, {name: _strings(table.column(name)) for name in table.column_names},
+               first_line=0)
+
+
+def read_json_lines(path: str, fields: Sequence[str]) -> Table:
+  """Reads the named fields of a (possibly gzipped) JSON-lines file."""
+  values = {field: [] for field in fields}
+  try:
+    with _open_text(path) as f:
+      for line_number, line in enumerate(f, start=1):
+        if not line.strip():
+          continue
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise PrepareError(f"{path}:{line_number}: not valid JSON ({e})") from e
+        for field in fields:
+          if field not in record:
+            raise PrepareError(f"{path}:{line_number}: record has no field {field!r}")
+          values[field].append(str(record[field]))
+  except (OSError, EOFError, UnicodeDecodeError) as e:
+    raise PrepareError(f"{path}: cannot read ({e})") from e
+  return Table(path, {k: np.asarray(v, dtype=object) for k, v in values.items()}, first_line=1)
+
+
+def read_mat(path: str) -> Table:
+  """Reads a Ciao / Epinions rating matrix (``rating`` variable of a ``.mat`` file)."""
+  import scipy.io  # pylint: disable=g-import-not-at-top
+
+  try:
+    contents = scipy.io.loadmat(path)
+  except (ValueError, OSError, TypeError) as e:
+    raise PrepareError(f"{path}: cannot read as a MATLAB .mat file ({e})") from e
+  arrays = {k: v for k, v in contents.items()
+            if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2}
+  if "rating" in arrays:
+    matrix = arrays["rating"]
+  elif len(arrays) == 1:
+    matrix = next(iter(arrays.values()))
+  else:
+    raise PrepareError(f"{path}: expected a 'rating' matrix, found variables {sorted(arrays)}")
+  if matrix.shape[1] < 5:
+    raise PrepareError(f"{path}: the rating matrix has {matrix.shape[1]} columns; expected "
+                       f"{', '.join(_MAT_COLUMNS)}")
+  names = _MAT_COLUMNS[:min(matrix.shape[1], len(_MAT_COLUMNS))]
+  return Table(path, {name: matrix[:, k].astype(np.int64).astype(str).astype(object)
+                      for k, name in enumerate(names)}, first_line=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+  user: str
+  item: str
+  rating: str
+  label: str
+  timestamp: str
+  category: str
+
+
+def _columns_of(config: PrepareConfig) -> _Columns:
+  if config.format in ("csv", "tsv", "parquet"):
+    return _Columns(config.user_column, config.item_column, config.rating_column,
+                    config.label_column, config.timestamp_column, config.category_column)
+  if config.format == "amazon_json":
+    return _Columns("reviewerID", "asin", "overall", "", "unixReviewTime", "")
+  return _Columns("user", "item", "rating", "", "timestamp", "category")
+
+
+def read_table(path: str, file_format: str) -> Table:
+  """Reads one file of ``file_format`` into string columns."""
+  if file_format == "csv":
+    return read_delimited(path, ",")
+  if file_format == "tsv":
+    return read_delimited(path, "\t")
+  if file_format == "parquet":
+    return read_parquet(path)
+  if file_format == "amazon_csv":
+    return read_delimited(path, ",", _AMAZON_CSV_COLUMNS)
+  if file_format == "douban":
+    return read_delimited(path, "\t", _DOUBAN_COLUMNS)
+  if file_format == "amazon_json":
+    return read_json_lines(path, _AMAZON_JSON_FIELDS)
+  if file_format == "mat":
+    return read_mat(path)
+  raise PrepareError(f"unknown format {file_format!r}")
+
+
+def _log_of_table(table: Table, columns: _Columns, with_category: bool) -> RawLog:
+  user = table.column(columns.user)
+  item = table.column(columns.item)
+  if columns.rating in table.columns:
+    rating, is_label = table.numbers(columns.rating), False
+  elif columns.label and columns.label in table.columns:
+    rating, is_label = table.numbers(columns.label), True
+  else:
+    wanted = f"{columns.rating!r}" + (f" or {columns.label!r}" if columns.label else "")
+    raise PrepareError(f"{table.path}: no column {wanted} (columns: {', '.join(table.columns)})")
+  file_order = columns.timestamp not in table.columns
+  timestamp = (np.arange(len(user), dtype=np.float64) if file_order
+               else table.numbers(columns.timestamp))
+  category = table.column(columns.category) if with_category else None
+  return RawLog(table.path, user, item, rating, timestamp, is_label, file_order, category)
+
+
+def _concat(logs: Sequence[RawLog], source: str) -> RawLog:
+  if len(logs) == 1:
+    return dataclasses.replace(logs[0], source=source)
+  if len({(log.is_label, log.file_order) for log in logs}) > 1:
+    raise PrepareError(f"{source}: files differ in having a rating or time column")
+  offset = np.cumsum([0] + [len(log) for log in logs[:-1]])
+  timestamp = np.concatenate([log.timestamp + (off if log.file_order else 0)
+                              for log, off in zip(logs, offset)])
+  category = (np.concatenate([log.category for log in logs])
+              if logs[0].category is not None else None)
+  return RawLog(source, np.concatenate([log.user for log in logs]),
+                np.concatenate([log.item for log in logs]),
+                np.concatenate([log.rating for log in logs]), timestamp,
+                logs[0].is_label, logs[0].file_order, category)
+
+
+def read_log(pattern: str, config: PrepareConfig, with_category: bool = False) -> RawLog:
+  """Reads every file matching ``pattern`` (sorted) into one log, in file order."""
+  columns = _columns_of(config)
+  logs = [_log_of_table(read_table(path, config.format), columns, with_category)
+          for path in expand(pattern)]
+  return _concat(logs, pattern)
+
+
+def read_domains(config: PrepareConfig) -> Tuple[RawLog, RawLog]:
+  """Reads the logs of domains A and B, from two inputs or one split by category."""
+  if not config.input:
+    return read_log(config.input_a, config), read_log(config.input_b, config)
+  if config.format in ("amazon_csv", "amazon_json", "douban"):
+    raise PrepareError(f"--format={config.format} has no category column; give "
+                       "--input_a and --input_b")
+  log = read_log(config.input, config, with_category=True)
+  category = np.char.strip(log.category.astype(str))
+  logs = []
+  for name in (config.category_a, config.category_b):
+    rows = category == name
+    if not rows.any():
+      found = ", ".join(sorted(set(category.tolist()))[:20])
+      raise PrepareError(f"{config.input}: no rows of category {name!r} (categories: {found})")
+    logs.append(log.select(rows, f"{config.input} [category {name}]"))
+  return logs[0], logs[1]

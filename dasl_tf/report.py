@@ -1,0 +1,306 @@
+"""Human-readable evaluation: a Markdown report with PNG plots, and the experiment tables.
+
+:func:`write_report` writes ``<model_dir>/report/``:
+
+* ``report.md``: the evaluation metrics per domain and the run's accounting,
+* ``roc.png``: the ROC curve of each domain (each example scored by its own
+  domain's head),
+* ``training_curves.png``: per-head training and evaluation loss and AUC per epoch,
+* ``attention.png``: for a few evaluation examples, the Dual Attention weights
+  each head put on the records of both domains' histories (only for models
+  that expose ``attention_weights``; the report says so otherwise).
+
+:func:`summarize_runs` and :func:`experiment_table_markdown` turn many runs
+(variants x folds or seeds) into a table like the paper's Tables 4 and 5:
+mean +- standard deviation per domain and metric.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from dasl_tf import features as F  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPORT_FILE = "report.md"
+ROC_FILE = "roc.png"
+CURVES_FILE = "training_curves.png"
+ATTENTION_FILE = "attention.png"
+TABLE_METRICS = ("auc_a", "hr10_a", "auc_b", "hr10_b")
+
+
+# ----------------------------------------------------------------------------- ROC
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """The ROC curve of binary ``labels`` ranked by ``scores``; tied scores form one step.
+
+  Args:
+    labels: ``[N]`` 0/1 labels.
+    scores: ``[N]`` scores, higher means more likely positive.
+
+  Returns:
+    ``(fpr, tpr)``, each ``[M]``, starting at (0, 0) and ending at (1, 1).
+
+  Raises:
+    ValueError: the labels are not all of both classes present.
+  """
+  labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+  scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+  positives = labels.sum()
+  negatives = labels.size - positives
+  if positives == 0 or negatives == 0:
+    raise ValueError(f"a ROC curve needs both classes; got {int(positives)} positive and "
+                     f"{int(negatives)} negative labels")
+  order = np.argsort(-scores, kind="stable")
+  sorted_scores, sorted_labels = scores[order], labels[order]
+  last_of_tie = np.r_[np.nonzero(np.diff(sorted_scores))[0], sorted_labels.size - 1]
+  true_positives = np.cumsum(sorted_labels)[last_of_tie]
+  false_positives = (last_of_tie + 1) - true_positives
+  return (np.r_[0.0, false_positives / negatives], np.r_[0.0, true_positives / positives])
+
+
+def area_under_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
+  """Trapezoidal area under a ROC curve."""
+  return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def collect_predictions(model, dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+  """Labels, domains and own-domain click probabilities of every example of ``dataset``.
+
+  Returns:
+    ``{"label": [N], "domain": [N], "ctr": [N]}``.
+  """
+  labels, domains, ctrs = [], [], []
+  for features, label in dataset:
+    labels.append(label.numpy())
+    domains.append(features[F.DOMAIN].numpy())
+    ctrs.append(model.predict_ctr(features)["ctr"].numpy())
+  return {"label": np.concatenate(labels), "domain": np.concatenate(domains),
+          "ctr": np.concatenate(ctrs)}
+
+
+def plot_roc(predictions: Mapping[str, np.ndarray], domain_names: Sequence[str],
+             path: str) -> Dict[str, float]:
+  """Plots each domain's ROC curve to ``path``; returns each domain's AUC (key = name)."""
+  figure, axis = plt.subplots(figsize=(5, 5))
+  aucs = {}
+  for domain, name in enumerate(domain_names):
+    in_domain = predictions["domain"] == domain
+    try:
+      fpr, tpr = roc_curve(predictions["label"][in_domain], predictions["ctr"][in_domain])
+    except ValueError:
+      continue  # a domain with one class (or no example) has no ROC curve
+    aucs[name] = area_under_curve(fpr, tpr)
+    axis.plot(fpr, tpr, label=f"{name} (AUC {aucs[name]:.4f})")
+  axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+  axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per domain")
+  axis.legend(loc="lower right")
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return aucs
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str) -> None:
+  """Per-head loss and AUC, training and evaluation, against the epoch."""
+  epochs = [record["epoch"] for record in history]
+  figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for axis, metric in zip(axes, ("loss", "auc")):
+    for head in ("a", "b"):
+      for prefix, style in (("", "-"), ("val_", "--")):
+        key = f"{prefix}{metric}_{head}"
+        values = [record.get(key, np.nan) for record in history]
+        if not np.all(np.isnan(values)):
+          axis.plot(epochs, values, style, marker="o", label=key)
+    axis.set(xlabel="epoch", title=f"{metric} per head")
+    axis.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def plot_attention(weights_a: np.ndarray, weights_b: np.ndarray, hist_a: np.ndarray,
+                   hist_b: np.ndarray, domain_names: Sequence[str], path: str) -> None:
+  """Heatmaps of the attention each head put on the records of both histories.
+
+  Args:
+    weights_a: ``[N, 2T]`` head A's weights over (domain A's T records ; domain B's T records).
+    weights_b: ``[N, 2T]`` head B's weights, in the same record order.
+    hist_a: ``[N, T]`` domain A's history ids (0 = padding, drawn blank).
+    hist_b: ``[N, T]`` domain B's history ids.
+    domain_names: names of domains A and B.
+    path: PNG file to write.
+  """
+  history_length = hist_a.shape[1]
+  padding = np.concatenate([hist_a, hist_b], axis=1) == F.PAD_ID
+  figure, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.5 * len(weights_a)), squeeze=False)
+  for axis, weights, head in zip(axes[0], (weights_a, weights_b), domain_names):
+    shown = np.ma.masked_array(weights, mask=padding)
+    image = axis.imshow(shown, aspect="auto", cmap="viridis", vmin=0.0)
+    axis.axvline(history_length - 0.5, color="white", linewidth=2)
+    axis.set_xticks([history_length / 2 - 0.5, 1.5 * history_length - 0.5])
+    axis.set_xticklabels([f"{domain_names[0]} history (oldest -> newest)",
+                          f"{domain_names[1]} history (oldest -> newest)"])
+    axis.set_yticks(range(len(weights)))
+    axis.set_ylabel("example")
+    axis.set_title(f"head {head}: attention over both domains")
+    figure.colorbar(image, ax=axis)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def _attention_examples(model, dataset: tf.data.Dataset, count: int
+                        ) -> Optional[Dict[str, np.ndarray]]:
+  """Attention weights of the first ``count`` examples whose both histories are non-empty.
+
+  Returns None when the model does not expose ``attention_weights``.
+  """
+  if not hasattr(model, "attention_weights"):
+    return None
+  for features, _ in dataset:
+    both = np.logical_and((features[F.HIST_A].numpy() != F.PAD_ID).any(axis=1),
+                          (features[F.HIST_B].numpy() != F.PAD_ID).any(axis=1))
+    chosen = np.nonzero(both)[0][:count]
+    if chosen.size:
+      picked = {name: tf.gather(value, chosen) for name, value in features.items()}
+      weights = model.attention_weights(picked)
+      return {"a": np.asarray(weights["a"]).reshape(chosen.size, -1),
+              "b": np.asarray(weights["b"]).reshape(chosen.size, -1),
+              "hist_a": picked[F.HIST_A].numpy(), "hist_b": picked[F.HIST_B].numpy()}
+  return None
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def write_report(model, eval_dataset: tf.data.Dataset,
+                 history: Sequence[Mapping[str, float]], metrics: Mapping[str, float],
+                 out_dir: str, domain_names: Sequence[str] = ("A", "B"),
+                 attention_examples: int = 6) -> str:
+  """Writes ``report.md`` and its plots into ``out_dir`` (replaced atomically).
+
+  Args:
+    model: the trained model (a ``CrossDomainRanker``).
+    eval_dataset: batches of ``(features, label)`` of the evaluation split.
+    history: per-epoch logs (``epoch``, ``loss_a``, ``val_auc_b``, ...).
+    metrics: the run's final metrics (as in ``metrics.json``).
+    out_dir: the report directory.
+    domain_names: display names of domains A and B.
+    attention_examples: examples shown in the attention heatmap.
+
+  Returns:
+    The path of ``report.md``.
+  """
+  tmp = f"{out_dir}.tmp-{os.getpid()}"
+  if tf.io.gfile.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  tf.io.gfile.makedirs(tmp)
+  names = list(domain_names)
+  roc_aucs = plot_roc(collect_predictions(model, eval_dataset), names,
+                      os.path.join(tmp, ROC_FILE))
+  sections = [
+      "# Evaluation report", "",
+      f"Model variant: `{model.model_config.variant}`",
+      "", "## Metrics on the evaluation split", "",
+      "| domain | AUC | HR@10 | loss | ROC AUC (plot) |", "|---|---|---|---|---|"]
+  for head, name in zip(("a", "b"), names):
+    sections.append(
+        f"| {name} | {_fmt(metrics.get(f'auc_{head}'))} | {_fmt(metrics.get(f'hr10_{head}'))} "
+        f"| {_fmt(metrics.get(f'loss_{head}'))} | {_fmt(roc_aucs.get(name))} |")
+  sections += [
+      "", f"Trained on {metrics.get('train_examples', 0):,} examples in "
+      f"{metrics.get('train_seconds', 0.0):.1f} s ({metrics.get('epochs', '?')} epochs; "
+      f"best epoch {metrics.get('best_epoch', '?')}).", "",
+      "## ROC curves", "", f"![ROC per domain]({ROC_FILE})", ""]
+  if history:
+    plot_training_curves(history, os.path.join(tmp, CURVES_FILE))
+    sections += ["## Training curves", "", f"![training curves]({CURVES_FILE})", ""]
+  attention = _attention_examples(model, eval_dataset, attention_examples)
+  sections += ["## Dual Attention", ""]
+  if attention is None:
+    sections.append("This model exposes no attention weights.")
+  else:
+    plot_attention(attention["a"], attention["b"], attention["hist_a"], attention["hist_b"],
+                   names, os.path.join(tmp, ATTENTION_FILE))
+    sections += [
+        f"Weights each head put on the records of both histories for {len(attention['a'])} "
+        "evaluation examples (rows); blank cells are padding.", "",
+        f"![attention]({ATTENTION_FILE})"]
+  with tf.io.gfile.GFile(os.path.join(tmp, REPORT_FILE), "w") as f:
+    f.write("\n".join(sections) + "\n")
+  if tf.io.gfile.exists(out_dir):
+    tf.io.gfile.rmtree(out_dir)
+  tf.io.gfile.rename(tmp, out_dir)
+  return os.path.join(out_dir, REPORT_FILE)
+
+
+def _fmt(value: Optional[float]) -> str:
+  return "n/a" if value is None else f"{value:.4f}"
+
+
+# ----------------------------------------------------------------------------- experiment tables
+
+
+def summarize_runs(runs: Sequence[Mapping[str, object]],
+                   metric_names: Sequence[str] = TABLE_METRICS
+                   ) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Mean and sample standard deviation of each metric per variant.
+
+  Args:
+    runs: one mapping per run with ``variant`` and ``metrics`` (a metrics.json dict).
+    metric_names: metrics to aggregate.
+
+  Returns:
+    ``{variant: {metric: {"mean", "std", "n"}}}`` with variants in first-seen order;
+    ``std`` is 0 for a single run.
+  """
+  grouped: Dict[str, List[Mapping[str, float]]] = {}
+  for run in runs:
+    grouped.setdefault(str(run["variant"]), []).append(run["metrics"])
+  summary = {}
+  for variant, metrics in grouped.items():
+    summary[variant] = {}
+    for name in metric_names:
+      values = np.array([m[name] for m in metrics], dtype=np.float64)
+      summary[variant][name] = {
+          "mean": float(values.mean()),
+          "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+          "n": int(values.size)}
+  return summary
+
+
+def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
+                              domain_names: Sequence[str] = ("A", "B"),
+                              title: str = "") -> str:
+  """A Markdown table (rows = variants; AUC and HR@10 per domain, mean +- std).
+
+  The best mean of each column is in bold.
+  """
+  columns = [("auc_a", f"{domain_names[0]} AUC"), ("hr10_a", f"{domain_names[0]} HR@10"),
+             ("auc_b", f"{domain_names[1]} AUC"), ("hr10_b", f"{domain_names[1]} HR@10")]
+  best = {metric: max(row[metric]["mean"] for row in summary.values()) for metric, _ in columns}
+  lines = [f"**{title}**", ""] if title else []
+  lines.append("| variant | runs | " + " | ".join(label for _, label in columns) + " |")
+  lines.append("|---|---|" + "---|" * len(columns))
+  for variant, row in summary.items():
+    cells = []
+    for metric, _ in columns:
+      cell = f"{row[metric]['mean']:.4f} ± {row[metric]['std']:.4f}"
+      cells.append(f"**{cell}**" if row[metric]["mean"] == best[metric] else cell)
+    runs = row[columns[0][0]]["n"]
+    lines.append(f"| {variant} | {runs} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,320 @@
+"""The three serving signatures of an exported model, built from standard TensorFlow ops only.
+
+* ``serving_default``: ``examples`` (serialized ``tf.Example`` [batch], vocabulary
+  indices as written by ``dasl-prepare``) -> ``ctr_a``, ``ctr_b``, ``ctr``
+  (float32 [batch]; ``ctr`` is the head of the example's own domain).
+* ``predict``: raw tensors with raw ids -> the same three outputs. Raw ids are
+  mapped to vocabulary indices in the graph by hash tables initialised from the
+  vocabulary files (assets of the SavedModel). An unknown id maps to OOV (1);
+  the padding id (-1 for int64 ids, "" for string ids) maps to padding (0).
+  Histories hold at most T ids per row and are left-padded to T in the graph.
+* ``recommend``: one user per row, ``candidates`` [batch, N] raw item ids of the
+  row's ``domain`` -> ``item_ids`` and ``scores`` [batch, min(top_n, N)], the
+  candidates with the highest click probability, best first (paper section
+  3.4). Padding candidates are never ranked above a real one; they come back
+  with the padding id and score 0.
+
+Every input is validated in the graph (batch sizes agree, history lengths,
+domains, index ranges), so a malformed request fails with a message that names
+the input instead of returning a wrong score.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from dasl_tf import config as config_lib
+from dasl_tf import features as F
+from serving import spec as spec_lib
+
+USERS_VOCAB = "users.txt"
+ITEMS_A_VOCAB = "items_a.txt"
+ITEMS_B_VOCAB = "items_b.txt"
+
+_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)
+_USER_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT)
+
+
+def read_vocabulary(path: str, expected_size: int, padding_id: Optional[str] = None) -> list:
+  """Reads and checks one raw-id vocabulary file (line k is index k + 2).
+
+  Args:
+    path: the vocabulary file.
+    expected_size: the model's vocabulary size, reserved ids included.
+    padding_id: a raw id that must not appear in the file (the request padding).
+
+  Returns:
+    The raw ids, in index order.
+
+  Raises:
+    ValueError: the file is empty-lined, has duplicates, holds the padding id,
+      or does not match the model's vocabulary size.
+  """
+  with tf.io.gfile.GFile(path) as f:
+    ids = f.read().splitlines()
+  seen = {}
+  for line_number, raw_id in enumerate(ids, start=1):
+    if not raw_id:
+      raise ValueError(f"{path}:{line_number}: empty raw id")
+    if raw_id == padding_id:
+      raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} is the request padding id")
+    if raw_id in seen:
+      raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} repeats line {seen[raw_id]}")
+    seen[raw_id] = line_number
+  if len(ids) + F.NUM_RESERVED_IDS != expected_size:
+    raise ValueError(
+        f"{path} holds {len(ids)} ids, so a vocabulary of {len(ids) + F.NUM_RESERVED_IDS} "
+        f"with the reserved ids, but the model was built for {expected_size}")
+  return ids
+
+
+def infer_id_dtype(vocab_dir: str) -> str:
+  """"int64" when every raw id in the vocabularies is a canonical integer, else "string"."""
+  for name in (USERS_VOCAB, ITEMS_A_VOCAB, ITEMS_B_VOCAB):
+    with tf.io.gfile.GFile(os.path.join(vocab_dir, name)) as f:
+      for raw_id in f.read().splitlines():
+        try:
+          if str(int(raw_id)) != raw_id or int(raw_id) < 0:
+            return "string"
+        except ValueError:
+          return "string"
+  return "int64"
+
+
+class RawIdVocabulary(tf.Module):
+  """Maps raw ids to vocabulary indices with a hash table built from a vocabulary file.
+
+  Line k of the file (0-based) is index k + 2; unknown ids give OOV (1).
+
+  Args:
+    path: the vocabulary file (becomes an asset of the SavedModel).
+    id_dtype: "int64" or "string", the dtype of the raw ids.
+    name: module name.
+  """
+
+  def __init__(self, path: str, id_dtype: str, name: str):
+    super().__init__(name=name)
+    self.padding_id = spec_lib.PADDING_IDS[id_dtype]
+    self.table = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            path,
+            key_dtype=tf.as_dtype(id_dtype),
+            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            value_dtype=tf.int64,
+            value_index=tf.lookup.TextFileIndex.LINE_NUMBER),
+        default_value=-1)
+
+  def indices(self, raw_ids: tf.Tensor) -> tf.Tensor:
+    """Vocabulary indices of ``raw_ids`` (any shape); unknown ids give OOV."""
+    line = self.table.lookup(raw_ids)
+    return tf.where(line < 0, tf.constant(F.OOV_ID, tf.int64), line + F.NUM_RESERVED_IDS)
+
+  def sequence_indices(self, raw_ids: tf.Tensor) -> tf.Tensor:
+    """Like :meth:`indices`, but the padding id gives padding (0)."""
+    is_padding = tf.equal(raw_ids, self.padding_id)
+    return tf.where(is_padding, tf.constant(F.PAD_ID, tf.int64), self.indices(raw_ids))
+
+
+def _assert(condition: tf.Tensor, message: str, data=()) -> tf.Operation:
+  return tf.debugging.Assert(condition, [message, *data], summarize=8)
+
+
+def _checked(tensor: tf.Tensor, checks) -> tf.Tensor:
+  """``tensor``, computed only after every assertion in ``checks`` passed."""
+  with tf.control_dependencies(checks):
+    return tf.identity(tensor)
+
+
+class ServingModule(tf.Module):
+  """The exported object: the model's variables, the vocabularies and the three signatures.
+
+  Args:
+    model: a built :class:`~dasl_tf.models.CrossDomainRanker`.
+    model_config: the model's config (vocabulary sizes, T, side features).
+    vocab_dir: directory with ``users.txt``, ``items_a.txt``, ``items_b.txt``.
+    serving_spec: raw-id dtype, top-n and the feature spec of the export.
+
+  Raises:
+    ValueError: a vocabulary file does not match the model.
+  """
+
+  def __init__(self, model, model_config: config_lib.ModelConfig, vocab_dir: str,
+               serving_spec: spec_lib.ServingSpec):
+    super().__init__(name="dasl_serving")
+    self.serving_spec = serving_spec
+    self._spec = serving_spec.feature_spec
+    self._config = model_config
+    # The signatures call the Keras model; only its variables are saved, so
+    # loading the export needs no Python class from dasl_tf.
+    self.model_variables = list(model.variables)
+    self._predict_ctr = model.predict_ctr
+    self._score_candidates = model.score_candidates
+    sizes = {USERS_VOCAB: model_config.num_users, ITEMS_A_VOCAB: model_config.num_items_a,
+             ITEMS_B_VOCAB: model_config.num_items_b}
+    for file_name, size in sizes.items():
+      read_vocabulary(os.path.join(vocab_dir, file_name), size,
+                      str(serving_spec.padding_id))
+    id_dtype = serving_spec.id_dtype
+    self.users = RawIdVocabulary(os.path.join(vocab_dir, USERS_VOCAB), id_dtype, "users")
+    self.items_a = RawIdVocabulary(os.path.join(vocab_dir, ITEMS_A_VOCAB), id_dtype, "items_a")
+    self.items_b = RawIdVocabulary(os.path.join(vocab_dir, ITEMS_B_VOCAB), id_dtype, "items_b")
+
+    raw = tf.as_dtype(id_dtype)
+    side = {name: tf.TensorSpec([None, None], dtype, name=name)
+            for name, (dtype, _) in self._spec.shapes(with_label=False).items()
+            if name in _SIDE_FEATURES}
+    self.serving_default = tf.function(
+        self._serve_examples,
+        input_signature=[tf.TensorSpec([None], tf.string, name=spec_lib.EXAMPLES)])
+    predict_inputs = {
+        F.USER_ID: tf.TensorSpec([None], raw, name=F.USER_ID),
+        F.ITEM_ID: tf.TensorSpec([None], raw, name=F.ITEM_ID),
+        F.DOMAIN: tf.TensorSpec([None], tf.int64, name=F.DOMAIN),
+        F.HIST_A: tf.TensorSpec([None, None], raw, name=F.HIST_A),
+        F.HIST_B: tf.TensorSpec([None, None], raw, name=F.HIST_B),
+        **side,
+    }
+    self.predict = tf.function(self._predict, input_signature=[predict_inputs])
+    recommend_inputs = {
+        name: spec for name, spec in predict_inputs.items()
+        if name in (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + _USER_SIDE_FEATURES}
+    recommend_inputs[spec_lib.CANDIDATES] = tf.TensorSpec(
+        [None, None], raw, name=spec_lib.CANDIDATES)
+    self.recommend = tf.function(self._recommend, input_signature=[recommend_inputs])
+
+  def signatures(self) -> Dict[str, object]:
+    """The ``signatures`` argument of ``tf.saved_model.save``."""
+    return {
+        spec_lib.SERVING_DEFAULT: self.serving_default.get_concrete_function(),
+        spec_lib.PREDICT: self.predict.get_concrete_function(),
+        spec_lib.RECOMMEND: self.recommend.get_concrete_function(),
+    }
+
+  # --- the signature bodies -------------------------------------------------
+
+  def _serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    features = self._spec.parse(examples, with_label=False)
+    checks = [self._domain_check(features[F.DOMAIN])]
+    checks += self._index_checks(features)
+    features = {name: _checked(value, checks) for name, value in features.items()}
+    return self._predict_ctr(features)
+
+  def _predict(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    features = self._raw_features(inputs)
+    features[F.ITEM_ID] = self._items_of_domain(
+        inputs[F.ITEM_ID], features[F.DOMAIN], sequence=False)
+    return self._predict_ctr(features)
+
+  def _recommend(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    features = self._raw_features(inputs)
+    raw_candidates = inputs[spec_lib.CANDIDATES]
+    batch = tf.shape(features[F.DOMAIN])[0]
+    candidates_batch = tf.shape(raw_candidates)[0]
+    check = _assert(tf.equal(candidates_batch, batch),
+                    f"{spec_lib.CANDIDATES} must have one row per {F.USER_ID}; rows:",
+                    [candidates_batch, batch])
+    raw_candidates = _checked(raw_candidates, [check])
+    domain = features[F.DOMAIN]
+    candidates = self._items_of_domain(raw_candidates, domain[:, None], sequence=True)
+    features[F.ITEM_ID] = tf.fill([batch], tf.constant(F.PAD_ID, tf.int64))
+    for name in (F.ITEM_NUM, F.ITEM_CAT):
+      if name in self._spec.shapes(with_label=False):
+        dtype, shape = self._spec.shapes(with_label=False)[name]
+        features[name] = tf.zeros(tf.concat([[batch], shape], 0), dtype)
+    logits = self._score_candidates(features, candidates)
+    is_padding = tf.equal(raw_candidates, self.serving_spec.padding_id)
+    logits = tf.where(is_padding, tf.constant(-float("inf")), logits)
+    k = tf.minimum(self.serving_spec.top_n, tf.shape(logits)[1])
+    best = tf.math.top_k(logits, k=k)
+    return {
+        spec_lib.ITEM_IDS: tf.gather(raw_candidates, best.indices, batch_dims=1),
+        spec_lib.SCORES: tf.sigmoid(best.values),
+    }
+
+  # --- input validation and id mapping --------------------------------------
+
+  def _raw_features(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Validates raw inputs and maps them to the model's features (except the items)."""
+    batch = tf.shape(inputs[F.USER_ID])[0]
+    checks = []
+    for name, value in inputs.items():
+      if name == spec_lib.CANDIDATES:
+        continue
+      rows = tf.shape(value)[0]
+      checks.append(_assert(tf.equal(rows, batch),
+                            f"{name} must have one row per {F.USER_ID}; rows:", [rows, batch]))
+    checks.append(self._domain_check(inputs[F.DOMAIN]))
+    t = self._spec.history_length
+    for name in (F.HIST_A, F.HIST_B):
+      length = tf.shape(inputs[name])[1]
+      checks.append(_assert(
+          tf.less_equal(length, t),
+          f"{name} holds more than history_length={t} ids per row (send the most recent "
+          f"{t}, most recent last); ids per row:", [length]))
+    shapes = self._spec.shapes(with_label=False)
+    for name in _SIDE_FEATURES:
+      if name in inputs:
+        width = tf.shape(inputs[name])[1]
+        checks.append(_assert(tf.equal(width, shapes[name][1][0]),
+                              f"{name} must have {shapes[name][1][0]} values per row; got:",
+                              [width]))
+    inputs = {name: _checked(value, checks) for name, value in inputs.items()}
+    features = {
+        F.USER_ID: self.users.indices(inputs[F.USER_ID]),
+        F.DOMAIN: inputs[F.DOMAIN],
+        F.HIST_A: self._history(self.items_a.sequence_indices(inputs[F.HIST_A])),
+        F.HIST_B: self._history(self.items_b.sequence_indices(inputs[F.HIST_B])),
+    }
+    for name in _SIDE_FEATURES:
+      if name in inputs:
+        features[name] = tf.ensure_shape(inputs[name], (None,) + shapes[name][1])
+    index_checks = self._index_checks(
+        {name: features[name] for name in (F.USER_CAT, F.ITEM_CAT) if name in features})
+    return {name: _checked(value, index_checks) for name, value in features.items()}
+
+  def _history(self, indices: tf.Tensor) -> tf.Tensor:
+    """Left-pads a [batch, L <= T] history of indices to [batch, T]."""
+    t = self._spec.history_length
+    missing = t - tf.shape(indices)[1]
+    return tf.ensure_shape(tf.pad(indices, [[0, 0], [missing, 0]]), [None, t])
+
+  def _items_of_domain(self, raw_items: tf.Tensor, domain: tf.Tensor,
+                       sequence: bool) -> tf.Tensor:
+    """Maps raw item ids with the vocabulary of their row's domain (broadcast)."""
+    lookup_a = self.items_a.sequence_indices if sequence else self.items_a.indices
+    lookup_b = self.items_b.sequence_indices if sequence else self.items_b.indices
+    in_a = tf.equal(domain, F.DOMAIN_A)
+    return tf.where(in_a, lookup_a(raw_items), lookup_b(raw_items))
+
+  def _domain_check(self, domain: tf.Tensor) -> tf.Operation:
+    valid = tf.logical_or(tf.equal(domain, F.DOMAIN_A), tf.equal(domain, F.DOMAIN_B))
+    return _assert(tf.reduce_all(valid),
+                   f"{F.DOMAIN} must be {F.DOMAIN_A} (A) or {F.DOMAIN_B} (B); got:", [domain])
+
+  def _index_checks(self, features: Dict[str, tf.Tensor]):
+    """Assertions that vocabulary-index features lie inside the model's vocabularies."""
+    config = self._config
+    upper = {
+        F.USER_ID: config.num_users,
+        F.HIST_A: config.num_items_a,
+        F.HIST_B: config.num_items_b,
+        F.USER_CAT: list(config.user_cat_vocab_sizes),
+        F.ITEM_CAT: list(config.item_cat_vocab_sizes),
+    }
+    checks = []
+    for name, value in features.items():
+      if name == F.ITEM_ID:
+        bound = tf.where(tf.equal(features[F.DOMAIN], F.DOMAIN_A),
+                         tf.constant(config.num_items_a, tf.int64),
+                         tf.constant(config.num_items_b, tf.int64))
+      elif name in upper:
+        bound = tf.constant(upper[name], tf.int64)
+      else:
+        continue
+      valid = tf.logical_and(value >= 0, value < bound)
+      checks.append(_assert(tf.reduce_all(valid),
+                            f"{name} holds an index outside its vocabulary [0, size); got:",
+                            [value]))
+    return checks
