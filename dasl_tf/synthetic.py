@@ -70,7 +70,9 @@ class SyntheticConfig:
     drift: how far the taste turns over a user's timeline, in quarter turns
       (0 = no drift, 1 = from ``p_u`` to an orthogonal ``q_u``).
     num_candidates: items shown per event, among which the user picks.
-    choice_sharpness: weight of the taste in the pick (0 = popularity only).
+    choice_sharpness_a: weight of the taste in domain-A picks (0 = popularity only).
+    choice_sharpness_b: weight of the taste in domain-B picks; B picks follow
+      taste more closely than A picks, so B history reveals taste better.
     rating_scale: how strongly the affinity moves the rating.
     rating_noise: standard deviation of the rating noise.
     num_segments: categories of the user ``segment`` and item ``genre``.
@@ -88,7 +90,8 @@ class SyntheticConfig:
   single_domain_fraction: float = 0.1
   drift: float = 1.0
   num_candidates: int = 20
-  choice_sharpness: float = 2.0
+  choice_sharpness_a: float = 1.0
+  choice_sharpness_b: float = 4.0
   rating_scale: float = 3.0
   rating_noise: float = 0.7
   num_segments: int = 4
@@ -188,7 +191,7 @@ def _event_counts(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarr
 
 
 def _simulate_domain(rng: np.random.Generator, config: SyntheticConfig, start: np.ndarray,
-                     end: np.ndarray, counts: np.ndarray, user_start: np.ndarray, user_span: np.ndarray,
+                     end: np.ndarray, sharpness: float, counts: np.ndarray, user_start: np.ndarray, user_span: np.ndarray,
                      item_vectors: np.ndarray) -> DomainLog:
   """Draws one domain's events: times, exposures, picks and ratings."""
   user = np.repeat(np.arange(config.num_users), counts)
@@ -199,7 +202,7 @@ def _simulate_domain(rng: np.random.Generator, config: SyntheticConfig, start: n
   shown = rng.choice(num_items, size=(user.size, config.num_candidates), p=popularity)
   taste = current_taste(start, end, user, relative_time, config.drift)
   affinity = np.einsum("nd,ncd->nc", taste, item_vectors[shown])
-  pick = np.argmax(config.choice_sharpness * affinity + rng.gumbel(size=affinity.shape), axis=1)
+  pick = np.argmax(sharpness * affinity + rng.gumbel(size=affinity.shape), axis=1)
   item = shown[np.arange(user.size), pick]
   chosen_affinity = affinity[np.arange(user.size), pick]
   rating = np.clip(np.rint(3.0 + config.rating_scale * chosen_affinity
@@ -226,8 +229,10 @@ def simulate(config: SyntheticConfig) -> SyntheticData:
   user_span = (span_seconds * rng.uniform(0.3, 1.0, config.num_users)).astype(np.int64)
   user_start = config.start_timestamp + (rng.random(config.num_users)
                                          * (span_seconds - user_span)).astype(np.int64)
-  log_a = _simulate_domain(rng, config, p, q, counts[:, 0], user_start, user_span, vectors_a)
-  log_b = _simulate_domain(rng, config, p, q, counts[:, 1], user_start, user_span, vectors_b)
+  log_a = _simulate_domain(rng, config, p, q, config.choice_sharpness_a, counts[:, 0],
+                           user_start, user_span, vectors_a)
+  log_b = _simulate_domain(rng, config, p, q, config.choice_sharpness_b, counts[:, 1],
+                           user_start, user_span, vectors_b)
   return SyntheticData(p, q, vectors_a, vectors_b, log_a, log_b)
 
 

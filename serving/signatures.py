@@ -127,8 +127,12 @@ def _checked(tensor: tf.Tensor, checks) -> tf.Tensor:
     return tf.identity(tensor)
 
 
-class ServingModule(tf.Module):
-  """The exported object: the model's variables, the vocabularies and the three signatures.
+class ServingModule:
+  """The three signatures of an export, and the objects they read.
+
+  ``root`` is what gets saved: the model's variables and the vocabularies.
+  Only those are saved (not the Keras model), so loading an export needs no
+  Python class of dasl_tf and no TensorFlow Recommenders.
 
   Args:
     model: a built :class:`~dasl_tf.models.CrossDomainRanker`.
@@ -142,24 +146,31 @@ class ServingModule(tf.Module):
 
   def __init__(self, model, model_config: config_lib.ModelConfig, vocab_dir: str,
                serving_spec: spec_lib.ServingSpec):
-    super().__init__(name="dasl_serving")
     self.serving_spec = serving_spec
     self._spec = serving_spec.feature_spec
     self._config = model_config
-    # The signatures call the Keras model; only its variables are saved, so
-    # loading the export needs no Python class from dasl_tf.
-    self.model_variables = list(model.variables)
-    self._predict_ctr = model.predict_ctr
-    self._score_candidates = model.score_candidates
+    id_dtype = serving_spec.id_dtype
     sizes = {USERS_VOCAB: model_config.num_users, ITEMS_A_VOCAB: model_config.num_items_a,
              ITEMS_B_VOCAB: model_config.num_items_b}
     for file_name, size in sizes.items():
       read_vocabulary(os.path.join(vocab_dir, file_name), size,
                       str(serving_spec.padding_id))
-    id_dtype = serving_spec.id_dtype
-    self.users = RawIdVocabulary(os.path.join(vocab_dir, USERS_VOCAB), id_dtype, "users")
-    self.items_a = RawIdVocabulary(os.path.join(vocab_dir, ITEMS_A_VOCAB), id_dtype, "items_a")
-    self.items_b = RawIdVocabulary(os.path.join(vocab_dir, ITEMS_B_VOCAB), id_dtype, "items_b")
+    self.root = tf.Module(name="dasl_serving")
+    self.root.model_variables = list(model.variables)
+    self.root.users = RawIdVocabulary(os.path.join(vocab_dir, USERS_VOCAB), id_dtype, "users")
+    self.root.items_a = RawIdVocabulary(
+        os.path.join(vocab_dir, ITEMS_A_VOCAB), id_dtype, "items_a")
+    self.root.items_b = RawIdVocabulary(
+        os.path.join(vocab_dir, ITEMS_B_VOCAB), id_dtype, "items_b")
+    # Each model function is traced once and shared by the signatures calling it.
+    # AutoGraph is off: the model code is plain TensorFlow, and converting it
+    # would multiply the export time.
+    model_inputs = self._spec.tensor_specs()
+    self._predict_ctr = tf.function(
+        model.predict_ctr, input_signature=[model_inputs], autograph=False)
+    self._score_candidates = tf.function(
+        model.score_candidates,
+        input_signature=[model_inputs, tf.TensorSpec([None, None], tf.int64)], autograph=False)
 
     raw = tf.as_dtype(id_dtype)
     side = {name: tf.TensorSpec([None, None], dtype, name=name)
@@ -167,7 +178,8 @@ class ServingModule(tf.Module):
             if name in _SIDE_FEATURES}
     self.serving_default = tf.function(
         self._serve_examples,
-        input_signature=[tf.TensorSpec([None], tf.string, name=spec_lib.EXAMPLES)])
+        input_signature=[tf.TensorSpec([None], tf.string, name=spec_lib.EXAMPLES)],
+        autograph=False)
     predict_inputs = {
         F.USER_ID: tf.TensorSpec([None], raw, name=F.USER_ID),
         F.ITEM_ID: tf.TensorSpec([None], raw, name=F.ITEM_ID),
@@ -176,13 +188,17 @@ class ServingModule(tf.Module):
         F.HIST_B: tf.TensorSpec([None, None], raw, name=F.HIST_B),
         **side,
     }
-    self.predict = tf.function(self._predict, input_signature=[predict_inputs])
+    self.predict = tf.function(self._predict, input_signature=[predict_inputs], autograph=False)
     recommend_inputs = {
         name: spec for name, spec in predict_inputs.items()
         if name in (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + _USER_SIDE_FEATURES}
     recommend_inputs[spec_lib.CANDIDATES] = tf.TensorSpec(
         [None, None], raw, name=spec_lib.CANDIDATES)
-    self.recommend = tf.function(self._recommend, input_signature=[recommend_inputs])
+    self.recommend = tf.function(self._recommend, input_signature=[recommend_inputs], autograph=False)
+
+  def save(self, export_dir: str) -> None:
+    """Writes the SavedModel (graph, variables, vocabulary assets) to ``export_dir``."""
+    tf.saved_model.save(self.root, export_dir, signatures=self.signatures())
 
   def signatures(self) -> Dict[str, object]:
     """The ``signatures`` argument of ``tf.saved_model.save``."""
@@ -262,10 +278,10 @@ class ServingModule(tf.Module):
                               [width]))
     inputs = {name: _checked(value, checks) for name, value in inputs.items()}
     features = {
-        F.USER_ID: self.users.indices(inputs[F.USER_ID]),
+        F.USER_ID: self.root.users.indices(inputs[F.USER_ID]),
         F.DOMAIN: inputs[F.DOMAIN],
-        F.HIST_A: self._history(self.items_a.sequence_indices(inputs[F.HIST_A])),
-        F.HIST_B: self._history(self.items_b.sequence_indices(inputs[F.HIST_B])),
+        F.HIST_A: self._history(self.root.items_a.sequence_indices(inputs[F.HIST_A])),
+        F.HIST_B: self._history(self.root.items_b.sequence_indices(inputs[F.HIST_B])),
     }
     for name in _SIDE_FEATURES:
       if name in inputs:
@@ -283,8 +299,8 @@ class ServingModule(tf.Module):
   def _items_of_domain(self, raw_items: tf.Tensor, domain: tf.Tensor,
                        sequence: bool) -> tf.Tensor:
     """Maps raw item ids with the vocabulary of their row's domain (broadcast)."""
-    lookup_a = self.items_a.sequence_indices if sequence else self.items_a.indices
-    lookup_b = self.items_b.sequence_indices if sequence else self.items_b.indices
+    lookup_a = self.root.items_a.sequence_indices if sequence else self.root.items_a.indices
+    lookup_b = self.root.items_b.sequence_indices if sequence else self.root.items_b.indices
     in_a = tf.equal(domain, F.DOMAIN_A)
     return tf.where(in_a, lookup_a(raw_items), lookup_b(raw_items))
 

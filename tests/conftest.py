@@ -21,3 +21,25 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real data not found at {SHARED_DATA} (it lives beside the checkout, never in it)")
   return SHARED_DATA
+
+
+SYNTHETIC_FIXTURE_CONFIG = dict(num_users=300, num_items_a=300, num_items_b=300, seed=7)
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory) -> dict:
+  """Raw files of a small synthetic two-domain dataset: ``dasl_tf.synthetic.generate``'s paths."""
+  from dasl_tf import synthetic  # pylint: disable=g-import-not-at-top
+
+  return synthetic.generate(str(tmp_path_factory.mktemp("synthetic_raw")),
+                            synthetic.SyntheticConfig(**SYNTHETIC_FIXTURE_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(synthetic_raw, tmp_path_factory) -> str:
+  """A ``dasl-prepare`` output directory (temporal split, side features, 99 negatives)."""
+  from dasl_tf import prepare  # pylint: disable=g-import-not-at-top
+
+  output_dir = str(tmp_path_factory.mktemp("synthetic_prepared") / "data")
+  prepare.prepare(prepare.PrepareConfig(output_dir=output_dir, num_shards=2, **synthetic_raw))
+  return output_dir

@@ -6,3 +6,4 @@ names in its ``variant``.
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import build_model, register, variants
 from dasl_tf.models.dasl import DASL
+from dasl_tf.models import baselines

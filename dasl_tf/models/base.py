@@ -86,10 +86,12 @@ class CrossDomainRanker(tfrs.Model):
   def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
     features, labels = inputs
     logits = self(features, training=training)
+    # Keras losses reduce the last axis: give them [batch, 1] so each example keeps its weight.
+    labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
     weight_a = tf.cast(tf.equal(features[F.DOMAIN], F.DOMAIN_A), tf.float32)
-    loss_a = self.task_a(labels=labels, predictions=logits["logit_a"],
+    loss_a = self.task_a(labels=labels, predictions=logits["logit_a"][:, None],
                          sample_weight=weight_a, training=training)
-    loss_b = self.task_b(labels=labels, predictions=logits["logit_b"],
+    loss_b = self.task_b(labels=labels, predictions=logits["logit_b"][:, None],
                          sample_weight=1.0 - weight_a, training=training)
     return loss_a + loss_b
 

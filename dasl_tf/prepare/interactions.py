@@ -16,6 +16,8 @@ import dataclasses
 from typing import Dict, Tuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dasl_tf.features import DOMAIN_A, DOMAIN_B
 from dasl_tf.prepare import vocab as vocab_lib
@@ -36,18 +38,19 @@ class CleanLog:
     label: 1.0 = click, float32 [N].
     timestamp: float64 [N].
     dropped: rows dropped per reason of :data:`DROP_REASONS`.
+    file_order: the times are pseudo-times from file order.
   """
   user: np.ndarray
   item: np.ndarray
   label: np.ndarray
   timestamp: np.ndarray
   dropped: Dict[str, int]
+  file_order: bool = False
 
 
 def clean(log: RawLog, label_threshold: float) -> CleanLog:
   """Drops invalid and duplicate rows of one domain and labels the rest."""
-  missing_id = (np.char.str_len(log.user.astype(str)) == 0) | (
-      np.char.str_len(log.item.astype(str)) == 0)
+  missing_id = _is_empty(log.user) | _is_empty(log.item)
   missing_rating = ~missing_id & np.isnan(log.rating)
   if log.is_label:
     bad_value = ~np.isin(log.rating, (0.0, 1.0))
@@ -66,6 +69,8 @@ def clean(log: RawLog, label_threshold: float) -> CleanLog:
                | (item_code[order][1:] != item_code[order][:-1]))
   keep = np.sort(rows[order[first]])
   label = (log.rating[keep] if log.is_label else log.rating[keep] >= label_threshold)
+  timestamp = (_relative_positions(user_code[np.searchsorted(rows, keep)]) if log.file_order
+               else log.timestamp[keep])
   dropped = {
       "missing_id": int(missing_id.sum()),
       "missing_rating": int(missing_rating.sum()),
@@ -73,8 +78,29 @@ def clean(log: RawLog, label_threshold: float) -> CleanLog:
       "missing_timestamp": int(missing_timestamp.sum()),
       "duplicate": int(len(rows) - len(keep)),
   }
-  return CleanLog(log.user[keep], log.item[keep], label.astype(np.float32),
-                  log.timestamp[keep], dropped)
+  return CleanLog(log.user[keep], log.item[keep], label.astype(np.float32), timestamp, dropped,
+                  log.file_order)
+
+
+def _is_empty(values: np.ndarray) -> np.ndarray:
+  lengths = pc.utf8_length(pa.array(values, type=pa.string()))
+  return lengths.to_numpy(zero_copy_only=False) == 0
+
+
+def _relative_positions(user_code: np.ndarray) -> np.ndarray:
+  """Pseudo-times of a log without time: (k + 0.5) / n for a user's k-th of n records.
+
+  The two domains of a user are then interleaved in proportion, as far as
+  file order can say anything about time.
+  """
+  order = np.argsort(user_code, kind="stable")
+  sorted_codes = user_code[order]
+  starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+  sizes = np.diff(np.append(starts, len(order)))
+  rank = np.arange(len(order)) - np.repeat(starts, sizes)
+  positions = np.empty(len(order), dtype=np.float64)
+  positions[order] = (rank + 0.5) / np.repeat(sizes, sizes)
+  return positions
 
 
 @dataclasses.dataclass
@@ -114,6 +140,9 @@ def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactio
   Raises:
     PrepareError: a domain has no valid record left.
   """
+  if log_a.file_order != log_b.file_order:
+    raise PrepareError("one domain has a timestamp column and the other has not: their "
+                       "records cannot be ordered against each other")
   for log, name, path in ((log_a, "A", config.input_a or config.input),
                           (log_b, "B", config.input_b or config.input)):
     if len(log.user) == 0:

@@ -1,5 +1,8 @@
-"""Building blocks shared by the baselines: embeddings, masks, an MLP tower,
-candidate-aware attention pooling and the two-independent-towers model frame.
+"""Building blocks shared by the baselines: id embeddings, masks, candidate-aware
+attention pooling and the two-independent-towers model frame.
+
+The baselines read ids only (user, items, histories); user and item side
+features are not used.
 
 Shapes: ``B`` examples, ``C`` candidate items per example, ``T`` history length,
 ``d`` embedding size.
@@ -13,6 +16,8 @@ import tf_keras
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
+from dasl_tf.layers.autoencoder import FeatureAutoencoder
+from dasl_tf.layers.mlp import MLP
 from dasl_tf.models.base import CrossDomainRanker
 
 _NORMALIZATIONS = ("none", "softmax")
@@ -39,31 +44,24 @@ def check_embedding_sizes(vocab_size: int, dim: int, name: str) -> None:
     raise ValueError(f"{name}: embedding_dim must be >= 1, got {dim}")
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class IdEmbedding(tf_keras.layers.Embedding):
-  """An ``Embedding`` that reads ids outside ``[0, input_dim)`` as the OOV id.
+def id_embedding(vocab_size: int, dim: int, l2: float, name: str) -> FeatureAutoencoder:
+  """An id embedding over a vocabulary that counts the reserved ids (padding, OOV).
 
-  Both heads score every example's candidates, so head A also sees item ids of
-  domain B, which may exceed domain A's vocabulary (their scores are masked out
-  of the loss, but the lookup must not fail).
-  """
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    ids = tf.cast(inputs, tf.int64)
-    in_range = tf.logical_and(ids >= 0, ids < self.input_dim)
-    return super().call(tf.where(in_range, ids, tf.constant(F.OOV_ID, tf.int64)))
-
-
-def id_embedding(vocab_size: int, dim: int, l2: float, name: str,
-                 initializer: str = "uniform") -> IdEmbedding:
-  """An embedding table over a vocabulary that counts the reserved ids (padding, OOV).
+  It is a :class:`~dasl_tf.layers.FeatureAutoencoder` without side features:
+  ids outside the vocabulary read the OOV row. Both heads score every example's
+  candidates, so head A also looks up item ids of domain B, which may exceed
+  domain A's vocabulary (their scores are masked out of the loss).
 
   Raises:
     ValueError: see :func:`check_embedding_sizes`.
   """
   check_embedding_sizes(vocab_size, dim, name)
-  return IdEmbedding(vocab_size, dim, embeddings_initializer=initializer,
-                     embeddings_regularizer=l2_regularizer(l2), name=name)
+  return FeatureAutoencoder(vocab_size, dim, l2=l2, oov_id=F.OOV_ID, name=name)
+
+
+def logit_mlp(hidden_units: Sequence[int], dropout: float, l2: float, name: str) -> MLP:
+  """An :class:`~dasl_tf.layers.MLP` with one output: ``[..., n] -> [..., 1]``."""
+  return MLP(hidden_units, 1, dropout=dropout, l2=l2, name=name)
 
 
 def history_mask(history: tf.Tensor) -> tf.Tensor:
@@ -85,61 +83,6 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
 def tile_to_candidates(context: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
   """Repeats a per-example vector ``[B, d]`` for each candidate: ``[B, C, d]``."""
   return tf.repeat(context[:, None, :], tf.shape(candidates)[1], axis=1)
-
-
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class MLPTower(tf_keras.layers.Layer):
-  """A feed-forward tower that ends in one logit.
-
-  ``h_{l+1} = act(W_l h_l + b_l)`` for each hidden layer (dropout after each),
-  then ``logit = w^T h_L + b``.
-
-  Example:
-    >>> tower = MLPTower(hidden_units=(8, 4))
-    >>> tower(tf.ones([2, 3, 5])).shape
-    TensorShape([2, 3])
-
-  Args:
-    hidden_units: sizes of the hidden layers (may be empty: a linear model).
-    activation: activation of the hidden layers.
-    dropout: dropout rate after each hidden layer, in [0, 1).
-    l2: L2 penalty on the kernels.
-
-  Input shape: ``[..., n]``. Output shape: ``[...]`` (logits).
-  """
-
-  def __init__(self, hidden_units: Sequence[int], activation: str = "relu",
-               dropout: float = 0.0, l2: float = 0.0, **kwargs):
-    super().__init__(**kwargs)
-    if any(int(u) < 1 for u in hidden_units):
-      raise ValueError(f"hidden_units must all be >= 1, got {tuple(hidden_units)}")
-    if not 0.0 <= dropout < 1.0:
-      raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    l2_regularizer(l2)
-    self.hidden_units = tuple(int(u) for u in hidden_units)
-    self.activation = activation
-    self.dropout = dropout
-    self.l2 = l2
-
-  def build(self, input_shape):
-    self._hidden = [
-        tf_keras.layers.Dense(units, activation=self.activation,
-                              kernel_regularizer=l2_regularizer(self.l2), name=f"hidden_{i}")
-        for i, units in enumerate(self.hidden_units)]
-    self._dropout = tf_keras.layers.Dropout(self.dropout)
-    self._logit = tf_keras.layers.Dense(1, kernel_regularizer=l2_regularizer(self.l2),
-                                        name="logit")
-    super().build(input_shape)
-
-  def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-    hidden = inputs
-    for layer in self._hidden:
-      hidden = self._dropout(layer(hidden), training=training)
-    return tf.squeeze(self._logit(hidden), axis=-1)
-
-  def get_config(self):
-    return {**super().get_config(), "hidden_units": self.hidden_units,
-            "activation": self.activation, "dropout": self.dropout, "l2": self.l2}
 
 
 @tf_keras.utils.register_keras_serializable(package="dasl_tf")

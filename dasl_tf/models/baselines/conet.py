@@ -2,7 +2,7 @@
 
 Two base networks, one per domain, joined by cross connections: at every hidden
 layer ``l`` each network also receives the other's activations through a
-transfer matrix ``H_l`` shared by both directions (eq. 2-3 of the paper)::
+transfer matrix ``H_l`` shared by both directions::
 
   a_A^{l+1} = ReLU(W_A^l a_A^l + H^l a_B^l + b_A^l)
   a_B^{l+1} = ReLU(W_B^l a_B^l + H^l a_A^l + b_B^l)

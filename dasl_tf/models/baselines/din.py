@@ -59,7 +59,7 @@ class DinTower(tf_keras.layers.Layer):
     self._attention = blocks.TargetAttentionPooling(
         self.attention_units, normalization="none", activation="sigmoid", l2=self.l2,
         name="activation_unit")
-    self._mlp = blocks.MLPTower(self.hidden_units, dropout=self.dropout, l2=self.l2, name="mlp")
+    self._mlp = blocks.logit_mlp(self.hidden_units, self.dropout, self.l2, "mlp")
     super().build(input_shape)
 
   def call(self, user_ids: tf.Tensor, history: tf.Tensor, candidates: tf.Tensor,
@@ -68,8 +68,9 @@ class DinTower(tf_keras.layers.Layer):
     interest = self._attention(candidate_emb, self._items(history),
                                blocks.history_mask(history))
     user_emb = blocks.tile_to_candidates(self._users(user_ids), candidates)
-    return self._mlp(tf.concat([user_emb, interest, candidate_emb], axis=-1),
-                     training=training)
+    logits = self._mlp(tf.concat([user_emb, interest, candidate_emb], axis=-1),
+                       training=training)
+    return tf.squeeze(logits, -1)
 
   def get_config(self):
     return {**super().get_config(), "num_users": self.num_users, "num_items": self.num_items,

@@ -86,7 +86,7 @@ class MixedInterestHead(tf_keras.layers.Layer):
     self._interest_score = [
         tf_keras.layers.Dense(1, kernel_regularizer=regularizer, name=f"interest_score_{i}")
         for i in range(NUM_INTERESTS)]
-    self._mlp = blocks.MLPTower(self.hidden_units, dropout=self.dropout, l2=self.l2, name="mlp")
+    self._mlp = blocks.logit_mlp(self.hidden_units, self.dropout, self.l2, "mlp")
     super().build(candidates_shape)
 
   def call(self, candidates: tf.Tensor, user: tf.Tensor, source_items: tf.Tensor,
@@ -102,7 +102,8 @@ class MixedInterestHead(tf_keras.layers.Layer):
       logit = tf.clip_by_value(score(hidden(attention_input)),
                                -MAX_INTEREST_SCORE, MAX_INTEREST_SCORE)
       weighted.append(tf.exp(logit) * interest)
-    return self._mlp(tf.concat(weighted + [candidates], axis=-1), training=training)
+    logits = self._mlp(tf.concat(weighted + [candidates], axis=-1), training=training)
+    return tf.squeeze(logits, -1)
 
   def get_config(self):
     return {**super().get_config(), "attention_units": self.attention_units,

@@ -3,10 +3,11 @@
 For target domain ``t`` and source domain ``s`` (each domain is the target of
 one head):
 
-* Sequence encoders: one GRU per domain over its item history; ``h_t`` is the
+* Sequence encoders: one GRU per domain over its item history (the
+  :class:`~dasl_tf.layers.SequenceEncoder` DASL uses); ``h_t`` is the
   target encoder's final state, ``h^s_j`` the source encoder's state at step j.
 * Shared account filter unit (SFU), a recurrent cell over the source steps with
-  ``K`` latent account members ``r_k`` (eq. 5-9 of the paper)::
+  ``K`` latent account members ``r_k``::
 
     f_k = σ(W_f [h^s_j ; h_t ; s_{j-1}] + V_f r_k + b_f)
     ŝ_k = tanh(W_s [h^s_j ; s_{j-1}] + V_s r_k + b_s)
@@ -32,6 +33,7 @@ import tf_keras
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
+from dasl_tf.layers.sequence import SequenceEncoder
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.baselines import blocks
 from dasl_tf.models.registry import register
@@ -81,22 +83,18 @@ class SharedAccountFilterCell(tf_keras.layers.Layer):
       raise ValueError(f"{self.name}: the input [source state ; target state] must have an "
                        f"even size, got {input_dim}")
     self._source_dim = input_dim // 2
-    glorot = tf_keras.initializers.GlorotNormal()
-    self.members = self.add_weight(name="members", shape=(self.num_members, self.units),
-                                   initializer=glorot)
-    self.gate_kernel = self.add_weight(name="gate_kernel",
-                                       shape=(input_dim + self.units, self.units),
-                                       initializer=glorot)
-    self.gate_member_kernel = self.add_weight(name="gate_member_kernel",
-                                              shape=(self.units, self.units), initializer=glorot)
-    self.gate_bias = self.add_weight(name="gate_bias", shape=(self.units,), initializer="ones")
-    self.candidate_kernel = self.add_weight(
-        name="candidate_kernel", shape=(self._source_dim + self.units, self.units),
-        initializer=glorot)
-    self.candidate_member_kernel = self.add_weight(
-        name="candidate_member_kernel", shape=(self.units, self.units), initializer=glorot)
-    self.candidate_bias = self.add_weight(name="candidate_bias", shape=(self.units,),
-                                          initializer="zeros")
+    units = self.units
+
+    def weight(name, shape, initializer="glorot_normal"):
+      return self.add_weight(name=name, shape=shape, initializer=initializer)
+
+    self.members = weight("members", (self.num_members, units))
+    self.gate_kernel = weight("gate_kernel", (input_dim + units, units))
+    self.gate_member_kernel = weight("gate_member_kernel", (units, units))
+    self.gate_bias = weight("gate_bias", (units,), "ones")
+    self.candidate_kernel = weight("candidate_kernel", (self._source_dim + units, units))
+    self.candidate_member_kernel = weight("candidate_member_kernel", (units, units))
+    self.candidate_bias = weight("candidate_bias", (units,), "zeros")
     super().build(input_shape)
 
   def call(self, inputs: tf.Tensor, states):
@@ -148,20 +146,22 @@ class ParallelTransferHead(tf_keras.layers.Layer):
   def build(self, candidates_shape):
     self._filter = tf_keras.layers.RNN(
         SharedAccountFilterCell(self.units, self.num_members, name="filter_cell"),
-        return_sequences=True, name="shared_account_filter")
-    self._transfer = tf_keras.layers.GRU(self.units, name="cross_domain_transfer")
-    self._mlp = blocks.MLPTower(self.hidden_units, dropout=self.dropout, l2=self.l2, name="mlp")
+        return_sequences=True, unroll=True, name="shared_account_filter")
+    self._transfer = SequenceEncoder(self.units, return_sequences=False,
+                                     name="cross_domain_transfer")
+    self._mlp = blocks.logit_mlp(self.hidden_units, self.dropout, self.l2, "mlp")
     super().build(candidates_shape)
 
   def call(self, candidates: tf.Tensor, target_state: tf.Tensor, source_states: tf.Tensor,
            source_mask: tf.Tensor, training: bool = False) -> tf.Tensor:
     tiled_target = tf.repeat(target_state[:, None, :], tf.shape(source_states)[1], axis=1)
     filtered = self._filter(tf.concat([source_states, tiled_target], -1), mask=source_mask)
-    transferred = self._transfer(filtered, mask=source_mask)
+    transferred = self._transfer(filtered, mask=source_mask, training=training)
     context = tf.concat([target_state, transferred], -1)
-    return self._mlp(
+    logits = self._mlp(
         tf.concat([blocks.tile_to_candidates(context, candidates), candidates], -1),
         training=training)
+    return tf.squeeze(logits, -1)
 
   def get_config(self):
     return {**super().get_config(), "units": self.units, "hidden_units": self.hidden_units,
@@ -179,8 +179,7 @@ class PiNet(CrossDomainRanker):
     self.items_a = blocks.id_embedding(config.num_items_a, dim, l2, "items_a")
     self.items_b = blocks.id_embedding(config.num_items_b, dim, l2, "items_b")
     self.encoder_a, self.encoder_b = (
-        tf_keras.layers.GRU(config.gru_units, return_sequences=True, return_state=True,
-                            name=encoder_name)
+        SequenceEncoder(config.gru_units, name=encoder_name)
         for encoder_name in ("encoder_a", "encoder_b"))
     self.head_a, self.head_b = (
         ParallelTransferHead(config.gru_units, config.hidden_units, dropout=config.dropout,
@@ -191,8 +190,8 @@ class PiNet(CrossDomainRanker):
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
     hist_a, hist_b = features[F.HIST_A], features[F.HIST_B]
     mask_a, mask_b = blocks.history_mask(hist_a), blocks.history_mask(hist_b)
-    states_a, final_a = self.encoder_a(self.items_a(hist_a), mask=mask_a)
-    states_b, final_b = self.encoder_b(self.items_b(hist_b), mask=mask_b)
+    states_a, final_a = self.encoder_a(self.items_a(hist_a), mask=mask_a, training=training)
+    states_b, final_b = self.encoder_b(self.items_b(hist_b), mask=mask_b, training=training)
     logits_a = self.head_a(self.items_a(candidates), final_a, states_b, mask_b,
                            training=training)
     logits_b = self.head_b(self.items_b(candidates), final_b, states_a, mask_a,

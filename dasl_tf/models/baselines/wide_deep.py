@@ -62,7 +62,7 @@ class WideAndDeepTower(tf_keras.layers.Layer):
 
   def build(self, input_shape):
     def wide_weights(vocab_size, name):
-      return blocks.id_embedding(vocab_size, 1, self.l2, name, initializer="zeros")
+      return blocks.id_embedding(vocab_size, 1, self.l2, name)
 
     self._wide_user = wide_weights(self.num_users, "wide_user")
     self._wide_item = wide_weights(self.num_items, "wide_item")
@@ -70,8 +70,7 @@ class WideAndDeepTower(tf_keras.layers.Layer):
     self._wide_bias = self.add_weight(name="wide_bias", shape=(), initializer="zeros")
     self._users = blocks.id_embedding(self.num_users, self.embedding_dim, self.l2, "users")
     self._items = blocks.id_embedding(self.num_items, self.embedding_dim, self.l2, "items")
-    self._deep = blocks.MLPTower(self.hidden_units, dropout=self.dropout, l2=self.l2,
-                                 name="deep")
+    self._deep = blocks.logit_mlp(self.hidden_units, self.dropout, self.l2, "deep")
     super().build(input_shape)
 
   def cross_bucket_ids(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
@@ -92,7 +91,7 @@ class WideAndDeepTower(tf_keras.layers.Layer):
     deep = self._deep(
         tf.concat([blocks.tile_to_candidates(context, candidates), candidate_emb], axis=-1),
         training=training)
-    return wide + deep
+    return wide + tf.squeeze(deep, -1)
 
   def get_config(self):
     return {**super().get_config(), "num_users": self.num_users, "num_items": self.num_items,

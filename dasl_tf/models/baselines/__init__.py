@@ -1,0 +1,19 @@
+"""The paper's baselines (section 4.2), each a two-headed :class:`~dasl_tf.models.CrossDomainRanker`.
+
+Importing this package registers their variants with :func:`dasl_tf.models.build_model`:
+
+* ``din``: DIN, one independent model per domain;
+* ``wide_deep``: Wide & Deep, one independent model per domain;
+* ``conet``: CoNet, cross-connected networks of the two domains;
+* ``ddtcdr``: DDTCDR, dual transfer through an orthogonal user mapping;
+* ``minet``: MiNet, long-term and short-term source/target interests;
+* ``pinet``: π-Net, shared-account filter and cross-domain transfer units.
+"""
+from dasl_tf.models.baselines.conet import CoNet
+from dasl_tf.models.baselines.ddtcdr import DDTCDR
+from dasl_tf.models.baselines.din import Din
+from dasl_tf.models.baselines.minet import MiNet
+from dasl_tf.models.baselines.pinet import PiNet
+from dasl_tf.models.baselines.wide_deep import WideAndDeep
+
+BASELINES = ("din", "wide_deep", "conet", "ddtcdr", "minet", "pinet")

@@ -1,0 +1,22 @@
+"""``dasl-prepare`` as a library: raw two-domain logs -> TFRecords, schema, vocabularies, stats.
+
+Modules, one responsibility each:
+  config         :class:`PrepareConfig` (one field per flag) and :class:`PrepareError`.
+  readers        one reader per input format -> :class:`readers.RawLog`.
+  interactions   cleaning (drops, counted) and the merged per-user table.
+  vocab          raw id -> index vocabularies (0 = padding, 1 = OOV).
+  side_features  user / item side-feature tables aligned to the vocabularies.
+  splits         temporal and k-fold split rules.
+  examples       the per-user function both drivers share.
+  codec          vectorised ``tf.train.Example`` serialization.
+  encoder        examples + side features -> serialized records.
+  writer         staging directory and TFRecord shards.
+  stats          ``stats.json``.
+  local          the local driver.
+  beam_pipeline  the Apache Beam driver.
+  pipeline       :func:`prepare`, which ties them together.
+"""
+from dasl_tf.prepare.config import FORMATS, PrepareConfig, PrepareError
+from dasl_tf.prepare.pipeline import prepare
+
+__all__ = ["FORMATS", "PrepareConfig", "PrepareError", "prepare"]

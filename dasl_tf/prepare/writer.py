@@ -1,0 +1,91 @@
+"""Output of ``dasl-prepare``: a staging directory renamed into place, and TFRecord shards.
+
+Everything is written under ``<output_dir>.tmp-<pid>`` and renamed to
+``output_dir`` only when complete, so a failed run leaves nothing half-written
+at ``output_dir``. Shards are ``<split>/part-SSSSS-of-NNNNN.tfrecord[.gz]``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from typing import Dict, Iterator, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from dasl_tf.prepare.config import PrepareError
+
+SHARD_PREFIX = "part"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+
+
+def shard_suffix(compress: bool) -> str:
+  return ".tfrecord.gz" if compress else ".tfrecord"
+
+
+def shard_paths(split: str, num_shards: int, compress: bool) -> List[str]:
+  """Shard paths of a split, relative to the output directory."""
+  return [os.path.join(split, f"{SHARD_PREFIX}-{k:05d}-of-{num_shards:05d}"
+                       f"{shard_suffix(compress)}") for k in range(num_shards)]
+
+
+@contextlib.contextmanager
+def staging_dir(output_dir: str, overwrite: bool) -> Iterator[str]:
+  """Yields a temp directory that becomes ``output_dir`` when the block succeeds.
+
+  Raises:
+    PrepareError: ``output_dir`` exists and ``overwrite`` is False.
+  """
+  output_dir = os.path.abspath(output_dir)
+  if os.path.exists(output_dir) and not overwrite:
+    raise PrepareError(f"{output_dir} already exists; pass --overwrite to replace it")
+  parent = os.path.dirname(output_dir)
+  os.makedirs(parent, exist_ok=True)
+  staging = f"{output_dir}.tmp-{os.getpid()}"
+  shutil.rmtree(staging, ignore_errors=True)
+  os.makedirs(staging)
+  try:
+    yield staging
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if os.path.exists(output_dir):
+    shutil.rmtree(output_dir)
+  os.rename(staging, output_dir)
+
+
+def write_json(path: str, value) -> None:
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write("\n")
+
+
+class ShardWriters:
+  """Open TFRecord writers for every shard of every split.
+
+  Each record goes to a shard drawn by a seeded generator, so shards are
+  balanced and mix users.
+  """
+
+  def __init__(self, root: str, splits: Sequence[str], num_shards: int, compress: bool,
+               seed: int):
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
+    self._rng = np.random.default_rng((seed, 7))
+    self._writers: Dict[str, List[tf.io.TFRecordWriter]] = {}
+    for split in splits:
+      os.makedirs(os.path.join(root, split), exist_ok=True)
+      self._writers[split] = [tf.io.TFRecordWriter(os.path.join(root, p), options)
+                              for p in shard_paths(split, num_shards, compress)]
+
+  def write(self, split: str, records: Sequence[bytes]) -> None:
+    writers = self._writers[split]
+    shards = self._rng.integers(0, len(writers), len(records))
+    for shard, record in zip(shards.tolist(), records):
+      writers[shard].write(record)
+
+  def close(self) -> None:
+    for writers in self._writers.values():
+      for writer in writers:
+        writer.close()

@@ -1,0 +1,105 @@
+"""``dasl-prepare``: two domains' raw interaction logs -> TFRecords the model reads.
+
+Examples:
+
+  dasl-prepare --format csv --input_a a.csv --input_b b.csv --output_dir data/
+  dasl-prepare --format douban --input_a book/ratings.dat --input_b music/ratings.dat \\
+      --output_dir data/ --domain_names book,music
+  dasl-prepare --format mat --input rating_with_timestamp.mat --category_a 1 \\
+      --category_b 2 --output_dir data/ --split kfold --folds 5
+  dasl-prepare ... --runner beam --direct_num_workers 2   # other Beam options pass through
+
+Bad input ends with ``dasl-prepare: error: <file[:line]>: <what>`` and exit code 1.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from dasl_tf import prepare as prepare_lib
+
+_DEFAULT = prepare_lib.PrepareConfig.__dataclass_fields__  # field defaults
+
+flags.DEFINE_enum("format", "csv", list(prepare_lib.FORMATS), "Input format.")
+flags.DEFINE_string("input_a", "", "File or glob of domain A's log.")
+flags.DEFINE_string("input_b", "", "File or glob of domain B's log.")
+flags.DEFINE_string("input", "", "One file holding both domains (with --category_a/_b).")
+flags.DEFINE_string("category_a", "", "Category id of domain A in --input.")
+flags.DEFINE_string("category_b", "", "Category id of domain B in --input.")
+flags.DEFINE_string("output_dir", None, "Output directory (must not exist without --overwrite).")
+flags.DEFINE_string("user_column", "user_id", "User id column (csv, tsv, parquet).")
+flags.DEFINE_string("item_column", "item_id", "Item id column.")
+flags.DEFINE_string("rating_column", "rating", "Rating column (click = rating >= threshold).")
+flags.DEFINE_string("label_column", "label", "0/1 click column, used if the rating column "
+                    "is absent.")
+flags.DEFINE_string("timestamp_column", "timestamp", "Time column; if absent, file order.")
+flags.DEFINE_string("category_column", "category", "Category column of a single --input.")
+flags.DEFINE_float("label_threshold", 4.0, "Click = rating >= this.")
+flags.DEFINE_integer("history_length", 10, "T: past items per domain in each example.")
+flags.DEFINE_integer("min_item_count", 1, "Items with fewer records map to OOV (id 1).")
+flags.DEFINE_enum("split", "temporal", ["temporal", "kfold"], "Split rule.")
+flags.DEFINE_float("eval_fraction", 0.2, "Temporal split: share of each user's timeline "
+                   "in eval.")
+flags.DEFINE_integer("folds", 5, "k-fold split: number of folds.")
+flags.DEFINE_integer("num_negatives", 99, "Sampled negatives per eval example (HR@10).")
+flags.DEFINE_integer("seed", 42, "Seed of negatives, folds and sharding.")
+flags.DEFINE_string("user_features", "", "User side-feature table (CSV or Parquet, id first).")
+flags.DEFINE_string("item_features_a", "", "Side-feature table of domain A's items.")
+flags.DEFINE_string("item_features_b", "", "Side-feature table of domain B's items.")
+flags.DEFINE_list("numeric_features", [], "Side-feature columns to treat as numeric.")
+flags.DEFINE_list("categorical_features", [], "Side-feature columns to treat as categorical.")
+flags.DEFINE_integer("num_shards", 4, "TFRecord shards per split.")
+flags.DEFINE_bool("compress", False, "Write GZIP shards (.tfrecord.gz).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
+flags.DEFINE_list("domain_names", ["A", "B"], "Display names of domains A and B.")
+flags.DEFINE_enum("runner", "local", ["local", "beam"], "local (fast, in-process) or beam.")
+flags.mark_flag_as_required("output_dir")
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags(beam_options: List[str]) -> prepare_lib.PrepareConfig:
+  """The :class:`PrepareConfig` of the parsed flags (unknown flags are Beam options)."""
+  values = {name: FLAGS[name].value for name in prepare_lib.PrepareConfig.__dataclass_fields__
+            if name in FLAGS and name != "beam_options"}
+  for name in ("numeric_features", "categorical_features", "domain_names"):
+    values[name] = tuple(values[name])
+  return prepare_lib.PrepareConfig(beam_options=tuple(beam_options), **values)
+
+
+def _parse(argv: List[str]) -> List[str]:
+  """Parses our flags; returns argv[0] plus the unknown flags (Beam pipeline options)."""
+  try:
+    rest = FLAGS(argv, known_only=True)
+  except flags.Error as e:
+    sys.exit(f"dasl-prepare: error: {e}\nPass --helpfull to see the flags.")
+  return rest
+
+
+def _main(argv: List[str]) -> None:
+  beam_options = [a for a in argv[1:]]
+  if beam_options and FLAGS.runner != "beam":
+    raise app.UsageError(f"unknown arguments {beam_options} (Beam options need --runner beam)")
+  try:
+    stats = prepare_lib.prepare(config_from_flags(beam_options))
+  except prepare_lib.PrepareError as e:
+    logging.error("%s", e)
+    sys.exit(f"dasl-prepare: error: {e}")
+  summary = {name: split["examples"] for name, split in stats["splits"].items()}
+  print(json.dumps({"output_dir": FLAGS.output_dir, "examples": summary,
+                    "users": stats["users"], "overlap_users": stats["overlap_users"],
+                    "warnings": stats["warnings"]}, indent=2))
+
+
+def main() -> None:
+  """Console entry point ``dasl-prepare``."""
+  app.run(_main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,90 @@
+"""Warmup requests: ``assets.extra/tf_serving_warmup_requests`` of an export.
+
+TensorFlow Serving replays these ``PredictionLog`` records when it loads a
+version, before the version takes traffic, so the first real request does not
+pay for graph initialisation. One request per signature is written, built by
+:class:`serving.client.DaslClient` from the first ids of the vocabularies, so
+warmup exercises the same request path as real clients.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Sequence
+
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from dasl_tf import features as F
+from serving import signatures
+from serving import spec as spec_lib
+from serving.client import DaslClient
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+WARMUP_CANDIDATES = 100
+
+
+def _first_ids(vocab_dir: str, file_name: str, count: int, id_dtype: str) -> list:
+  with tf.io.gfile.GFile(os.path.join(vocab_dir, file_name)) as f:
+    ids = f.read().splitlines()[:count]
+  return [int(i) for i in ids] if id_dtype == "int64" else ids
+
+
+def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
+               ) -> List[prediction_log_pb2.PredictionLog]:
+  """One ``PredictionLog`` per signature, with two rows (one per domain) where rows apply."""
+  t = serving_spec.history_length
+  dtype = serving_spec.id_dtype
+  users = _first_ids(vocab_dir, signatures.USERS_VOCAB, 2, dtype)
+  items_a = _first_ids(vocab_dir, signatures.ITEMS_A_VOCAB, WARMUP_CANDIDATES, dtype)
+  items_b = _first_ids(vocab_dir, signatures.ITEMS_B_VOCAB, t, dtype)
+  shapes = serving_spec.feature_spec.shapes(with_label=False)
+  side = {name: [0] * shape[0] for name, (_, shape) in shapes.items()
+          if name in (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)}
+  user_side = {k: v for k, v in side.items() if k in (F.USER_NUM, F.USER_CAT)}
+  client = DaslClient(serving_spec)
+  predict_rows = [
+      {F.USER_ID: users[0], F.ITEM_ID: items_a[0], F.DOMAIN: F.DOMAIN_A,
+       F.HIST_A: items_a[:t], F.HIST_B: items_b[:t], **side},
+      {F.USER_ID: users[-1], F.ITEM_ID: items_b[0], F.DOMAIN: F.DOMAIN_B,
+       F.HIST_A: items_a[:1], F.HIST_B: [], **side},
+  ]
+  recommend_rows = [{F.USER_ID: users[0], F.DOMAIN: F.DOMAIN_A, F.HIST_A: items_a[:t],
+                     F.HIST_B: items_b[:t], spec_lib.CANDIDATES: items_a, **user_side}]
+  first_index = F.NUM_RESERVED_IDS
+  example_rows = [
+      {F.USER_ID: first_index, F.ITEM_ID: first_index, F.DOMAIN: domain,
+       F.HIST_A: [first_index], F.HIST_B: [first_index], **side}
+      for domain in (F.DOMAIN_A, F.DOMAIN_B)]
+  requests = {
+      spec_lib.SERVING_DEFAULT: client.example_inputs(example_rows),
+      spec_lib.PREDICT: client.predict_inputs(predict_rows),
+      spec_lib.RECOMMEND: client.recommend_inputs(recommend_rows),
+  }
+  logs = []
+  for signature, inputs in requests.items():
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.CopyFrom(client.grpc_request(signature, inputs))
+    logs.append(log)
+  return logs
+
+
+def write_warmup(logs: Sequence[prediction_log_pb2.PredictionLog], export_dir: str) -> str:
+  """Writes the records to ``<export_dir>/assets.extra/tf_serving_warmup_requests``."""
+  directory = os.path.join(export_dir, spec_lib.ASSETS_EXTRA)
+  tf.io.gfile.makedirs(directory)
+  path = os.path.join(directory, WARMUP_FILE)
+  with tf.io.TFRecordWriter(path) as writer:
+    for log in logs:
+      writer.write(log.SerializeToString())
+  return path
+
+
+def read_warmup(export_dir: str) -> List[prediction_log_pb2.PredictionLog]:
+  """The warmup records of an export, parsed."""
+  path = os.path.join(export_dir, spec_lib.ASSETS_EXTRA, WARMUP_FILE)
+  logs = []
+  for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+    log = prediction_log_pb2.PredictionLog()
+    log.ParseFromString(record)
+    logs.append(log)
+  return logs

@@ -1,0 +1,88 @@
+"""FeatureAutoencoder: id-only embedding, side-feature encoding and its reconstruction loss."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dasl_tf.layers import FeatureAutoencoder
+from tests import keras_testing
+
+
+def _mlp_numpy(mlp, x):
+  """The MLP forward pass from its weights: ReLU hidden layers, linear output."""
+  weights = mlp.get_weights()
+  for i in range(0, len(weights) - 2, 2):
+    x = np.maximum(x @ weights[i] + weights[i + 1], 0.0)
+  return x @ weights[-2] + weights[-1]
+
+
+def test_id_only_is_the_embedding_with_oov_mapping():
+  layer = FeatureAutoencoder(vocab_size=6, embedding_dim=3)
+  out = layer(tf.constant([[2, 5], [9, -1]], tf.int64)).numpy()
+  table = layer.get_weights()[0]
+  np.testing.assert_allclose(out, table[[[2, 5], [1, 1]]])
+  assert layer.losses == []
+
+
+def test_side_features_encoding_and_reconstruction_loss_match_numpy():
+  layer = FeatureAutoencoder(vocab_size=7, embedding_dim=4, numeric_dim=2,
+                             categorical_vocab_sizes=(3, 5), hidden_units=(6,),
+                             categorical_embedding_dim=2, reconstruction_weight=0.5)
+  rng = np.random.default_rng(0)
+  ids = np.array([2, 3, 6, 4])
+  numeric = rng.normal(size=(4, 2)).astype(np.float32)
+  categorical = np.array([[0, 4], [2, 1], [1, 3], [2, 0]])
+  weight = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
+  latent = layer({"id": ids, "numeric": numeric, "categorical": categorical,
+                  "sample_weight": weight}).numpy()
+
+  x = np.concatenate([layer._id_embedding.get_weights()[0][ids], numeric,
+                      layer._categorical_embeddings[0].get_weights()[0][categorical[:, 0]],
+                      layer._categorical_embeddings[1].get_weights()[0][categorical[:, 1]]], 1)
+  expected_latent = _mlp_numpy(layer._encoder, x)
+  np.testing.assert_allclose(latent, expected_latent, rtol=1e-5, atol=1e-6)
+
+  recon = _mlp_numpy(layer._decoder, expected_latent)
+  error = np.sum((numeric - recon[:, :2]) ** 2, 1)
+  for column, (lo, hi) in enumerate([(2, 5), (5, 10)]):
+    logits = recon[:, lo:hi]
+    log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    error -= log_probs[np.arange(4), categorical[:, column]]
+  expected_loss = 0.5 * np.sum(weight * error) / weight.sum()
+  assert len(layer.losses) == 1
+  np.testing.assert_allclose(layer.losses[0].numpy(), expected_loss, rtol=1e-5)
+
+
+def test_ids_only_call_zero_fills_side_features_without_loss():
+  layer = FeatureAutoencoder(vocab_size=5, embedding_dim=3, numeric_dim=2, hidden_units=(4,))
+  ids = tf.constant([[2, 3]], tf.int64)
+  zero_filled = layer({"id": ids, "numeric": tf.zeros([1, 2, 2])})
+  assert len(layer.losses) == 1
+  ids_only = layer(ids)
+  assert layer.losses == []
+  np.testing.assert_allclose(ids_only.numpy(), zero_filled.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(vocab_size=0, embedding_dim=2), "positive"),
+    (dict(vocab_size=5, embedding_dim=2, categorical_vocab_sizes=(0,)), "categorical"),
+    (dict(vocab_size=5, embedding_dim=2, reconstruction_weight=-1.0), "weights"),
+    (dict(vocab_size=2, embedding_dim=2, oov_id=3), "oov_id"),
+])
+def test_rejects_bad_arguments(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    FeatureAutoencoder(**kwargs)
+
+
+def test_rejects_unknown_input_keys():
+  with pytest.raises(ValueError, match="numerics"):
+    FeatureAutoencoder(vocab_size=5, embedding_dim=2)({"id": tf.constant([2]),
+                                                       "numerics": tf.zeros([1, 1])})
+
+
+def test_keras_contract(tmp_path):
+  inputs = {"id": tf.constant([2, 4, 9], tf.int64), "numeric": tf.ones([3, 2]),
+            "categorical": tf.constant([[1], [2], [0]], tf.int64)}
+  keras_testing.check_keras_layer(
+      lambda: FeatureAutoencoder(vocab_size=8, embedding_dim=4, numeric_dim=2,
+                                 categorical_vocab_sizes=(3,), hidden_units=(5,)),
+      inputs, str(tmp_path))

@@ -1,0 +1,65 @@
+"""SequenceEncoder: the GRU of eq. (3)-(5) with left padding masked."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dasl_tf.layers import SequenceEncoder
+from tests import keras_testing
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def _gru_numpy(layer, x, mask):
+  """Eq. (3)-(5) with Keras's weights (gate order z, r, h); masked steps keep the state."""
+  kernel, recurrent, bias = layer.get_weights()
+  units = recurrent.shape[0]
+  w = np.split(kernel, 3, axis=1)
+  u = np.split(recurrent, 3, axis=1)
+  b = np.split(bias, 3)
+  h = np.zeros((x.shape[0], units))
+  outputs = []
+  for t in range(x.shape[1]):
+    z = _sigmoid(x[:, t] @ w[0] + h @ u[0] + b[0])
+    r = _sigmoid(x[:, t] @ w[1] + h @ u[1] + b[1])
+    candidate = np.tanh(x[:, t] @ w[2] + (r * h) @ u[2] + b[2])
+    new_h = z * h + (1 - z) * candidate  # Keras's z is the paper's 1 - z_t.
+    h = np.where(mask[:, t:t + 1], new_h, h)
+    outputs.append(h)
+  return np.stack(outputs, 1), h
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_matches_numpy_gru_with_left_padding(unroll):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(3, 5, 4)).astype(np.float32)
+  mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], bool)
+  layer = SequenceEncoder(units=6, unroll=unroll)
+  outputs, state = layer(x, mask=mask)
+  expected_outputs, expected_state = _gru_numpy(layer, x, mask)
+  np.testing.assert_allclose(state.numpy(), expected_state, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(outputs.numpy(), expected_outputs, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(state.numpy()[2], 0.0)
+
+
+def test_padding_does_not_change_the_state():
+  rng = np.random.default_rng(1)
+  items = rng.normal(size=(1, 3, 4)).astype(np.float32)
+  padded = np.concatenate([rng.normal(size=(1, 2, 4)).astype(np.float32), items], 1)
+  layer = SequenceEncoder(units=5, return_sequences=False)
+  short = layer(items, mask=np.ones((1, 3), bool))
+  long = layer(padded, mask=np.array([[False, False, True, True, True]]))
+  np.testing.assert_allclose(long.numpy(), short.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rejects_bad_units():
+  with pytest.raises(ValueError, match="units"):
+    SequenceEncoder(units=0)
+
+
+def test_keras_contract(tmp_path):
+  x = tf.random.normal([2, 4, 3])
+  mask = tf.constant([[False, True, True, True], [True, True, True, True]])
+  keras_testing.check_keras_layer(lambda: SequenceEncoder(units=5), x, str(tmp_path),
+                                  call_kwargs={"mask": mask})
