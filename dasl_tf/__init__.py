@@ -35,4 +35,19 @@ def _select_legacy_keras() -> None:
         "example `export TF_USE_LEGACY_KERAS=1`), or import dasl_tf first.")
 
 
+def _leave_keras_code_unconverted() -> None:
+  """Keeps AutoGraph from transpiling tf_keras's own code, as TensorFlow does for ``keras``.
+
+  TensorFlow's AutoGraph rules skip the ``keras`` package but not ``tf_keras``,
+  so the first ``fit``/``evaluate``/``predict`` of every process re-transpiled
+  Keras internals (about a minute on two busy CPU cores, for any model). The
+  ``call`` methods of dasl_tf's layers are still converted: Keras converts them
+  explicitly.
+  """
+  from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+
+  autograph_config.CONVERSION_RULES += (autograph_config.DoNotConvert("tf_keras"),)
+
+
 _select_legacy_keras()
+_leave_keras_code_unconverted()

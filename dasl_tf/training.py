@@ -254,12 +254,17 @@ def _read_json(path: str):
     return json.load(f)
 
 
-def write_json_atomically(path: str, value) -> None:
-  """Writes JSON to ``path`` through a temporary file and a rename."""
+def write_text_atomically(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file and a rename."""
   tmp = f"{path}.tmp-{os.getpid()}"
   with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    f.write(text)
   tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json_atomically(path: str, value) -> None:
+  """Writes ``value`` as JSON to ``path`` through a temporary file and a rename."""
+  write_text_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def _config_differences(old: Mapping, new: Mapping, prefix: str = "") -> List[str]:
@@ -417,6 +422,7 @@ class _DivergenceGuard(tf_keras.callbacks.Callback):
 
   def __init__(self, state: TrainingState, learning_rate: float):
     super().__init__()
+    self._supports_tf_logs = True  # reads only the loss, not every metric, each step
     self._state = state
     self._learning_rate = learning_rate
     self._epoch = 0
@@ -426,7 +432,7 @@ class _DivergenceGuard(tf_keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get("loss")
-    if loss is not None and not np.isfinite(loss):
+    if loss is not None and not np.isfinite(float(loss)):
       self._state.diverged = (
           f"training diverged: the loss became {float(loss)} at epoch {self._epoch + 1}, "
           f"step {batch}. The last finite state is kept in the checkpoints (nothing after "
@@ -662,11 +668,18 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
 def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpec,
                    train: config_lib.TrainConfig, strategy: tf.distribute.Strategy,
                    state: TrainingState) -> Dict[str, float]:
-  """Evaluation metrics of the restored best weights plus the run's accounting."""
+  """Evaluation metrics of the restored best weights plus the run's accounting.
+
+  The per-head losses are those of the best epoch's evaluation, which ran on
+  the same weights and examples.
+  """
   eval_ds = _input(data.eval_files, spec, train, strategy, with_negatives=True)
-  if train.eval_steps:
-    eval_ds = eval_ds.take(train.eval_steps)
-  metrics = {k: float(v) for k, v in metrics_lib.evaluate_model(model, eval_ds).items()}
+  metrics = {k: float(v) for k, v in metrics_lib.evaluate_model(
+      model, eval_ds, max_batches=train.eval_steps or None).items()}
+  best_epoch = int(state.best_epoch.numpy())
+  best_logs = state.history[best_epoch - 1] if best_epoch else {}
+  for head in ("a", "b"):
+    metrics[f"loss_{head}"] = best_logs.get(f"val_loss_{head}", math.nan)
   seconds = float(state.train_seconds.numpy())
   examples = int(state.train_examples.numpy())
   metrics.update(
@@ -674,6 +687,66 @@ def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpe
       train_seconds=seconds,
       examples_per_second=examples / seconds if seconds else 0.0,
       epochs=int(state.epoch.numpy()),
-      best_epoch=int(state.best_epoch.numpy()),
+      best_epoch=best_epoch,
   )
   return metrics
+
+
+# ----------------------------------------------------------------------------- experiment grid
+
+
+@dataclasses.dataclass(frozen=True)
+class GridRun:
+  """One cell of an experiment grid: a variant trained on one fold or with one seed.
+
+  Attributes:
+    variant: the model variant.
+    name: ``fold-<k>`` or ``seed-<s>``; the run's directory under the variant's.
+    data: the run's training and evaluation data.
+    seed: the run's training seed.
+  """
+  variant: str
+  name: str
+  data: TrainingData
+  seed: int
+
+
+def grid_runs(data_dir: str, variants: Sequence[str], folds: int = 0,
+              seeds: Sequence[int] = (42,)) -> List[GridRun]:
+  """The runs of an experiment: every variant on every fold (``folds`` > 0) or seed.
+
+  With folds, fold ``k`` is evaluated after training on the other folds, with
+  the first of ``seeds``; without, every seed trains on ``train`` and is
+  evaluated on ``eval``.
+  """
+  if folds:
+    cells = [(f"fold-{k}", TrainingData.for_fold(data_dir, k), seeds[0]) for k in range(folds)]
+  else:
+    data = TrainingData.from_data_dir(data_dir)
+    cells = [(f"seed-{seed}", data, seed) for seed in seeds]
+  return [GridRun(variant, name, data, seed) for variant in variants
+          for name, data, seed in cells]
+
+
+def run_grid(runs: Sequence[GridRun], output_dir: str,
+             base: Optional[config_lib.ExperimentConfig] = None,
+             train_overrides: Optional[Mapping[str, object]] = None,
+             write_reports: bool = False) -> List[Dict[str, object]]:
+  """Trains every run into ``<output_dir>/<variant>/<name>``; finished runs are reused.
+
+  Returns:
+    One ``{"variant", "run", "model_dir", "metrics"}`` per run, in order.
+  """
+  results = []
+  for index, run in enumerate(runs):
+    model_dir = os.path.join(output_dir, run.variant, run.name)
+    logging.info("experiment run %d/%d: %s %s -> %s", index + 1, len(runs), run.variant,
+                 run.name, model_dir)
+    experiment = resolve_config(run.data.schema, base, {"variant": run.variant},
+                                {**dict(train_overrides or {}), "seed": run.seed})
+    metrics = train_and_evaluate(experiment, run.data, model_dir, write_report=write_reports,
+                                 verbose=2)
+    results.append({"variant": run.variant, "run": run.name, "model_dir": model_dir,
+                    "metrics": metrics})
+    tf_keras.backend.clear_session()
+  return results

@@ -26,7 +26,11 @@ TFX is not needed: any object with these attributes works (see :class:`FnArgs`).
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any, Dict, List, Optional
+
+import dasl_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import tensorflow as tf
 
 from dasl_tf import config as config_lib
 from dasl_tf import training
@@ -45,13 +49,21 @@ class FnArgs:
 
 
 def _serving_exporter(serving_model_dir: str):
-  """Exports the SavedModel directly into ``serving_model_dir`` (TFX's layout, no version)."""
+  """Exports the SavedModel into ``serving_model_dir`` itself (TFX's layout: no version dir)."""
   if not serving_model_dir:
     return None
   from serving import export  # pylint: disable=g-import-not-at-top
 
   def export_fn(model_dir: str) -> None:
-    export.export_saved_model(model_dir, serving_model_dir)
+    staging = f"{serving_model_dir.rstrip('/')}.staging-{uuid.uuid4().hex}"
+    try:
+      version_dir = export.export_model(model_dir, staging, version=1)
+      if tf.io.gfile.exists(serving_model_dir):
+        tf.io.gfile.rmtree(serving_model_dir)
+      tf.io.gfile.rename(version_dir, serving_model_dir)
+    finally:
+      if tf.io.gfile.exists(staging):
+        tf.io.gfile.rmtree(staging)
 
   return export_fn
 

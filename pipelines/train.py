@@ -17,6 +17,8 @@ Examples::
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Dict, List, Optional
 
 from absl import app
@@ -97,14 +99,19 @@ def training_data() -> training.TrainingData:
 
 
 def exporter(serving_model_dir: Optional[str]):
-  """The export step for ``train_and_evaluate``: a versioned SavedModel under the base."""
+  """The export step for ``train_and_evaluate``: the next version under ``serving_model_dir``.
+
+  ``dasl-export`` runs in its own process: it defines flags of the same names
+  as this command (``--model_dir``), which one absl process cannot hold twice.
+  """
   if not serving_model_dir:
     return None
-  from serving import export  # pylint: disable=g-import-not-at-top
 
   def export_fn(model_dir: str) -> None:
-    path = export.export_model(model_dir, serving_model_dir)
-    logging.info("exported the SavedModel to %s", path)
+    command = [sys.executable, "-m", "serving.export", f"--model_dir={model_dir}",
+               f"--export_base={serving_model_dir}"]
+    logging.info("exporting: %s", " ".join(command))
+    subprocess.run(command, check=True)
 
   return export_fn
 

@@ -218,12 +218,14 @@ class ServingModule:
     return self._predict_ctr(features)
 
   def _predict(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    inputs = self._checked_ranks(inputs)
     features = self._raw_features(inputs)
     features[F.ITEM_ID] = self._items_of_domain(
         inputs[F.ITEM_ID], features[F.DOMAIN], sequence=False)
     return self._predict_ctr(features)
 
   def _recommend(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    inputs = self._checked_ranks(inputs)
     features = self._raw_features(inputs)
     raw_candidates = inputs[spec_lib.CANDIDATES]
     batch = tf.shape(features[F.DOMAIN])[0]
@@ -252,7 +254,10 @@ class ServingModule:
   # --- input validation and id mapping --------------------------------------
 
   def _raw_features(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Validates raw inputs and maps them to the model's features (except the items)."""
+    """Validates raw inputs (of checked ranks) and maps them to the model's features.
+
+    Items (``item_id``, ``candidates``) are mapped by the callers.
+    """
     batch = tf.shape(inputs[F.USER_ID])[0]
     checks = []
     for name, value in inputs.items():
@@ -289,6 +294,17 @@ class ServingModule:
     index_checks = self._index_checks(
         {name: features[name] for name in (F.USER_CAT, F.ITEM_CAT) if name in features})
     return {name: _checked(value, index_checks) for name, value in features.items()}
+
+  def _checked_ranks(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """``inputs``, once each has its rank: 1 for per-example ids, 2 for lists and side features.
+
+    TensorFlow Serving feeds tensors without checking them against the
+    signature's shapes; ``EnsureShape`` fails with the input's name and shape
+    before any later op reads a dimension that is not there.
+    """
+    return {name: tf.ensure_shape(value, [None] if name in (F.USER_ID, F.ITEM_ID, F.DOMAIN)
+                                  else [None, None])
+            for name, value in inputs.items()}
 
   def _history(self, indices: tf.Tensor) -> tf.Tensor:
     """Left-pads a [batch, L <= T] history of indices to [batch, T]."""

@@ -16,6 +16,7 @@ from dasl_tf.models.baselines.din import DinTower
 from dasl_tf.models.baselines.minet import MixedInterestHead
 from dasl_tf.models.baselines.pinet import ParallelTransferHead, SharedAccountFilterCell
 from dasl_tf.models.baselines.wide_deep import WideAndDeepTower
+from tests import keras_testing
 
 T = 5
 NUM_USERS, NUM_ITEMS_A, NUM_ITEMS_B = 60, 30, 42
@@ -206,25 +207,62 @@ def test_wide_part_matches_numpy():
 
 # ----------------------------------------------------------------------------- serialization
 
-LAYERS = [
-    lambda: blocks.TargetAttentionPooling((8, 4), normalization="softmax", transfer=True, l2=0.1),
-    lambda: DinTower(NUM_USERS, NUM_ITEMS_A, 8, attention_units=(4,), hidden_units=(6,),
-                     dropout=0.1, l2=0.01),
-    lambda: WideAndDeepTower(NUM_USERS, NUM_ITEMS_A, 8, hidden_units=(6,), cross_buckets=64),
-    lambda: CrossConnectionNetwork((6, 4), dropout=0.2, l2=0.01),
-    lambda: MixedInterestHead(attention_units=5, hidden_units=(6,), dropout=0.1),
-    lambda: SharedAccountFilterCell(units=4, num_members=3),
-    lambda: ParallelTransferHead(units=4, hidden_units=(6,), num_members=2),
-]
+def _layer_cases():
+  """(make_layer, inputs, call_kwargs) of each baseline layer, for ``check_keras_layer``."""
+  rng = np.random.default_rng(4)
+  users = tf.constant([2, 5], tf.int64)
+  history = tf.constant([[0, 3, 4], [0, 0, 0]], tf.int64)
+  candidates = tf.constant([[3, 9, NUM_ITEMS_A + 1]] * 2, tf.int64)
+  mask = tf.constant([[False, True, True], [False, False, False]])
+  vectors = lambda *shape: tf.constant(rng.normal(size=shape), tf.float32)
+  tower_inputs = {"history": history, "candidates": candidates}
+  return {
+      "attention": (lambda: blocks.TargetAttentionPooling((8, 4), normalization="softmax",
+                                                          transfer=True, l2=0.1),
+                    vectors(2, 3, 4), {"keys": vectors(2, 3, 6), "mask": mask,
+                                       "context": vectors(2, 5)}),
+      "din": (lambda: DinTower(NUM_USERS, NUM_ITEMS_A, 8, attention_units=(4,),
+                               hidden_units=(6,), dropout=0.1, l2=0.01),
+              users, tower_inputs),
+      "wide_deep": (lambda: WideAndDeepTower(NUM_USERS, NUM_ITEMS_A, 8, hidden_units=(6,),
+                                             cross_buckets=64),
+                    users, tower_inputs),
+      "conet": (lambda: CrossConnectionNetwork((6, 4), dropout=0.2, l2=0.01),
+                vectors(2, 3, 6), {"inputs_b": vectors(2, 3, 6)}),
+      "minet": (lambda: MixedInterestHead(attention_units=5, hidden_units=(6,), dropout=0.1),
+                vectors(2, 4, 8), {"user": vectors(2, 8), "source_items": vectors(2, 3, 8),
+                                   "source_mask": mask, "target_items": vectors(2, 3, 8),
+                                   "target_mask": tf.logical_not(mask)}),
+      "pinet": (lambda: ParallelTransferHead(units=4, hidden_units=(6,), num_members=2),
+                vectors(2, 4, 8), {"target_state": vectors(2, 4),
+                                   "source_states": vectors(2, 3, 4), "source_mask": mask}),
+  }
 
 
-@pytest.mark.parametrize("make_layer", LAYERS)
-def test_layer_config_round_trip(make_layer):
+def test_attention_pooling_keras_contract(tmp_path):
+  make_layer, inputs, call_kwargs = _layer_cases()["attention"]
+  keras_testing.check_keras_layer(make_layer, inputs, str(tmp_path), call_kwargs, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", sorted(_layer_cases()))
+def test_layer_config_round_trip_keeps_outputs(case):
+  make_layer, inputs, call_kwargs = _layer_cases()[case]
   layer = make_layer()
-  config = layer.get_config()
+  expected = layer(inputs, **call_kwargs)
   restored = tf_keras.layers.deserialize(tf_keras.layers.serialize(layer))
-  assert type(restored) is type(layer)
-  assert restored.get_config() == config
+  assert type(restored) is type(layer) and restored.get_config() == layer.get_config()
+  restored(inputs, **call_kwargs)
+  restored.set_weights(layer.get_weights())
+  tf.nest.map_structure(
+      lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6),
+      restored(inputs, **call_kwargs), expected)
+
+
+def test_filter_cell_config_round_trip():
+  cell = SharedAccountFilterCell(units=4, num_members=3)
+  restored = tf_keras.layers.deserialize(tf_keras.layers.serialize(cell))
+  assert type(restored) is SharedAccountFilterCell
+  assert restored.get_config() == cell.get_config()
 
 
 @pytest.mark.parametrize("bad", [
@@ -240,22 +278,30 @@ def test_invalid_layer_arguments_raise(bad):
 
 
 @pytest.mark.parametrize("variant", baselines.BASELINES)
-def test_model_weights_and_saved_model_round_trip(variant, tmp_path):
+def test_model_config_and_weights_round_trip(variant, tmp_path):
   model = _build(variant)
   features = _batch()
-  expected = model.predict_ctr(features)
-
+  expected = model.predict_ctr(features)["ctr"]
   model_io.save_final_weights(model, str(tmp_path))
-  restored = model_io.build_model(
-      type(model).from_config(model.get_config()).model_config)
+  restored = model_io.build_model(type(model).from_config(model.get_config()).model_config)
   restored.load_weights(str(tmp_path / model_io.WEIGHTS_PREFIX)).expect_partial()
-  np.testing.assert_allclose(restored.predict_ctr(features)["ctr"], expected["ctr"], rtol=1e-6)
+  np.testing.assert_allclose(restored.predict_ctr(features)["ctr"], expected, rtol=1e-6)
 
-  spec = F.feature_spec_for(CONFIG)
-  serve = tf.function(model.predict_ctr, input_signature=[spec.tensor_specs()])
-  tf.saved_model.save(model, str(tmp_path / "saved"), signatures={"serving_default": serve})
-  loaded = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
-  np.testing.assert_allclose(loaded(**features)["ctr"], expected["ctr"], rtol=1e-5)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", baselines.BASELINES)
+def test_saved_model_round_trip(variant, tmp_path):
+  model = _build(variant)
+  features = _batch()
+  # As the serving export does: the variables and a function traced without AutoGraph.
+  root = tf.Module()
+  root.model_variables = list(model.variables)
+  serve = tf.function(model.predict_ctr, autograph=False,
+                      input_signature=[F.feature_spec_for(CONFIG).tensor_specs()])
+  tf.saved_model.save(root, str(tmp_path), signatures={"serving_default": serve})
+  loaded = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
+  np.testing.assert_allclose(loaded(**features)["ctr"], model.predict_ctr(features)["ctr"],
+                             rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- learning

@@ -95,9 +95,9 @@ class DualEmbedding(tf_keras.layers.Layer):
           + orthogonality_weight * ||X^T X - I||_F^2            (XX^T = X^TX = I)
 
   Both directions train together in every step. A batch without overlap users
-  adds 0 for eq. (1)-(2). ``X`` starts orthogonal; with ``retraction=True`` an
-  :class:`OrthogonalRetraction` constraint re-orthogonalises it after each
-  optimizer step (a Newton–Schulz step), so ``||X^T X - I||_F`` stays near 0
+  adds 0 for eq. (1)-(2). ``X`` starts orthogonal; with ``retraction_steps > 0``
+  an :class:`OrthogonalRetraction` constraint re-orthogonalises it after each
+  optimizer step (Newton–Schulz steps), so ``||X^T X - I||_F`` stays near 0
   even when the dual losses pull ``X`` away from orthogonality.
 
   Batched rows are row vectors, so the layer computes ``u_A X^T`` and ``u_B X``.
@@ -111,7 +111,8 @@ class DualEmbedding(tf_keras.layers.Layer):
   Args:
     dual_weight: weight of eq. (1) + eq. (2).
     orthogonality_weight: weight of ``||X^T X - I||_F^2`` (0 disables it).
-    retraction: re-orthogonalise ``X`` after each optimizer step.
+    retraction_steps: Newton–Schulz steps that re-orthogonalise ``X`` after
+      each optimizer step (0 = none: only the penalty keeps it orthogonal).
     seed: seed of the orthogonal initialisation.
 
   Input shape: a tuple ``(u_a [batch, d], u_b [batch, d], overlap [batch])``,
@@ -119,19 +120,22 @@ class DualEmbedding(tf_keras.layers.Layer):
   Output shape: a tuple ``(X u_A [batch, d], X^T u_B [batch, d])``.
 
   Raises:
-    ValueError: a weight is negative, or ``u_a`` and ``u_b`` differ in size.
+    ValueError: a weight or ``retraction_steps`` is negative, or ``u_a`` and
+      ``u_b`` differ in size.
   """
 
   def __init__(self, dual_weight: float = 0.1, orthogonality_weight: float = 1.0,
-               retraction: bool = True, seed: Optional[int] = None, **kwargs):
+               retraction_steps: int = 2, seed: Optional[int] = None, **kwargs):
     super().__init__(**kwargs)
     if dual_weight < 0 or orthogonality_weight < 0:
       raise ValueError(
           f"DualEmbedding weights must be >= 0, got dual_weight={dual_weight}, "
           f"orthogonality_weight={orthogonality_weight}")
+    if retraction_steps < 0:
+      raise ValueError(f"DualEmbedding retraction_steps must be >= 0, got {retraction_steps}")
     self.dual_weight = float(dual_weight)
     self.orthogonality_weight = float(orthogonality_weight)
-    self.retraction = bool(retraction)
+    self.retraction_steps = int(retraction_steps)
     self.seed = seed
 
   def build(self, input_shape: Sequence[tf.TensorShape]):
@@ -145,7 +149,8 @@ class DualEmbedding(tf_keras.layers.Layer):
         initializer=tf_keras.initializers.Orthogonal(seed=self.seed),
         regularizer=(OrthogonalityRegularizer(self.orthogonality_weight)
                      if self.orthogonality_weight else None),
-        constraint=OrthogonalRetraction() if self.retraction else None)
+        constraint=(OrthogonalRetraction(self.retraction_steps)
+                    if self.retraction_steps else None))
     super().build(input_shape)
 
   def call(self, inputs: Tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -167,5 +172,5 @@ class DualEmbedding(tf_keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(dual_weight=self.dual_weight, orthogonality_weight=self.orthogonality_weight,
-                  retraction=self.retraction, seed=self.seed)
+                  retraction_steps=self.retraction_steps, seed=self.seed)
     return config

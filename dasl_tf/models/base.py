@@ -27,7 +27,7 @@ from dasl_tf import features as F
 def _ranking_task(head: str) -> tfrs.tasks.Ranking:
   return tfrs.tasks.Ranking(
       loss=tf_keras.losses.BinaryCrossentropy(
-          from_logits=True, reduction=tf_keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
+          from_logits=True, reduction=tf_keras.losses.Reduction.NONE),
       metrics=[tf_keras.metrics.AUC(name=f"auc_{head}", from_logits=True)],
       loss_metrics=[tf_keras.metrics.Mean(name=f"loss_{head}")],
       name=f"ranking_{head}")
@@ -93,7 +93,22 @@ class CrossDomainRanker(tfrs.Model):
                          sample_weight=weight_a, training=training)
     loss_b = self.task_b(labels=labels, predictions=logits["logit_b"][:, None],
                          sample_weight=1.0 - weight_a, training=training)
-    return loss_a + loss_b
+    # Mean over the global batch, so replicas' gradients sum to the batch mean
+    # under any tf.distribute strategy (and equal it without one).
+    return tf.nn.compute_average_loss(loss_a + loss_b)
+
+  def train_step(self, inputs):
+    """tfrs's step, with the regularisation losses counted once across replicas."""
+    with tf.GradientTape() as tape:
+      loss = self.compute_loss(inputs, training=True)
+      regularization_loss = tf.nn.scale_regularization_loss(
+          tf.reduce_sum([tf.reduce_sum(loss) for loss in self.losses]))
+      total_loss = loss + regularization_loss
+    gradients = tape.gradient(total_loss, self.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    metrics = {metric.name: metric.result() for metric in self.metrics}
+    metrics.update(loss=loss, regularization_loss=regularization_loss, total_loss=total_loss)
+    return metrics
 
   def get_config(self):
     return {"config": self.model_config.to_dict(), "name": self.name}

@@ -21,7 +21,7 @@ import numpy as np
 from dasl_tf.prepare import writer as writer_lib
 from dasl_tf.prepare.config import PrepareConfig
 from dasl_tf.prepare.encoder import ExampleEncoder
-from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, UserTimeline,
+from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Timelines,
                                       build_user_examples)
 from dasl_tf.prepare.interactions import Interactions
 
@@ -42,12 +42,13 @@ def keyed_records(interactions: Interactions) -> Iterator[Tuple[int, Record]]:
     yield user, (timestamp, domain, row, item, label)
 
 
-def timeline_of(user: int, records: Iterable[Record], fold: int) -> UserTimeline:
+def timeline_of(user: int, records: Iterable[Record], fold: int) -> Timelines:
   """A user's timeline from their grouped records (any order)."""
   ordered = sorted(records, key=lambda r: (r[0], r[1], r[2]))
   timestamp, domain, _, item, label = (np.asarray(c) for c in zip(*ordered))
-  return UserTimeline(user, item.astype(np.int64), domain.astype(np.int64),
-                      label.astype(np.float32), timestamp.astype(np.float64), fold)
+  return Timelines(np.full(len(item), user, np.int64), item.astype(np.int64),
+                   domain.astype(np.int64), label.astype(np.float32),
+                   timestamp.astype(np.float64), np.full(len(item), fold, np.int64))
 
 
 def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,

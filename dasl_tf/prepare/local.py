@@ -1,31 +1,39 @@
 """The local driver: every user through the per-user function, in one process.
 
-Users are processed in order and their examples are encoded and written in
-chunks of about ``chunk_examples``, so memory holds the input table plus one
-chunk, whatever the output size.
+Users are processed in order, in chunks of complete users of about
+``chunk_records`` records; each chunk's examples are built (vectorised over
+the chunk), encoded and written before the next, so memory holds the input
+table plus one chunk, whatever the output size.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 from absl import logging
 
 from dasl_tf.prepare.encoder import ExampleEncoder
-from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Examples, UserTimeline,
+from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Examples, Timelines,
                                       build_user_examples)
 from dasl_tf.prepare.interactions import Interactions
 from dasl_tf.prepare.writer import ShardWriters
 
 
-def timelines(interactions: Interactions, folds: np.ndarray) -> Iterator[UserTimeline]:
-  """Each user's timeline, in user-index order."""
-  for k in range(len(interactions.offsets) - 1):
-    rows = interactions.rows_of(k)
-    user = int(interactions.user[rows.start])
-    yield UserTimeline(user, interactions.item[rows], interactions.domain[rows],
-                       interactions.label[rows], interactions.timestamp[rows],
-                       int(folds[user]) if len(folds) else -1)
+def timelines(interactions: Interactions, folds: np.ndarray, chunk_records: int
+             ) -> Iterator[Tuple[int, Timelines]]:
+  """Chunks of complete users of about ``chunk_records`` records, with the users done so far."""
+  offsets = interactions.offsets
+  num_users = len(offsets) - 1
+  first = 0
+  while first < num_users:
+    last = int(np.searchsorted(offsets, offsets[first] + chunk_records, side="right")) - 1
+    last = min(max(last, first + 1), num_users)
+    rows = slice(offsets[first], offsets[last])
+    user = interactions.user[rows]
+    yield last, Timelines(user, interactions.item[rows], interactions.domain[rows],
+                          interactions.label[rows], interactions.timestamp[rows],
+                          folds[user] if len(folds) else np.full(len(user), -1, np.int64))
+    first = last
 
 
 def write_examples(examples: Examples, split_names: Sequence[str], params: ExampleParams,
@@ -43,17 +51,12 @@ def write_examples(examples: Examples, split_names: Sequence[str], params: Examp
 
 def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
         encoder: ExampleEncoder, split_names: Sequence[str], writers: ShardWriters,
-        chunk_examples: int = 50000) -> Dict[str, Dict[str, int]]:
+        chunk_records: int = 50000) -> Dict[str, Dict[str, int]]:
   """Builds and writes every example; returns per-split counts."""
   counts = {name: dict.fromkeys(COUNT_KEYS, 0) for name in split_names}
-  chunk: List[Examples] = []
-  pending = 0
   num_users = len(interactions.offsets) - 1
-  for done, timeline in enumerate(timelines(interactions, folds), start=1):
-    chunk.append(build_user_examples(timeline, params))
-    pending += len(chunk[-1])
-    if pending >= chunk_examples or done == num_users:
-      write_examples(Examples.concat(chunk), split_names, params, encoder, writers, counts)
-      logging.info("prepared %d / %d users", done, num_users)
-      chunk, pending = [], 0
+  for done, chunk in timelines(interactions, folds, chunk_records):
+    write_examples(build_user_examples(chunk, params), split_names, params, encoder, writers,
+                   counts)
+    logging.info("prepared %d / %d users", done, num_users)
   return counts

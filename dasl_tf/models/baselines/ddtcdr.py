@@ -47,7 +47,7 @@ class DDTCDR(CrossDomainRanker):
     self.items_b = blocks.id_embedding(config.num_items_b, dim, l2, "items_b")
     self.mapping = DualEmbedding(dual_weight=0.0,
                                  orthogonality_weight=config.orthogonality_weight,
-                                 retraction=False, name="orthogonal_mapping")
+                                 retraction_steps=0, name="orthogonal_mapping")
     self.network_a, self.network_b = (
         blocks.logit_mlp(config.hidden_units, config.dropout, l2, network_name)
         for network_name in ("network_a", "network_b"))

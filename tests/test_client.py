@@ -1,0 +1,362 @@
+"""serving.client: its requests, decoded the way TensorFlow Serving decodes them, score as the signatures do.
+
+TensorFlow Serving cannot run here, so the server side is reproduced: REST JSON
+is turned into tensors by TensorFlow Serving's JSON rules (row ``instances`` and
+columnar ``inputs``, ``{"b64": ...}`` for bytes, integers only for int64),
+gRPC ``TensorProto`` by ``tf.make_ndarray``, and the exported signatures are
+called with them. A small HTTP server and a gRPC server built on the same
+decoding check the transport (answers, server errors, timeouts).
+"""
+import base64
+import concurrent.futures
+import http.server
+import json
+import threading
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from dasl_tf import features as F
+from serving import spec as spec_lib
+from serving.client import DaslClient
+from serving.client import ServingError
+from serving.client import parse_rest_response
+from tests.test_serving import PAD
+from tests.test_serving import T
+from tests.test_serving import UNKNOWN
+from tests.test_serving import call_signature
+from tests.test_serving import examples_request
+from tests.test_serving import indexed_features
+from tests.test_serving import predict_request
+from tests.test_serving import recommend_request
+from tests.test_serving import serving_setup
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  return serving_setup(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def client(setup):
+  with DaslClient(spec_lib.ServingSpec.load(setup.export_dir), timeout_s=10.0) as c:
+    yield c
+
+
+# Raw user data equivalent to tests.test_serving's requests (histories unpadded).
+PREDICT_ROWS = [
+    {"user_id": 1000, "item_id": 5000, "domain": 0, "hist_a": [5001, 5002], "hist_b": [7001]},
+    {"user_id": 1003, "item_id": 7004, "domain": 1, "hist_a": [5003, 5004, 5011],
+     "hist_b": [7002, UNKNOWN, 7003]},
+    {"user_id": UNKNOWN, "item_id": 123, "domain": 0, "hist_a": [], "hist_b": []},
+]
+RECOMMEND_ROWS = [
+    {"user_id": 1001, "domain": 0, "hist_a": [5004, 5005, 5006, 5007, 5008], "hist_b": [],
+     "candidates": [5000 + i for i in range(12)] + [UNKNOWN, 5003]},
+    {"user_id": UNKNOWN, "domain": 1, "hist_a": [5001], "hist_b": [7001, 7002, 7003, 7004, 7005],
+     "candidates": [7000 + i for i in range(9)]},
+]
+
+
+def example_rows():
+  features = indexed_features(predict_request())
+  return [{name: value[i] for name, value in features.items()} for i in range(3)]
+
+
+def requests_of(client):
+  """signature -> (client inputs, the equivalent request sent to the signature directly)."""
+  return {
+      spec_lib.PREDICT: (client.predict_inputs(PREDICT_ROWS), predict_request()),
+      spec_lib.RECOMMEND: (client.recommend_inputs(RECOMMEND_ROWS), recommend_request()),
+      spec_lib.SERVING_DEFAULT: (client.example_inputs(example_rows()), examples_request()),
+  }
+
+
+# --- TensorFlow Serving's side ---------------------------------------------------
+
+
+def _is_b64(value):
+  return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _json_leaf(value, dtype, name):
+  if dtype == tf.string:
+    if _is_b64(value):
+      return base64.b64decode(value["b64"])
+    if isinstance(value, str):
+      return value.encode("utf-8")
+  elif dtype.is_integer:
+    if isinstance(value, int) and not isinstance(value, bool):
+      return value
+  elif dtype.is_floating:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      return value
+  raise ValueError(f"input {name!r}: JSON value {value!r} is not of type {dtype.name}")
+
+
+def _json_tensor(value, dtype, name):
+  if isinstance(value, list):
+    converted = [_json_tensor(v, dtype, name) for v in value]
+    shapes = {np.shape(c) for c in converted}
+    if len(shapes) > 1:
+      raise ValueError(f"input {name!r}: ragged JSON list (shapes {sorted(shapes)})")
+    return converted
+  return _json_leaf(value, dtype, name)
+
+
+def decode_rest(body, input_specs):
+  """Tensors of a REST ``:predict`` body, by TensorFlow Serving's JSON rules."""
+  if ("instances" in body) == ("inputs" in body):
+    raise ValueError("the body needs exactly one of 'instances' and 'inputs'")
+  names = sorted(input_specs)
+  if "instances" in body:
+    columns = {name: [] for name in names}
+    for i, instance in enumerate(body["instances"]):
+      if len(names) == 1 and (not isinstance(instance, dict) or _is_b64(instance)):
+        instance = {names[0]: instance}
+      if not isinstance(instance, dict) or sorted(instance) != names:
+        raise ValueError(f"instance {i}: expected named inputs {names}")
+      for name in names:
+        columns[name].append(instance[name])
+  else:
+    columns = body["inputs"]
+    if len(names) == 1 and (not isinstance(columns, dict) or _is_b64(columns)):
+      columns = {names[0]: columns}
+    if sorted(columns) != names:
+      raise ValueError(f"'inputs' must name {names}, got {sorted(columns)}")
+  tensors = {}
+  for name in names:
+    dtype = input_specs[name].dtype
+    value = np.array(_json_tensor(columns[name], dtype, name),
+                     dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+    tensors[name] = tf.constant(value, dtype)
+  return tensors
+
+
+def rest_answer(outputs, form):
+  """A REST answer in TensorFlow Serving's format for the body's form."""
+  def jsonable(value):
+    if isinstance(value, bytes):
+      return value.decode("utf-8")
+    if isinstance(value, list):
+      return [jsonable(v) for v in value]
+    return value
+  lists = {name: jsonable(value.tolist()) for name, value in outputs.items()}
+  if form == "inputs":
+    return {"outputs": lists}
+  rows = len(next(iter(lists.values())))
+  return {"predictions": [{name: value[i] for name, value in lists.items()} for i in range(rows)]}
+
+
+def serve_rest(loaded, body):
+  signature = body.get("signature_name", spec_lib.SERVING_DEFAULT)
+  function = loaded.signatures[signature]
+  tensors = decode_rest(body, function.structured_input_signature[1])
+  outputs = {name: value.numpy() for name, value in function(**tensors).items()}
+  return rest_answer(outputs, "instances" if "instances" in body else "inputs")
+
+
+def serve_grpc(loaded, request):
+  function = loaded.signatures[request.model_spec.signature_name]
+  inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+  outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+  response = predict_pb2.PredictResponse()
+  for name, value in outputs.items():
+    response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+  return response
+
+
+# --- the requests score as the signatures do ---------------------------------------
+
+
+@pytest.mark.parametrize("form", ["instances", "inputs"])
+@pytest.mark.parametrize("signature", spec_lib.SIGNATURES)
+def test_rest_requests_score_like_the_signature(setup, client, signature, form):
+  inputs, direct = requests_of(client)[signature]
+  body = json.loads(json.dumps(client.rest_body(signature, inputs, form)))
+  answer = serve_rest(setup.loaded, body)
+  expected = call_signature(setup.loaded, signature, direct)
+  outputs = parse_rest_response(answer)
+  assert sorted(outputs) == sorted(expected)
+  for name, value in expected.items():
+    np.testing.assert_allclose(outputs[name], value, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("signature", spec_lib.SIGNATURES)
+def test_grpc_requests_score_like_the_signature(setup, client, signature):
+  inputs, direct = requests_of(client)[signature]
+  request = predict_pb2.PredictRequest.FromString(
+      client.grpc_request(signature, inputs).SerializeToString())
+  assert request.model_spec.name == "dasl"
+  outputs = {name: tf.make_ndarray(proto)
+             for name, proto in serve_grpc(setup.loaded, request).outputs.items()}
+  expected = call_signature(setup.loaded, signature, direct)
+  for name, value in expected.items():
+    np.testing.assert_allclose(outputs[name], value, atol=1e-6, err_msg=name)
+
+
+def test_client_pads_histories_to_t_with_the_padding_id(client):
+  inputs = client.predict_inputs(PREDICT_ROWS[:1])
+  np.testing.assert_array_equal(inputs["hist_a"], [[PAD, PAD, PAD, 5001, 5002]])
+  assert inputs["hist_b"].shape == (1, T)
+
+
+def test_recommend_candidates_pad_to_a_fixed_width(client):
+  inputs = client.recommend_inputs(RECOMMEND_ROWS, pad_candidates_to=20)
+  assert inputs["candidates"].shape == (2, 20)
+  assert np.all(inputs["candidates"][1, 9:] == PAD)
+  with pytest.raises(ValueError, match="more than pad_candidates_to=10"):
+    client.recommend_inputs(RECOMMEND_ROWS, pad_candidates_to=10)
+
+
+# --- bad requests fail before they are sent ---------------------------------------------
+
+
+def _with(row, **changes):
+  row = dict(row, **changes)
+  return {k: v for k, v in row.items() if v is not None}
+
+
+@pytest.mark.parametrize("row, message", [
+    (_with(PREDICT_ROWS[0], hist_b=None), "row 0: missing field 'hist_b'"),
+    (_with(PREDICT_ROWS[0], hist_c=[1]), r"unknown field\(s\) \['hist_c'\]"),
+    (_with(PREDICT_ROWS[0], user_id="1000"), "field 'user_id'.*non-negative integers"),
+    (_with(PREDICT_ROWS[0], item_id=5000.0), "field 'item_id'.*non-negative integers"),
+    (_with(PREDICT_ROWS[0], domain=2), "domain must be 0"),
+    (_with(PREDICT_ROWS[0], hist_a=5001), "field 'hist_a': expected a list"),
+    (_with(PREDICT_ROWS[0], hist_a=[5001] * (T + 1)), "6 ids, more than the model's "
+     "history_length=5"),
+])
+def test_client_rejects_bad_rows(client, row, message):
+  with pytest.raises(ValueError, match=message):
+    client.predict_inputs([row])
+
+
+def test_client_rejects_bad_example_rows_and_empty_candidates(client):
+  row = example_rows()[0]
+  del row[F.ITEM_ID]
+  with pytest.raises(ValueError, match="row 0: example is missing feature 'item_id'"):
+    client.example_inputs([row])
+  with pytest.raises(ValueError, match="no candidates"):
+    client.recommend_inputs([_with(RECOMMEND_ROWS[0], candidates=[])])
+  with pytest.raises(ValueError, match="unknown signature"):
+    client.rest_body("score", {})
+
+
+def test_server_side_rejects_what_the_client_would_not_send(setup, client):
+  inputs = client.predict_inputs(PREDICT_ROWS)
+  inputs["hist_a"] = np.concatenate([inputs["hist_a"], inputs["hist_a"]], axis=1)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="more than history_length=5"):
+    serve_rest(setup.loaded, client.rest_body(spec_lib.PREDICT, inputs))
+  body = client.rest_body(spec_lib.PREDICT, client.predict_inputs(PREDICT_ROWS), "inputs")
+  body["inputs"]["user_id"][0] = 1000.5
+  with pytest.raises(ValueError, match="'user_id': JSON value 1000.5 is not of type int64"):
+    serve_rest(setup.loaded, body)
+
+
+# --- transport ---------------------------------------------------------------------------------
+
+
+class _RestHandler(http.server.BaseHTTPRequestHandler):
+  loaded = None
+  release = None  # a threading.Event: when set on the server, answers wait for it
+
+  def do_POST(self):  # noqa: N802 (http.server's name)
+    if self.server.release is not None:
+      self.server.release.wait()
+    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    try:
+      status, answer = 200, serve_rest(self.server.loaded, body)
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+      status, answer = 400, {"error": str(e).splitlines()[0]}
+    data = json.dumps(answer).encode("utf-8")
+    self.send_response(status)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def rest_server(setup):
+  servers = []
+
+  def start(release=None):
+    server = http.server.ThreadingHTTPServer(("localhost", 0), _RestHandler)
+    server.loaded, server.release = setup.loaded, release
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.append(server)
+    return server.server_address[1]
+
+  yield start
+  for server in servers:
+    if server.release is not None:
+      server.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_rest_transport_answers_and_errors(setup, client, rest_server):
+  rest = DaslClient(client.spec, rest_port=rest_server(), timeout_s=30.0)
+  inputs = client.recommend_inputs(RECOMMEND_ROWS)
+  expected = call_signature(setup.loaded, spec_lib.RECOMMEND, recommend_request())
+  for form in ("instances", "inputs"):
+    outputs = rest.rest_predict(spec_lib.RECOMMEND, inputs, form)
+    np.testing.assert_array_equal(outputs[spec_lib.ITEM_IDS], expected[spec_lib.ITEM_IDS])
+  bad = dict(inputs, domain=np.array([0, 3], np.int64))
+  with pytest.raises(ServingError, match="HTTP 400: .*domain must be 0"):
+    rest.rest_predict(spec_lib.RECOMMEND, bad)
+
+
+def test_rest_transport_times_out_and_reports_refused_connections(client, rest_server):
+  slow = DaslClient(client.spec, rest_port=rest_server(release=threading.Event()),
+                    timeout_s=0.5)
+  with pytest.raises(ServingError, match="no answer within 0.5 s"):
+    slow.rest_predict(spec_lib.PREDICT, client.predict_inputs(PREDICT_ROWS))
+  with pytest.raises(ServingError, match="cannot connect"):
+    DaslClient(client.spec, rest_port=1, timeout_s=5.0).rest_predict(
+        spec_lib.PREDICT, client.predict_inputs(PREDICT_ROWS))
+
+
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+
+  def __init__(self, loaded):
+    self.loaded = loaded
+
+  def Predict(self, request, context):  # noqa: N802 (the service's name)
+    try:
+      return serve_grpc(self.loaded, request)
+    except tf.errors.InvalidArgumentError as e:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message.splitlines()[0])
+
+
+def test_grpc_transport_answers_and_errors(setup, client):
+  server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      _PredictionService(setup.loaded), server)
+  port = server.add_insecure_port("localhost:0")
+  server.start()
+  try:
+    with DaslClient(client.spec, grpc_port=port, timeout_s=30.0) as remote:
+      outputs = remote.grpc_predict(spec_lib.PREDICT, client.predict_inputs(PREDICT_ROWS))
+      expected = call_signature(setup.loaded, spec_lib.PREDICT, predict_request())
+      np.testing.assert_allclose(outputs["ctr"], expected["ctr"], atol=1e-6)
+      bad = dict(client.predict_inputs(PREDICT_ROWS), domain=np.array([0, 1, 5], np.int64))
+      with pytest.raises(ServingError, match="INVALID_ARGUMENT: .*domain must be 0"):
+        remote.grpc_predict(spec_lib.PREDICT, bad)
+  finally:
+    server.stop(grace=None)
+
+
+def test_parse_rest_response_rejects_errors_and_unknown_shapes():
+  with pytest.raises(ServingError, match="server error: boom"):
+    parse_rest_response({"error": "boom"})
+  with pytest.raises(ServingError, match="unexpected answer"):
+    parse_rest_response({"predictions": [0.5, 0.25]})

@@ -1,0 +1,171 @@
+"""dasl-prepare end to end: layout, schema, vocabularies, splits, side features, drivers, stats."""
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dasl_tf import data
+from dasl_tf import features as F
+from dasl_tf import synthetic
+from dasl_tf.prepare import PrepareConfig, prepare
+
+TINY = synthetic.SyntheticConfig(num_users=40, num_items_a=150, num_items_b=150, seed=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_raw(tmp_path_factory):
+  return synthetic.generate(str(tmp_path_factory.mktemp("tiny")), TINY)
+
+
+def _config(raw, output_dir, **flags):
+  values = {"input_a": raw["input_a"], "input_b": raw["input_b"], "num_negatives": 10,
+            "num_shards": 2}
+  return PrepareConfig(output_dir=str(output_dir), **{**values, **flags})
+
+
+def _examples(data_dir, split):
+  """All examples of a split as sorted tuples of their features (order-free comparison)."""
+  schema = F.DatasetSchema.load(str(data_dir))
+  files = data.split_files(str(data_dir), split)
+  ds = data.make_dataset(files, schema.feature_spec, 4096,
+                         with_negatives=schema.feature_spec.num_negatives > 0 and split != "train")
+  rows = []
+  for features, label in ds:
+    values = {k: v.numpy() for k, v in features.items()}
+    for i in range(len(label)):
+      rows.append((float(label[i]),) + tuple(
+          tuple(np.ravel(values[k][i]).tolist()) for k in sorted(values)))
+  return sorted(rows)
+
+
+def test_fixture_layout_schema_vocab_and_stats(synthetic_data_dir):
+  root = synthetic_data_dir
+  schema = F.DatasetSchema.load(root)
+  assert set(schema.splits) == {"train", "eval"}
+  assert schema.feature_spec.num_negatives == 99
+  assert schema.user_num_columns == ("age", "activity")
+  assert schema.user_cat_columns == ("segment",)
+  assert schema.item_num_columns == ("quality", "price")
+  assert schema.item_cat_columns == ("genre",)
+  for split, paths in schema.splits.items():
+    assert all(os.path.exists(os.path.join(root, p)) for p in paths)
+  users = open(os.path.join(root, "vocab", "users.txt")).read().split()
+  assert schema.num_users == len(users) + 2 and users == sorted(users)
+  items_a = open(os.path.join(root, "vocab", "items_a.txt")).read().split()
+  assert schema.num_items_a == len(items_a) + 2
+  assert os.path.exists(os.path.join(root, "vocab", "user_segment.txt"))
+  stats = json.load(open(os.path.join(root, "stats.json")))
+  total = sum(s["examples"] for s in stats["splits"].values())
+  assert total == stats["domains"]["A"]["records"] + stats["domains"]["B"]["records"]
+  assert stats["users"] == stats["overlap_users"] + stats["users_only_a"] + stats["users_only_b"]
+  assert not glob.glob(root + ".tmp-*")
+
+
+def test_examples_match_the_raw_log(synthetic_raw, synthetic_data_dir):
+  """Every example's target, label and histories agree with the raw CSV (vocab decoded)."""
+  root = synthetic_data_dir
+  users = ["<pad>", "<oov>"] + open(os.path.join(root, "vocab", "users.txt")).read().split()
+  items = [["<pad>", "<oov>"] + open(os.path.join(root, "vocab", f"items_{d}.txt")).read().split()
+           for d in "ab"]
+  log = {}
+  for domain, key in enumerate(("input_a", "input_b")):
+    for line in open(synthetic_raw[key]).read().split("\n")[1:]:
+      if line:
+        user, item, rating, time = line.split(",")
+        log[(user, domain, item)] = (int(rating), int(time))
+  schema = F.DatasetSchema.load(root)
+  ds = data.make_dataset(data.split_files(root, "eval"), schema.feature_spec, 64,
+                         with_negatives=True)
+  features, label = next(iter(ds))
+  for i in range(64):
+    user = users[features[F.USER_ID][i]]
+    domain = int(features[F.DOMAIN][i])
+    rating, time = log[(user, domain, items[domain][features[F.ITEM_ID][i]])]
+    assert float(label[i]) == float(rating >= 4)
+    for d, key in ((0, F.HIST_A), (1, F.HIST_B)):
+      hist = features[key][i].numpy()
+      assert (hist[hist > 0] > 1).all() and (np.diff(hist > 0) >= 0).all(), "left padding"
+      for item in hist[hist > 0]:
+        assert log[(user, d, items[d][item])][1] < time
+    negatives = features[F.NEGATIVES][i].numpy()
+    touched = {it for (u, d, it) in log if u == user and d == domain}
+    assert not touched & {items[domain][n] for n in negatives}
+
+
+def test_local_and_beam_drivers_write_the_same_examples(tiny_raw, tmp_path):
+  local_dir, beam_dir = tmp_path / "local", tmp_path / "beam"
+  stats_local = prepare(_config(tiny_raw, local_dir, user_features=tiny_raw["user_features"]))
+  stats_beam = prepare(_config(tiny_raw, beam_dir, user_features=tiny_raw["user_features"],
+                               runner="beam"))
+  assert stats_local["splits"] == stats_beam["splits"]
+  for split in ("train", "eval"):
+    assert _examples(local_dir, split) == _examples(beam_dir, split)
+  assert open(local_dir / "schema.json").read() == open(beam_dir / "schema.json").read()
+
+
+def test_kfold_split_with_gzip_shards(tiny_raw, tmp_path):
+  stats = prepare(_config(tiny_raw, tmp_path / "out", split="kfold", folds=3, compress=True))
+  schema = F.DatasetSchema.load(str(tmp_path / "out"))
+  assert sorted(schema.splits) == ["fold-0", "fold-1", "fold-2"]
+  assert all(p.endswith(".tfrecord.gz") for paths in schema.splits.values() for p in paths)
+  user_sets = [{row[-1] for row in _examples(tmp_path / "out", f"fold-{k}")} for k in range(3)]
+  assert not (user_sets[0] & user_sets[1]) and not (user_sets[1] & user_sets[2])
+  assert sum(len(s) for s in user_sets) == stats["users"]
+
+
+def test_min_item_count_maps_rare_items_to_oov(tiny_raw, tmp_path):
+  stats = prepare(_config(tiny_raw, tmp_path / "out", min_item_count=3))
+  items_a = open(tmp_path / "out" / "vocab" / "items_a.txt").read().split()
+  assert stats["domains"]["A"]["items"] == len(items_a)
+  rows = _examples(tmp_path / "out", "train")
+  # sorted feature keys: domain, hist_a, hist_b, item_id, user_id -> item_id is index 4.
+  assert any(row[4] == (F.OOV_ID,) for row in rows)
+  assert all(row[4][0] != F.PAD_ID for row in rows)
+
+
+def test_side_feature_tables_absent_present_and_partial(tiny_raw, tmp_path):
+  prepare(_config(tiny_raw, tmp_path / "none"))
+  spec = F.DatasetSchema.load(str(tmp_path / "none")).feature_spec
+  assert (spec.user_num_dim, spec.user_cat_dim, spec.item_num_dim, spec.item_cat_dim) == (0,) * 4
+
+  partial_users = tmp_path / "users.csv"
+  lines = open(tiny_raw["user_features"]).read().splitlines()
+  partial_users.write_text("\n".join(lines[:11]) + "\nghost,1.0,2.0,s9\n")
+  stats = prepare(_config(tiny_raw, tmp_path / "partial", user_features=str(partial_users),
+                          item_features_b=tiny_raw["item_features_b"],
+                          categorical_features=("price",)))
+  schema = F.DatasetSchema.load(str(tmp_path / "partial"))
+  assert schema.item_num_columns == ("quality",) and schema.item_cat_columns == ("price", "genre")
+  coverage = stats["side_features"]["user"]["coverage"]["users"]
+  assert coverage == {"ids_with_features": 10, "ids_without_features": 30,
+                      "rows_with_unknown_id": 1}
+  assert stats["side_features"]["item"]["coverage"]["items_a"]["ids_with_features"] == 0
+  ds = data.make_dataset(data.split_files(str(tmp_path / "partial"), "train"),
+                         schema.feature_spec, 10000)
+  features, _ = next(iter(ds))
+  known = features[F.USER_ID].numpy() < 2 + 40  # every user is in the vocabulary
+  assert known.all()
+  has_row = (features[F.USER_CAT].numpy()[:, 0] > 0)
+  assert 0 < has_row.mean() < 1, "users without a row get the default category 0"
+  assert (features[F.USER_NUM].numpy()[~has_row] == 0).all()
+  item_a = features[F.DOMAIN].numpy() == 0
+  assert (features[F.ITEM_CAT].numpy()[item_a] == 0).all()
+  assert (features[F.ITEM_CAT].numpy()[~item_a] >= 2).all()
+
+
+def test_existing_output_needs_overwrite_and_failure_leaves_nothing(tiny_raw, tmp_path):
+  out = tmp_path / "out"
+  prepare(_config(tiny_raw, out))
+  with pytest.raises(ValueError, match="already exists.*--overwrite"):
+    prepare(_config(tiny_raw, out))
+  prepare(_config(tiny_raw, out, overwrite=True, split="kfold", folds=2))
+  assert sorted(os.listdir(out / "vocab")) == ["items_a.txt", "items_b.txt", "users.txt"]
+  assert os.path.isdir(out / "fold-1") and not os.path.exists(out / "train")
+  failed = tmp_path / "failed"
+  with pytest.raises(ValueError, match="num_negatives"):
+    prepare(_config(tiny_raw, failed, num_negatives=149))
+  assert not os.path.exists(failed) and not glob.glob(str(failed) + ".tmp-*")

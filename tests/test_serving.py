@@ -1,0 +1,472 @@
+"""dasl-export: the SavedModel's signatures, ops, warmup records, versioning and input checks.
+
+The export of a small DASL model (random weights, integer raw ids) is built once
+per session by :func:`serving_setup` and shared with ``tests/test_client.py``.
+"""
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from absl import app
+import tensorflow as tf
+
+from dasl_tf import config as config_lib
+from dasl_tf import features as F
+from dasl_tf import model_io
+from dasl_tf import models
+from serving import export
+from serving import signatures
+from serving import spec as spec_lib
+from serving import warmup
+
+VARIANT = "dasl"
+T = 5
+TOP_N = 10
+# Raw ids: users 1000.., items of A 5000.., items of B 7000.. (index = raw - base + 2).
+RAW = {"users": (1000, 8), "items_a": (5000, 12), "items_b": (7000, 9)}
+UNKNOWN = 424242
+PAD = -1
+
+_SETUPS = {}
+
+
+def _tree_digest(path):
+  digest = hashlib.sha256()
+  for directory, _, files in sorted(os.walk(path)):
+    for name in sorted(files):
+      full = os.path.join(directory, name)
+      digest.update(full.encode())
+      with open(full, "rb") as f:
+        digest.update(f.read())
+  return digest.hexdigest()
+
+
+def _vocab_files(directory: str, id_style: str) -> None:
+  os.makedirs(directory, exist_ok=True)
+  for kind, (base, size) in RAW.items():
+    ids = [str(base + i) if id_style == "int" else f"{kind}-{base + i}" for i in range(size)]
+    with open(os.path.join(directory, f"{kind}.txt"), "w") as f:
+      f.write("\n".join(ids) + "\n")
+
+
+def _model_dir(path: str, model, experiment, id_style: str) -> str:
+  os.makedirs(path)
+  _vocab_files(os.path.join(path, model_io.VOCAB_DIR), id_style)
+  experiment.save(os.path.join(path, model_io.CONFIG_FILE))
+  F.DatasetSchema(
+      feature_spec=F.feature_spec_for(experiment.model), num_users=experiment.model.num_users,
+      num_items_a=experiment.model.num_items_a, num_items_b=experiment.model.num_items_b,
+  ).save(path)
+  model_io.save_final_weights(model, path)
+  return path
+
+
+def serving_setup(tmp_path_factory) -> types.SimpleNamespace:
+  """A trained model dir (random weights) and its export, made once per session."""
+  if "int" not in _SETUPS:
+    assert VARIANT in models.variants()
+    model_config = config_lib.ModelConfig(
+        variant=VARIANT, num_users=RAW["users"][1] + 2, num_items_a=RAW["items_a"][1] + 2,
+        num_items_b=RAW["items_b"][1] + 2, history_length=T, embedding_dim=8, gru_units=8,
+        attention_dim=8, hidden_units=(8,))
+    experiment = config_lib.ExperimentConfig(model=model_config)
+    model = model_io.build_model(model_config)
+    rng = np.random.default_rng(7)
+    for variable in model.trainable_variables:
+      variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+    root = tmp_path_factory.mktemp("serving")
+    model_dir = _model_dir(str(root / "model"), model, experiment, "int")
+    export_base = str(root / "exports")
+    model_digest = _tree_digest(model_dir)
+    export_dir = export.export_model(model_dir, export_base, top_n=TOP_N)
+    _SETUPS["int"] = types.SimpleNamespace(
+        model=model, experiment=experiment, root=root, model_dir=model_dir,
+        model_digest=model_digest, export_base=export_base, export_dir=export_dir,
+        export_digest=_tree_digest(export_dir), loaded=tf.saved_model.load(export_dir))
+  return _SETUPS["int"]
+
+
+def string_id_export(setup) -> types.SimpleNamespace:
+  """The same weights with string raw ids, exported as the next version of the same base."""
+  if "string" not in _SETUPS:
+    model_dir = _model_dir(str(setup.root / "model_string_ids"), setup.model, setup.experiment,
+                           "string")
+    export_dir = export.export_model(model_dir, setup.export_base, top_n=TOP_N)
+    _SETUPS["string"] = types.SimpleNamespace(
+        model_dir=model_dir, export_dir=export_dir, loaded=tf.saved_model.load(export_dir))
+  return _SETUPS["string"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  return serving_setup(tmp_path_factory)
+
+
+# --- requests and their NumPy/in-memory references ----------------------------
+
+
+def to_index(raw, kind, sequence):
+  """Vocabulary indices of integer raw ids, as the export maps them."""
+  base, size = RAW[kind]
+  raw = np.asarray(raw, np.int64)
+  known = (raw >= base) & (raw < base + size)
+  index = np.where(known, raw - base + F.NUM_RESERVED_IDS, F.OOV_ID)
+  return np.where(raw == PAD, F.PAD_ID, index) if sequence else index
+
+
+def left_pad(indices):
+  indices = np.asarray(indices)
+  return np.pad(indices, [(0, 0), (T - indices.shape[1], 0)])
+
+
+def predict_request():
+  """Raw ``predict`` inputs: unknown ids, padding, and histories shorter than T."""
+  return {
+      F.USER_ID: np.array([1000, 1003, UNKNOWN], np.int64),
+      F.ITEM_ID: np.array([5000, 7004, 123], np.int64),
+      F.DOMAIN: np.array([0, 1, 0], np.int64),
+      F.HIST_A: np.array([[PAD, 5001, 5002], [5003, 5004, 5011], [PAD, PAD, PAD]], np.int64),
+      F.HIST_B: np.array([[PAD, PAD, 7001], [7002, UNKNOWN, 7003], [PAD, PAD, PAD]], np.int64),
+  }
+
+
+def indexed_features(request):
+  """The model features the export should derive from a raw request."""
+  in_a = request[F.DOMAIN] == F.DOMAIN_A
+  features = {
+      F.USER_ID: to_index(request[F.USER_ID], "users", False),
+      F.DOMAIN: request[F.DOMAIN],
+      F.HIST_A: left_pad(to_index(request[F.HIST_A], "items_a", True)),
+      F.HIST_B: left_pad(to_index(request[F.HIST_B], "items_b", True)),
+  }
+  if F.ITEM_ID in request:
+    features[F.ITEM_ID] = np.where(in_a, to_index(request[F.ITEM_ID], "items_a", False),
+                                   to_index(request[F.ITEM_ID], "items_b", False))
+  return features
+
+
+def recommend_request():
+  candidates_a = [5000 + i for i in range(12)] + [UNKNOWN, 5003]
+  candidates_b = [7000 + i for i in range(9)] + [PAD] * 5
+  return {
+      F.USER_ID: np.array([1001, UNKNOWN], np.int64),
+      F.DOMAIN: np.array([0, 1], np.int64),
+      F.HIST_A: np.array([[5004, 5005, 5006, 5007, 5008], [PAD, PAD, PAD, PAD, 5001]], np.int64),
+      F.HIST_B: np.array([[PAD, PAD, PAD, PAD, PAD], [7001, 7002, 7003, 7004, 7005]], np.int64),
+      spec_lib.CANDIDATES: np.array([candidates_a, candidates_b], np.int64),
+  }
+
+
+def examples_request():
+  features = indexed_features(predict_request())
+  spec = F.FeatureSpec(history_length=T)
+  rows = [{name: value[i] for name, value in features.items()} for i in range(3)]
+  return {spec_lib.EXAMPLES: np.array([spec.encode(row) for row in rows], dtype=object)}
+
+
+def expected_ctr(model, request):
+  features = {name: tf.constant(value) for name, value in indexed_features(request).items()}
+  return {name: value.numpy() for name, value in model.predict_ctr(features).items()}
+
+
+def expected_recommendations(model, request):
+  features = indexed_features(request)
+  features[F.ITEM_ID] = np.zeros_like(request[F.USER_ID])
+  raw = request[spec_lib.CANDIDATES]
+  in_a = (request[F.DOMAIN] == F.DOMAIN_A)[:, None]
+  candidates = np.where(in_a, to_index(raw, "items_a", True), to_index(raw, "items_b", True))
+  logits = model.score_candidates({k: tf.constant(v) for k, v in features.items()},
+                                  tf.constant(candidates)).numpy()
+  logits = np.where(raw == PAD, -np.inf, logits)
+  order = np.argsort(-logits, axis=1, kind="stable")[:, :min(TOP_N, raw.shape[1])]
+  return {spec_lib.ITEM_IDS: np.take_along_axis(raw, order, 1),
+          spec_lib.SCORES: 1.0 / (1.0 + np.exp(-np.take_along_axis(logits, order, 1)))}
+
+
+def call_signature(loaded, signature, request):
+  outputs = loaded.signatures[signature](
+      **{name: tf.constant(value) for name, value in request.items()})
+  return {name: value.numpy() for name, value in outputs.items()}
+
+
+def assert_outputs_close(actual, expected):
+  assert sorted(actual) == sorted(expected)
+  for name, value in expected.items():
+    if np.asarray(value).dtype.kind in "iuSO":
+      np.testing.assert_array_equal(actual[name], value, err_msg=name)
+    else:
+      np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
+
+
+# --- the export in a fresh TensorFlow-only process ----------------------------
+
+_FRESH_PROCESS = r"""
+import base64, contextlib, io, json, sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+from tensorflow.python.tools import saved_model_cli
+
+export_dir, requests_path, out_path = sys.argv[1:]
+loaded = tf.saved_model.load(export_dir)
+outputs = {}
+for signature, inputs in json.load(open(requests_path)).items():
+  tensors = {}
+  for name, (dtype, value) in inputs.items():
+    if dtype == "b64":
+      dtype, value = "string", [base64.b64decode(v) for v in value]
+    tensors[name] = tf.constant(value, dtype=dtype)
+  result = loaded.signatures[signature](**tensors)
+  outputs[signature] = {name: value.numpy().tolist() for name, value in result.items()}
+saved_model = saved_model_pb2.SavedModel()
+with open(export_dir + "/saved_model.pb", "rb") as f:
+  saved_model.ParseFromString(f.read())
+ops, functions = set(), set()
+for meta_graph in saved_model.meta_graphs:
+  ops |= {node.op for node in meta_graph.graph_def.node}
+  for function in meta_graph.graph_def.library.function:
+    functions.add(function.signature.name)
+    ops |= {node.op for node in function.node_def}
+ops -= functions
+show_all = io.StringIO()
+with contextlib.redirect_stdout(show_all):
+  saved_model_cli._show_all(export_dir)  # what `saved_model_cli show --all --dir` prints
+json.dump({"outputs": outputs, "ops": sorted(ops), "show_all": show_all.getvalue(),
+           "unregistered_ops": sorted(op for op in ops if op_def_registry.get(op) is None),
+           "modules": sorted(m for m in ("dasl_tf", "tensorflow_recommenders", "tensorflow_io")
+                             if m in sys.modules)},
+          open(out_path, "w"))
+"""
+
+
+def _json_request(request):
+  encoded = {}
+  for name, value in request.items():
+    if value.dtype == object:
+      encoded[name] = ("b64", [base64.b64encode(v).decode("ascii") for v in value])
+    else:
+      encoded[name] = (value.dtype.name, value.tolist())
+  return encoded
+
+
+@pytest.fixture(scope="module")
+def fresh_process(setup, tmp_path_factory):
+  """Runs the three signatures and `saved_model_cli show --all` in a TensorFlow-only process."""
+  tmp_path = tmp_path_factory.mktemp("fresh_process")
+  requests = {spec_lib.SERVING_DEFAULT: examples_request(), spec_lib.PREDICT: predict_request(),
+              spec_lib.RECOMMEND: recommend_request()}
+  requests_path, out_path = tmp_path / "requests.json", tmp_path / "out.json"
+  requests_path.write_text(json.dumps({k: _json_request(v) for k, v in requests.items()}))
+  env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+  proc = subprocess.run(
+      [sys.executable, "-c", _FRESH_PROCESS, setup.export_dir, str(requests_path), str(out_path)],
+      capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(out_path.read_text())
+
+
+def test_export_loads_without_dasl_tf_and_matches_the_model(setup, fresh_process):
+  result = fresh_process
+  assert result["modules"] == []
+  assert result["unregistered_ops"] == []
+  assert {"HashTableV2", "LookupTableFindV2", "ParseExampleV2", "TopKV2"} <= set(result["ops"])
+  outputs = {sig: {k: np.array(v) for k, v in out.items()} for sig, out in result["outputs"].items()}
+  expected_examples = expected_ctr(setup.model, predict_request())
+  assert_outputs_close(outputs[spec_lib.SERVING_DEFAULT], expected_examples)
+  assert_outputs_close(outputs[spec_lib.PREDICT], expected_examples)
+  assert_outputs_close(outputs[spec_lib.RECOMMEND],
+                       expected_recommendations(setup.model, recommend_request()))
+
+
+def test_ctr_is_the_head_of_the_examples_domain(setup):
+  outputs = call_signature(setup.loaded, spec_lib.PREDICT, predict_request())
+  in_a = predict_request()[F.DOMAIN] == F.DOMAIN_A
+  np.testing.assert_array_equal(outputs["ctr"], np.where(in_a, outputs["ctr_a"], outputs["ctr_b"]))
+
+
+def test_recommend_never_ranks_padding_above_a_candidate(setup):
+  outputs = call_signature(setup.loaded, spec_lib.RECOMMEND, recommend_request())
+  # Row 1 has 9 real candidates and 5 padding slots: the 10th result is padding.
+  np.testing.assert_array_equal(outputs[spec_lib.ITEM_IDS][1, 9], PAD)
+  assert outputs[spec_lib.SCORES][1, 9] == 0.0
+  assert set(outputs[spec_lib.ITEM_IDS][1, :9]) == set(range(7000, 7009))
+  assert np.all(np.diff(outputs[spec_lib.SCORES], axis=1) <= 0)
+
+
+def test_recommend_returns_all_candidates_when_fewer_than_top_n(setup):
+  request = recommend_request()
+  request[spec_lib.CANDIDATES] = request[spec_lib.CANDIDATES][:, :3]
+  outputs = call_signature(setup.loaded, spec_lib.RECOMMEND, request)
+  assert outputs[spec_lib.ITEM_IDS].shape == (2, 3)
+  assert_outputs_close(outputs, expected_recommendations(setup.model, request))
+
+
+def test_string_raw_ids_map_like_integer_ids(setup):
+  string_export = string_id_export(setup)
+  assert spec_lib.ServingSpec.load(string_export.export_dir).id_dtype == "string"
+  loaded = string_export.loaded
+  names = {F.USER_ID: "users", F.HIST_A: "items_a", F.HIST_B: "items_b"}
+
+  def as_string(raw, kind):
+    return np.array(["" if r == PAD else f"{kind}-{r}" for r in raw.reshape(-1)],
+                    dtype=object).reshape(raw.shape)
+
+  request = predict_request()
+  in_a = request[F.DOMAIN] == F.DOMAIN_A
+  string_request = {name: as_string(value, names[name]) for name, value in request.items()
+                    if name in names}
+  string_request[F.DOMAIN] = request[F.DOMAIN]
+  string_request[F.ITEM_ID] = np.where(in_a, as_string(request[F.ITEM_ID], "items_a"),
+                                       as_string(request[F.ITEM_ID], "items_b"))
+  assert_outputs_close(call_signature(loaded, spec_lib.PREDICT, string_request),
+                       expected_ctr(setup.model, request))
+
+
+# --- what TensorFlow Serving reads ---------------------------------------------
+
+
+def test_saved_model_cli_lists_the_three_signatures(fresh_process):
+  stdout = fresh_process["show_all"]
+  sections = re.split(r"signature_def\['(\w+)'\]:", stdout)[1:]
+  found = {}
+  for name, body in zip(sections[::2], sections[1::2]):
+    inputs, outputs = body.split("The given SavedModel SignatureDef contains the following output")
+    pattern = r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))"
+    found[name] = (set(re.findall(pattern, inputs)), set(re.findall(pattern, outputs)))
+  ctr = {(name, "DT_FLOAT", "(-1)") for name in spec_lib.CTR_OUTPUTS}
+  raw = {(F.USER_ID, "DT_INT64", "(-1)"), (F.DOMAIN, "DT_INT64", "(-1)"),
+         (F.HIST_A, "DT_INT64", "(-1, -1)"), (F.HIST_B, "DT_INT64", "(-1, -1)")}
+  assert found[spec_lib.SERVING_DEFAULT] == ({(spec_lib.EXAMPLES, "DT_STRING", "(-1)")}, ctr)
+  assert found[spec_lib.PREDICT] == (raw | {(F.ITEM_ID, "DT_INT64", "(-1)")}, ctr)
+  assert found[spec_lib.RECOMMEND] == (
+      raw | {(spec_lib.CANDIDATES, "DT_INT64", "(-1, -1)")},
+      {(spec_lib.ITEM_IDS, "DT_INT64", "(-1, -1)"), (spec_lib.SCORES, "DT_FLOAT", "(-1, -1)")})
+
+
+def test_warmup_records_parse_and_run(setup):
+  logs = warmup.read_warmup(setup.export_dir)
+  assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(
+      spec_lib.SIGNATURES)
+  for log in logs:
+    request = log.predict_log.request
+    assert request.model_spec.name == "dasl"
+    inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    outputs = call_signature(setup.loaded, request.model_spec.signature_name, inputs)
+    for value in outputs.values():
+      if value.dtype.kind == "f":
+        assert np.all((value >= 0) & (value <= 1))
+
+
+# --- bad requests ------------------------------------------------------------------
+
+
+def _example(**overrides):
+  feature = {F.USER_ID: [2], F.ITEM_ID: [2], F.DOMAIN: [0], F.HIST_A: [0] * T,
+             F.HIST_B: [0] * T}
+  feature.update(overrides)
+  proto = {}
+  for name, values in feature.items():
+    if values is None:
+      continue
+    if isinstance(values[0], float):
+      proto[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    else:
+      proto[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+  return tf.train.Example(features=tf.train.Features(feature=proto)).SerializeToString()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({F.HIST_A: None}, "hist_a"),
+    ({F.USER_ID: [2.0]}, "user_id"),
+    ({F.HIST_B: [2] * (T + 1)}, "hist_b"),
+    ({F.DOMAIN: [2]}, "domain must be 0"),
+    ({F.USER_ID: [RAW["users"][1] + 2]}, "user_id holds an index outside"),
+    ({F.HIST_A: [0, 0, 0, 0, RAW["items_a"][1] + 2]}, "hist_a holds an index outside"),
+    ({F.ITEM_ID: [RAW["items_b"][1] + 2], F.DOMAIN: [1]}, "item_id holds an index outside"),
+])
+def test_serving_default_rejects_bad_examples(setup, overrides, message):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    setup.loaded.signatures[spec_lib.SERVING_DEFAULT](examples=tf.constant([_example(**overrides)]))
+
+
+def _bad_predict(name, value):
+  request = {k: tf.constant(v) for k, v in predict_request().items()}
+  if value is None:
+    del request[name]
+  else:
+    request[name] = value
+  return request
+
+
+@pytest.mark.parametrize("name, value, error, message", [
+    (F.HIST_B, None, TypeError, "hist_b"),
+    # TensorFlow checks dtypes itself, naming the input by position in the sorted names.
+    (F.USER_ID, tf.constant([1.0, 2.0, 3.0]), tf.errors.InvalidArgumentError,
+     "expected to be a int64 tensor but is a float tensor"),
+    (F.USER_ID, tf.constant(["1000", "1", "2"]), tf.errors.InvalidArgumentError,
+     "expected to be a int64 tensor but is a string tensor"),
+    # A wrong rank reaches the graph (as in TensorFlow Serving) and is caught there.
+    (F.HIST_A, tf.constant([5001, 5002, 5003], tf.int64), tf.errors.InvalidArgumentError,
+     "hist_a.* is not compatible with expected shape"),
+    (F.HIST_A, tf.constant([[5001] * (T + 1)] * 3, tf.int64), tf.errors.InvalidArgumentError,
+     "hist_a holds more than history_length=5"),
+    (F.ITEM_ID, tf.constant([5000, 5001], tf.int64), tf.errors.InvalidArgumentError,
+     "item_id must have one row per user_id"),
+    (F.DOMAIN, tf.constant([0, 1, -1], tf.int64), tf.errors.InvalidArgumentError,
+     "domain must be 0"),
+])
+def test_predict_rejects_bad_requests(setup, name, value, error, message):
+  with pytest.raises(error, match=message):
+    setup.loaded.signatures[spec_lib.PREDICT](**_bad_predict(name, value))
+
+
+def test_recommend_rejects_candidates_of_another_batch_size(setup):
+  request = {k: tf.constant(v) for k, v in recommend_request().items()}
+  request[spec_lib.CANDIDATES] = request[spec_lib.CANDIDATES][:1]
+  with pytest.raises(tf.errors.InvalidArgumentError, match="candidates must have one row"):
+    setup.loaded.signatures[spec_lib.RECOMMEND](**request)
+
+
+# --- versions ------------------------------------------------------------------------
+
+
+def test_a_second_export_never_clobbers_the_first(setup):
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    export.export_model(setup.model_dir, setup.export_base, version=1)
+  second = string_id_export(setup).export_dir
+  assert second == os.path.join(setup.export_base, "2")
+  assert _tree_digest(setup.export_dir) == setup.export_digest
+  assert _tree_digest(setup.model_dir) == setup.model_digest
+
+
+def test_cli_refuses_an_existing_version_and_replaces_it_with_overwrite(setup, capsys):
+  string_model_dir = string_id_export(setup).model_dir
+  argv = ["dasl-export", "--model_dir", string_model_dir, "--export_base", setup.export_base,
+          "--version", "2", "--top_n", "3"]
+  with pytest.raises(SystemExit) as exit_info:
+    app.run(export._main, argv=argv)
+  assert exit_info.value.code != 0
+  assert "already exists; pass --overwrite" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    app.run(export._main, argv=argv + ["--overwrite"])
+  assert exit_info.value.code in (None, 0)
+  assert spec_lib.ServingSpec.load(os.path.join(setup.export_base, "2")).top_n == 3
+  assert sorted(os.listdir(setup.export_base)) == ["1", "2"]  # no temporary directory left
+  assert _tree_digest(setup.export_dir) == setup.export_digest
+
+
+def test_vocabulary_that_does_not_match_the_model_is_rejected(setup, tmp_path):
+  vocab_dir = tmp_path / "vocab"
+  _vocab_files(str(vocab_dir), "int")
+  with open(vocab_dir / "items_b.txt", "a") as f:
+    f.write("7999\n")
+  with pytest.raises(ValueError, match="items_b.txt holds 10 ids"):
+    signatures.ServingModule(setup.model, setup.experiment.model, str(vocab_dir),
+                             spec_lib.ServingSpec(F.feature_spec_for(setup.experiment.model)))
