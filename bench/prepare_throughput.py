@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,19 +27,26 @@ DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 
+# Runs the dasl-prepare CLI, then prints the process's own peak RSS (KiB) as the last line.
+_CHILD = ("import resource, runpy, sys\n"
+          "try:\n"
+          "  runpy.run_module('pipelines.prepare', run_name='__main__')\n"
+          "finally:\n"
+          "  print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+
+
 def _run_prepare(flags, output_dir):
   """Runs dasl-prepare in a child process; returns (wall seconds, peak RSS MiB, stats)."""
   env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-  before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
   start = time.perf_counter()
-  subprocess.run([sys.executable, "-m", "pipelines.prepare", *flags, "--output_dir",
-                  output_dir, "--verbosity=-1"], check=True, cwd=REPO, env=env,
-                 stdout=subprocess.DEVNULL)
+  proc = subprocess.run([sys.executable, "-c", _CHILD, *flags, "--output_dir", output_dir,
+                         "--verbosity=-1"], check=True, cwd=REPO, env=env,
+                        stdout=subprocess.PIPE, text=True)
   wall = time.perf_counter() - start
-  peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+  peak_kib = int(proc.stdout.strip().splitlines()[-1])
   with open(os.path.join(output_dir, "stats.json"), encoding="utf-8") as f:
     stats = json.load(f)
-  return wall, max(peak, before) / 1024, stats
+  return wall, peak_kib / 1024, stats
 
 
 def _report(name, wall, peak_mib, stats):
@@ -64,9 +70,9 @@ def main():
     inputs = []
     if args.dataset == "douban":
       root = DATA / "douban_book_music"
-      inputs.append(("douban book+music", ["--format", "douban", "--input_a",
-                                           str(root / "douban_book" / "ratings.dat"),
-                                           "--input_b", str(root / "douban_music" / "ratings.dat")]))
+      inputs.append(("douban book+music", [
+          "--format", "douban", "--input_a", str(root / "douban_book" / "ratings.dat"),
+          "--input_b", str(root / "douban_music" / "ratings.dat")]))
     elif args.dataset == "ciao":
       inputs.append(("ciao DVDs+Books", ["--format", "mat", "--input",
                                          str(DATA / "ciao_tang" / "rating_with_timestamp.mat"),

@@ -43,6 +43,9 @@ import os
 from typing import Dict
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 INTERACTIONS_A = "interactions_a.csv"
 INTERACTIONS_B = "interactions_b.csv"
@@ -191,7 +194,8 @@ def _event_counts(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarr
 
 
 def _simulate_domain(rng: np.random.Generator, config: SyntheticConfig, start: np.ndarray,
-                     end: np.ndarray, sharpness: float, counts: np.ndarray, user_start: np.ndarray, user_span: np.ndarray,
+                     end: np.ndarray, sharpness: float, counts: np.ndarray,
+                     user_start: np.ndarray, user_span: np.ndarray,
                      item_vectors: np.ndarray) -> DomainLog:
   """Draws one domain's events: times, exposures, picks and ratings."""
   user = np.repeat(np.arange(config.num_users), counts)
@@ -236,23 +240,27 @@ def simulate(config: SyntheticConfig) -> SyntheticData:
   return SyntheticData(p, q, vectors_a, vectors_b, log_a, log_b)
 
 
-def user_name(index: np.ndarray) -> np.ndarray:
+def _prefixed(prefix: str, index: np.ndarray, width: int) -> pa.Array:
+  digits = pc.utf8_lpad(pc.cast(pa.array(index, pa.int64()), pa.string()), width, "0")
+  return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def user_name(index: np.ndarray) -> pa.Array:
   """Raw user ids written to the files (``u000042``)."""
-  return np.char.add("u", np.char.zfill(index.astype(str), 6))
+  return _prefixed("u", index, 6)
 
 
-def item_name(domain: str, index: np.ndarray) -> np.ndarray:
+def item_name(domain: str, index: np.ndarray) -> pa.Array:
   """Raw item ids of a domain (``a00042`` / ``b00042``)."""
-  return np.char.add(domain, np.char.zfill(index.astype(str), 5))
+  return _prefixed(domain, index, 5)
 
 
 def _write_csv(path: str, header: str, columns) -> None:
-  """Writes equally long columns as a CSV with a header row."""
-  rows = np.stack([np.asarray(c).astype(str) for c in columns], axis=1)
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(header + "\n")
-    if rows.size:
-      f.write("\n".join(",".join(r) for r in rows.tolist()) + "\n")
+  """Writes equally long columns as a CSV with a header row (no quoting)."""
+  table = pa.table({name: pa.array(column) for name, column in zip(header.split(","), columns)})
+  with open(path, "wb") as f:
+    f.write((header + "\n").encode("utf-8"))
+    pa_csv.write_csv(table, f, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
 
 
 def _write_log(path: str, domain: str, log: DomainLog) -> None:
@@ -269,7 +277,7 @@ def _write_item_features(path: str, rng: np.random.Generator, domain: str,
   price = rng.lognormal(2.0, 0.5, len(vectors))
   _write_csv(path, "item_id,quality,price,genre",
              [item_name(domain, np.arange(len(vectors))), np.round(quality, 4),
-              np.round(price, 2), np.char.add("g", genre.astype(str))])
+              np.round(price, 2), pc.binary_join_element_wise("g", genre.astype(str), "")])
 
 
 def generate(output_dir: str, config: SyntheticConfig = SyntheticConfig()) -> Dict[str, str]:
@@ -305,7 +313,7 @@ def generate(output_dir: str, config: SyntheticConfig = SyntheticConfig()) -> Di
                       + np.bincount(data.log_b.user, minlength=config.num_users))
   _write_csv(paths["user_features"], "user_id,age,activity,segment",
              [user_name(users), np.round(age, 2), np.round(activity, 4),
-              np.char.add("s", segment.astype(str))])
+              pc.binary_join_element_wise("s", segment.astype(str), "")])
   _write_item_features(paths["item_features_a"], rng, "a", data.item_vectors_a,
                        config.num_segments)
   _write_item_features(paths["item_features_b"], rng, "b", data.item_vectors_b,

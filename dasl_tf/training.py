@@ -408,12 +408,46 @@ class TrainingState:
 # ----------------------------------------------------------------------------- callbacks
 
 
-class _HeadMeanAuc(tf_keras.callbacks.Callback):
-  """Adds ``auc`` and ``val_auc``, the mean of the two heads' AUCs, to the epoch logs."""
+class _EpochMetrics(tf_keras.callbacks.Callback):
+  """Completes the epoch logs: exact values across replicas, and the mean AUC of both heads.
+
+  With several replicas, ``fit`` sums each replica's *local* metric results
+  (an AUC of 1.7 on two workers). This callback replaces them with the
+  metrics' values aggregated across replicas (read in cross-replica context,
+  in the same order on every worker): the training metrics just before the
+  validation pass resets them, the validation metrics at the epoch's end.
+  It then adds ``auc`` and ``val_auc``, the mean of the two heads' AUCs.
+  """
+
+  def __init__(self, num_replicas: int):
+    super().__init__()
+    self._num_replicas = num_replicas
+    self._train_logs: Optional[Dict[str, float]] = None
+    self._in_epoch = False
+
+  def _metric_results(self, prefix: str) -> Dict[str, float]:
+    return {f"{prefix}{m.name}": float(m.result()) for m in self.model.metrics}
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._in_epoch = True
+    self._train_logs = None
+
+  def on_test_begin(self, logs=None):
+    if self._in_epoch and self._num_replicas > 1:
+      self._train_logs = self._metric_results("")
 
   def on_epoch_end(self, epoch, logs=None):
+    self._in_epoch = False
+    if logs is None:
+      return
+    if self._num_replicas > 1:
+      if self._train_logs is None:  # no validation pass: the metrics hold training values
+        logs.update(self._metric_results(""))
+      else:
+        logs.update(self._train_logs)
+        logs.update(self._metric_results("val_"))
     for prefix in ("", "val_"):
-      if logs is not None and f"{prefix}auc_a" in logs and f"{prefix}auc_b" in logs:
+      if f"{prefix}auc_a" in logs and f"{prefix}auc_b" in logs:
         logs[f"{prefix}auc"] = (float(logs[f"{prefix}auc_a"]) + float(logs[f"{prefix}auc_b"])) / 2
 
 
@@ -633,7 +667,7 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
                  num_train_examples, schedule.examples_per_epoch, initial_epoch + 1,
                  schedule.epochs, train.strategy, strategy.num_replicas_in_sync)
     callbacks = [
-        _HeadMeanAuc(),
+        _EpochMetrics(strategy.num_replicas_in_sync),
         _DivergenceGuard(state, train.learning_rate),
         _ResumableEarlyStopping(state, train.monitor, train.early_stopping_patience),
         _EpochCheckpoint(state, schedule.examples_per_epoch),
@@ -649,9 +683,9 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
   if not state.restore_best(os.path.join(model_dir, BEST_CHECKPOINT_DIR)):
     logging.warning("%s has no best-epoch checkpoint; evaluating the last weights", model_dir)
   metrics = _final_metrics(model, data, spec, train, strategy, state)
+  model_io.save_final_weights(model, write_dir)  # every worker saves (collective ops)
   if not chief:
     return metrics
-  model_io.save_final_weights(model, model_dir)
   if write_report:
     from dasl_tf import report  # pylint: disable=g-import-not-at-top
     report.write_report(model, eval_ds, state.history, metrics,

@@ -23,8 +23,6 @@ from absl import logging
 
 from dasl_tf import prepare as prepare_lib
 
-_DEFAULT = prepare_lib.PrepareConfig.__dataclass_fields__  # field defaults
-
 flags.DEFINE_enum("format", "csv", list(prepare_lib.FORMATS), "Input format.")
 flags.DEFINE_string("input_a", "", "File or glob of domain A's log.")
 flags.DEFINE_string("input_b", "", "File or glob of domain B's log.")
@@ -82,7 +80,7 @@ def _parse(argv: List[str]) -> List[str]:
 
 
 def _main(argv: List[str]) -> None:
-  beam_options = [a for a in argv[1:]]
+  beam_options = list(argv[1:])
   if beam_options and FLAGS.runner != "beam":
     raise app.UsageError(f"unknown arguments {beam_options} (Beam options need --runner beam)")
   try:

@@ -27,6 +27,7 @@ Command line (prints the outputs as JSON; ``--dry_run`` prints the request)::
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import socket
@@ -35,7 +36,11 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Mapping, Optional, Sequence
 
+import grpc
 import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from dasl_tf import features as F
 from serving import spec as spec_lib
@@ -226,9 +231,6 @@ class DaslClient:
 
   def grpc_request(self, signature: str, inputs: Inputs):
     """A ``tensorflow_serving.apis.predict_pb2.PredictRequest``."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
-
     _check_signature(signature)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = self.spec.model_name
@@ -276,10 +278,6 @@ class DaslClient:
     Raises:
       ServingError: the call failed or did not finish within the timeout.
     """
-    import grpc  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
-
     target = f"{self.host}:{self.grpc_port}"
     if self._channel is None:
       self._channel = grpc.insecure_channel(target)
@@ -290,7 +288,8 @@ class DaslClient:
       if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         raise ServingError(f"{target}: no answer within {self.timeout_s} s") from e
       raise ServingError(f"{target}: {e.code().name}: {e.details()}") from e
-    return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+    return {name: _text_if_bytes(tf.make_ndarray(proto))
+            for name, proto in response.outputs.items()}
 
   def close(self) -> None:
     """Closes the gRPC channel, if one was opened."""
@@ -356,6 +355,14 @@ def _json_value(value):
   return value
 
 
+def _text_if_bytes(array: np.ndarray) -> np.ndarray:
+  """String outputs as ``str`` (as REST returns them), not ``bytes``."""
+  if array.dtype != object:
+    return array
+  return np.array([v.decode("utf-8") for v in array.reshape(-1)],
+                  dtype=object).reshape(array.shape)
+
+
 def _error_message(error: urllib.error.HTTPError) -> str:
   text = error.read().decode("utf-8", "replace")
   try:
@@ -366,8 +373,6 @@ def _error_message(error: urllib.error.HTTPError) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """``python -m serving.client``: sends the rows of a JSON file and prints the outputs."""
-  import argparse  # pylint: disable=g-import-not-at-top
-
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--spec", required=True,
                       help="export version directory, or its assets.extra/serving_spec.json")
@@ -414,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1
   finally:
     client.close()
-  print(json.dumps({name: _json_value(value) for name, value in outputs.items()}, indent=1))
+  print(json.dumps({name: value.tolist() for name, value in outputs.items()}, indent=1))
   return 0
 
 

@@ -28,7 +28,6 @@ from absl import app
 from absl import flags
 from absl import logging
 
-import dasl_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tensorflow as tf
 
 from dasl_tf import features as F

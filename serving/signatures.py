@@ -21,7 +21,7 @@ the input instead of returning a wrong score.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from typing import Dict
 
 import tensorflow as tf
 
@@ -37,21 +37,28 @@ _SIDE_FEATURES = (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)
 _USER_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT)
 
 
-def read_vocabulary(path: str, expected_size: int, padding_id: Optional[str] = None) -> list:
+def _is_integer_id(raw_id: str) -> bool:
+  """Whether a raw id is a canonical non-negative integer ("12", not "012" or "-1")."""
+  return raw_id.isdigit() and str(int(raw_id)) == raw_id
+
+
+def read_vocabulary(path: str, expected_size: int, id_dtype: str) -> list:
   """Reads and checks one raw-id vocabulary file (line k is index k + 2).
 
   Args:
     path: the vocabulary file.
     expected_size: the model's vocabulary size, reserved ids included.
-    padding_id: a raw id that must not appear in the file (the request padding).
+    id_dtype: "int64" or "string", the raw-id dtype of the export.
 
   Returns:
     The raw ids, in index order.
 
   Raises:
-    ValueError: the file is empty-lined, has duplicates, holds the padding id,
-      or does not match the model's vocabulary size.
+    ValueError: the file has an empty line, a duplicate, the padding id, an id
+      that is not an integer (int64 ids), or does not match the model's
+      vocabulary size; the message names the file and line.
   """
+  padding_id = str(spec_lib.PADDING_IDS[id_dtype])
   with tf.io.gfile.GFile(path) as f:
     ids = f.read().splitlines()
   seen = {}
@@ -60,6 +67,9 @@ def read_vocabulary(path: str, expected_size: int, padding_id: Optional[str] = N
       raise ValueError(f"{path}:{line_number}: empty raw id")
     if raw_id == padding_id:
       raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} is the request padding id")
+    if id_dtype == "int64" and not _is_integer_id(raw_id):
+      raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} is not a non-negative "
+                       "integer; export with string ids (--id_dtype=string)")
     if raw_id in seen:
       raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} repeats line {seen[raw_id]}")
     seen[raw_id] = line_number
@@ -74,12 +84,8 @@ def infer_id_dtype(vocab_dir: str) -> str:
   """"int64" when every raw id in the vocabularies is a canonical integer, else "string"."""
   for name in (USERS_VOCAB, ITEMS_A_VOCAB, ITEMS_B_VOCAB):
     with tf.io.gfile.GFile(os.path.join(vocab_dir, name)) as f:
-      for raw_id in f.read().splitlines():
-        try:
-          if str(int(raw_id)) != raw_id or int(raw_id) < 0:
-            return "string"
-        except ValueError:
-          return "string"
+      if not all(_is_integer_id(raw_id) for raw_id in f.read().splitlines()):
+        return "string"
   return "int64"
 
 
@@ -153,8 +159,7 @@ class ServingModule:
     sizes = {USERS_VOCAB: model_config.num_users, ITEMS_A_VOCAB: model_config.num_items_a,
              ITEMS_B_VOCAB: model_config.num_items_b}
     for file_name, size in sizes.items():
-      read_vocabulary(os.path.join(vocab_dir, file_name), size,
-                      str(serving_spec.padding_id))
+      read_vocabulary(os.path.join(vocab_dir, file_name), size, id_dtype)
     self.root = tf.Module(name="dasl_serving")
     self.root.model_variables = list(model.variables)
     self.root.users = RawIdVocabulary(os.path.join(vocab_dir, USERS_VOCAB), id_dtype, "users")
@@ -194,7 +199,8 @@ class ServingModule:
         if name in (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + _USER_SIDE_FEATURES}
     recommend_inputs[spec_lib.CANDIDATES] = tf.TensorSpec(
         [None, None], raw, name=spec_lib.CANDIDATES)
-    self.recommend = tf.function(self._recommend, input_signature=[recommend_inputs], autograph=False)
+    self.recommend = tf.function(
+        self._recommend, input_signature=[recommend_inputs], autograph=False)
 
   def save(self, export_dir: str) -> None:
     """Writes the SavedModel (graph, variables, vocabulary assets) to ``export_dir``."""
@@ -218,22 +224,17 @@ class ServingModule:
     return self._predict_ctr(features)
 
   def _predict(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    inputs = self._checked_ranks(inputs)
+    inputs = self._validated(inputs)
     features = self._raw_features(inputs)
     features[F.ITEM_ID] = self._items_of_domain(
         inputs[F.ITEM_ID], features[F.DOMAIN], sequence=False)
     return self._predict_ctr(features)
 
   def _recommend(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    inputs = self._checked_ranks(inputs)
+    inputs = self._validated(inputs)
     features = self._raw_features(inputs)
     raw_candidates = inputs[spec_lib.CANDIDATES]
     batch = tf.shape(features[F.DOMAIN])[0]
-    candidates_batch = tf.shape(raw_candidates)[0]
-    check = _assert(tf.equal(candidates_batch, batch),
-                    f"{spec_lib.CANDIDATES} must have one row per {F.USER_ID}; rows:",
-                    [candidates_batch, batch])
-    raw_candidates = _checked(raw_candidates, [check])
     domain = features[F.DOMAIN]
     candidates = self._items_of_domain(raw_candidates, domain[:, None], sequence=True)
     features[F.ITEM_ID] = tf.fill([batch], tf.constant(F.PAD_ID, tf.int64))
@@ -253,20 +254,22 @@ class ServingModule:
 
   # --- input validation and id mapping --------------------------------------
 
-  def _raw_features(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Validates raw inputs (of checked ranks) and maps them to the model's features.
+  def _validated(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Raw inputs, released only once ranks, batch sizes, domains and lengths are valid.
 
-    Items (``item_id``, ``candidates``) are mapped by the callers.
+    TensorFlow Serving feeds tensors without checking them against the
+    signature's shapes, so ranks are checked first (``EnsureShape`` names the
+    input and its shape) before any op reads a dimension.
     """
+    inputs = {name: tf.ensure_shape(value, [None] if name in (F.USER_ID, F.ITEM_ID, F.DOMAIN)
+                                    else [None, None])
+              for name, value in inputs.items()}
     batch = tf.shape(inputs[F.USER_ID])[0]
-    checks = []
+    checks = [self._domain_check(inputs[F.DOMAIN])]
     for name, value in inputs.items():
-      if name == spec_lib.CANDIDATES:
-        continue
       rows = tf.shape(value)[0]
       checks.append(_assert(tf.equal(rows, batch),
                             f"{name} must have one row per {F.USER_ID}; rows:", [rows, batch]))
-    checks.append(self._domain_check(inputs[F.DOMAIN]))
     t = self._spec.history_length
     for name in (F.HIST_A, F.HIST_B):
       length = tf.shape(inputs[name])[1]
@@ -281,30 +284,23 @@ class ServingModule:
         checks.append(_assert(tf.equal(width, shapes[name][1][0]),
                               f"{name} must have {shapes[name][1][0]} values per row; got:",
                               [width]))
-    inputs = {name: _checked(value, checks) for name, value in inputs.items()}
+    return {name: _checked(value, checks) for name, value in inputs.items()}
+
+  def _raw_features(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The model's features from validated raw inputs; the callers map the items."""
     features = {
         F.USER_ID: self.root.users.indices(inputs[F.USER_ID]),
         F.DOMAIN: inputs[F.DOMAIN],
         F.HIST_A: self._history(self.root.items_a.sequence_indices(inputs[F.HIST_A])),
         F.HIST_B: self._history(self.root.items_b.sequence_indices(inputs[F.HIST_B])),
     }
+    shapes = self._spec.shapes(with_label=False)
     for name in _SIDE_FEATURES:
       if name in inputs:
         features[name] = tf.ensure_shape(inputs[name], (None,) + shapes[name][1])
     index_checks = self._index_checks(
         {name: features[name] for name in (F.USER_CAT, F.ITEM_CAT) if name in features})
     return {name: _checked(value, index_checks) for name, value in features.items()}
-
-  def _checked_ranks(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """``inputs``, once each has its rank: 1 for per-example ids, 2 for lists and side features.
-
-    TensorFlow Serving feeds tensors without checking them against the
-    signature's shapes; ``EnsureShape`` fails with the input's name and shape
-    before any later op reads a dimension that is not there.
-    """
-    return {name: tf.ensure_shape(value, [None] if name in (F.USER_ID, F.ITEM_ID, F.DOMAIN)
-                                  else [None, None])
-            for name, value in inputs.items()}
 
   def _history(self, indices: tf.Tensor) -> tf.Tensor:
     """Left-pads a [batch, L <= T] history of indices to [batch, T]."""

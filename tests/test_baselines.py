@@ -340,7 +340,7 @@ def planted_tfrecords(tmp_path_factory):
   directory = tmp_path_factory.mktemp("planted")
   spec = F.feature_spec_for(CONFIG)
   paths = {}
-  for split, (size, seed) in {"train": (2400, 1), "eval": (600, 2)}.items():
+  for split, (size, seed) in {"train": (1800, 1), "eval": (600, 2)}.items():
     paths[split] = str(directory / f"{split}.tfrecord")
     with tf.io.TFRecordWriter(paths[split]) as writer:
       for example in _planted_examples(size, seed):
@@ -348,13 +348,26 @@ def planted_tfrecords(tmp_path_factory):
   return paths, spec
 
 
-@pytest.mark.parametrize("variant", baselines.BASELINES)
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+  """Probability that a random positive outscores a random negative (ties count half)."""
+  pos, neg = scores[labels == 1][:, None], scores[labels == 0][None, :]
+  return float(np.mean(pos > neg) + 0.5 * np.mean(pos == neg))
+
+
+# The sequential cross-domain models take longest to trace and train: `make test-slow`.
+@pytest.mark.parametrize("variant", [
+    v if v not in SEQUENTIAL_CROSS_DOMAIN else pytest.param(v, marks=pytest.mark.slow)
+    for v in baselines.BASELINES])
 def test_learns_the_planted_signal(variant, planted_tfrecords):
   paths, spec = planted_tfrecords
   model = _build(variant)
   model.compile(optimizer=tf_keras.optimizers.Adam(0.01))
-  train = data_lib.make_dataset(paths["train"], spec, batch_size=64, training=True, seed=0)
-  model.fit(train, epochs=4, verbose=0)
-  metrics = model.evaluate(data_lib.make_dataset(paths["eval"], spec, batch_size=300),
-                           return_dict=True, verbose=0)
-  assert metrics["auc_a"] > 0.75 and metrics["auc_b"] > 0.75, metrics
+  train = data_lib.make_dataset(paths["train"], spec, batch_size=32, training=True, seed=0)
+  model.fit(train, epochs=3, verbose=0)
+  features, labels = next(iter(data_lib.make_dataset(paths["eval"], spec, batch_size=600)))
+  logits = model(features)
+  in_a = features[F.DOMAIN].numpy() == F.DOMAIN_A
+  labels = labels.numpy()
+  auc_a = _auc(labels[in_a], logits["logit_a"].numpy()[in_a])
+  auc_b = _auc(labels[~in_a], logits["logit_b"].numpy()[~in_a])
+  assert auc_a > 0.7 and auc_b > 0.7, (auc_a, auc_b)

@@ -1,4 +1,4 @@
-"""serving.client: its requests, decoded the way TensorFlow Serving decodes them, score as the signatures do.
+"""serving.client: requests decoded as TensorFlow Serving decodes them score as the signatures do.
 
 TensorFlow Serving cannot run here, so the server side is reproduced: REST JSON
 is turned into tensors by TensorFlow Serving's JSON rules (row ``instances`` and
@@ -272,7 +272,7 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     try:
       status, answer = 200, serve_rest(self.server.loaded, body)
     except (ValueError, tf.errors.InvalidArgumentError) as e:
-      status, answer = 400, {"error": str(e).splitlines()[0]}
+      status, answer = 400, {"error": " ".join(str(e).split())}
     data = json.dumps(answer).encode("utf-8")
     self.send_response(status)
     self.send_header("Content-Type", "application/json")
@@ -334,7 +334,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     try:
       return serve_grpc(self.loaded, request)
     except tf.errors.InvalidArgumentError as e:
-      context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message.splitlines()[0])
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, " ".join(e.message.split()))
 
 
 def test_grpc_transport_answers_and_errors(setup, client):

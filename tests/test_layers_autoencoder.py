@@ -35,14 +35,16 @@ def test_side_features_encoding_and_reconstruction_loss_match_numpy():
   latent = layer({"id": ids, "numeric": numeric, "categorical": categorical,
                   "sample_weight": weight}).numpy()
 
-  x = np.concatenate([layer._id_embedding.get_weights()[0][ids], numeric,
+  # Inference-mode BatchNormalization before any training: (x - 0) / sqrt(1 + epsilon).
+  standardized = numeric / np.sqrt(1.0 + 1e-3)
+  x = np.concatenate([layer._id_embedding.get_weights()[0][ids], standardized,
                       layer._categorical_embeddings[0].get_weights()[0][categorical[:, 0]],
                       layer._categorical_embeddings[1].get_weights()[0][categorical[:, 1]]], 1)
   expected_latent = _mlp_numpy(layer._encoder, x)
   np.testing.assert_allclose(latent, expected_latent, rtol=1e-5, atol=1e-6)
 
   recon = _mlp_numpy(layer._decoder, expected_latent)
-  error = np.sum((numeric - recon[:, :2]) ** 2, 1)
+  error = np.sum((standardized - recon[:, :2]) ** 2, 1)
   for column, (lo, hi) in enumerate([(2, 5), (5, 10)]):
     logits = recon[:, lo:hi]
     log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
@@ -77,6 +79,26 @@ def test_rejects_unknown_input_keys():
   with pytest.raises(ValueError, match="numerics"):
     FeatureAutoencoder(vocab_size=5, embedding_dim=2)({"id": tf.constant([2]),
                                                        "numerics": tf.zeros([1, 1])})
+
+
+def test_encode_side_features_false_keeps_the_latent_of_the_id():
+  layer = FeatureAutoencoder(vocab_size=5, embedding_dim=3, numeric_dim=2, hidden_units=(4,),
+                             encode_side_features=False)
+  ids = tf.constant([2, 3], tf.int64)
+  with_features = layer({"id": ids, "numeric": tf.ones([2, 2])})
+  assert len(layer.losses) == 1
+  np.testing.assert_allclose(layer(ids).numpy(), with_features.numpy(), atol=1e-6)
+
+
+def test_training_mode_standardizes_numeric_features_by_the_batch():
+  layer = FeatureAutoencoder(vocab_size=5, embedding_dim=3, numeric_dim=1, hidden_units=(4,),
+                             encode_side_features=False, reconstruction_weight=1.0)
+  ids = tf.constant([2, 3, 4], tf.int64)
+  scaled = layer({"id": ids, "numeric": tf.constant([[100.0], [200.0], [300.0]])}, training=True)
+  loss_scaled = float(layer.losses[0])
+  layer({"id": ids, "numeric": tf.constant([[1.0], [2.0], [3.0]])}, training=True)
+  np.testing.assert_allclose(float(layer.losses[0]), loss_scaled, rtol=1e-3)
+  assert scaled.shape == [3, 3]
 
 
 def test_keras_contract(tmp_path):

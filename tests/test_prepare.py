@@ -2,11 +2,9 @@
 import glob
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from dasl_tf import data
 from dasl_tf import features as F

@@ -277,7 +277,8 @@ def test_export_loads_without_dasl_tf_and_matches_the_model(setup, fresh_process
   assert result["modules"] == []
   assert result["unregistered_ops"] == []
   assert {"HashTableV2", "LookupTableFindV2", "ParseExampleV2", "TopKV2"} <= set(result["ops"])
-  outputs = {sig: {k: np.array(v) for k, v in out.items()} for sig, out in result["outputs"].items()}
+  outputs = {signature: {name: np.array(value) for name, value in out.items()}
+             for signature, out in result["outputs"].items()}
   expected_examples = expected_ctr(setup.model, predict_request())
   assert_outputs_close(outputs[spec_lib.SERVING_DEFAULT], expected_examples)
   assert_outputs_close(outputs[spec_lib.PREDICT], expected_examples)

@@ -56,7 +56,7 @@ def _write(path: str, spec: F.FeatureSpec, examples) -> None:
       writer.write(spec.encode(example))
 
 
-def make_dataset_dir(root: str, num_users: int = 40, per_user: int = 12, num_items: int = 30,
+def make_dataset_dir(root: str, num_users: int = 40, per_user: int = 16, num_items: int = 12,
                      seed: int = 0) -> str:
   """Writes the tiny dataset under ``root``; returns the directory."""
   rng = np.random.default_rng(seed)

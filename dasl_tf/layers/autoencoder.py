@@ -29,7 +29,9 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
   user or an item to its latent embedding and an MLP decoder reconstructs them,
   trained by the reconstruction loss ``L = ||x - MLP_dec(MLP_enc(x))||``.
   Here ``x = [e_id ; numeric ; e_cat_1 ; ... ; e_cat_m]`` (``e_id`` the entity's id
-  embedding, ``e_cat_j`` an embedding of categorical column ``j``) and
+  embedding, ``numeric`` the numeric features standardised by a
+  ``BatchNormalization`` without scale and offset, since raw side features come
+  in arbitrary units, ``e_cat_j`` an embedding of categorical column ``j``) and
 
     z = MLP_enc(x)                                 (the latent embedding, size d)
     L = weight * mean( ||numeric - num_hat||^2 + sum_j CE(cat_j, cat_hat_j) )
@@ -41,6 +43,12 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
   a free embedding; reconstructing a one-hot id from a d-dimensional latent only
   re-learns the embedding table). ``L`` is added with ``add_loss`` whenever side
   features are given.
+
+  With ``encode_side_features=False`` the encoder reads the id embedding only,
+  ``z = MLP_enc(e_id)``, and given side features are reconstruction targets
+  only: the latent of an entity is then the same whether or not its side
+  features are at hand (sampled candidates, history items), while the side
+  features still shape it through ``L``.
 
   With no side features configured (``numeric_dim=0``, no categorical columns)
   the layer is the id embedding ``z = e_id``, without MLP or loss. When side
@@ -67,6 +75,8 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
     reconstruction_weight: weight of the reconstruction loss.
     l2: L2 penalty on the id embedding and the MLP kernels.
     oov_id: index that ids outside the vocabulary are mapped to.
+    encode_side_features: whether the encoder reads the side features (else
+      they are reconstruction targets only).
 
   Input shape: ids ``[...]`` (any leading shape), or a dict with ``"id"``
     ``[...]`` and optionally ``"numeric"`` float ``[..., numeric_dim]`` and
@@ -83,7 +93,7 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
                categorical_vocab_sizes: Sequence[int] = (),
                hidden_units: Sequence[int] = (64,), categorical_embedding_dim: int = 8,
                reconstruction_weight: float = 1.0, l2: float = 0.0, oov_id: int = 1,
-               **kwargs):
+               encode_side_features: bool = True, **kwargs):
     super().__init__(**kwargs)
     categorical_vocab_sizes = tuple(int(v) for v in categorical_vocab_sizes)
     if vocab_size <= 0 or embedding_dim <= 0 or categorical_embedding_dim <= 0:
@@ -109,6 +119,7 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
     self.reconstruction_weight = float(reconstruction_weight)
     self.l2 = float(l2)
     self.oov_id = int(oov_id)
+    self.encode_side_features = bool(encode_side_features)
 
   @property
   def has_side_features(self) -> bool:
@@ -121,7 +132,9 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
         self.vocab_size, self.embedding_dim, embeddings_regularizer=regularizer,
         name="id_embedding")
     if self.has_side_features:
-      self._categorical_embeddings = [
+      self._numeric_norm = tf_keras.layers.BatchNormalization(
+          center=False, scale=False, name="numeric_norm") if self.numeric_dim else None
+      self._categorical_embeddings = [] if not self.encode_side_features else [
           tf_keras.layers.Embedding(size, self.categorical_embedding_dim, name=f"categorical_{j}")
           for j, size in enumerate(self.categorical_vocab_sizes)
       ]
@@ -131,7 +144,7 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
                           l2=self.l2, name="decoder")
     super().build(input_shape)
 
-  def call(self, inputs: Inputs) -> tf.Tensor:
+  def call(self, inputs: Inputs, training: Optional[bool] = None) -> tf.Tensor:
     features = inputs if isinstance(inputs, dict) else {ID: inputs}
     unknown = sorted(set(features) - {ID, NUMERIC, CATEGORICAL, SAMPLE_WEIGHT})
     if unknown or ID not in features:
@@ -147,13 +160,16 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
     given = NUMERIC in features or CATEGORICAL in features
     leading_shape = tf.shape(ids)
     numeric = self._side_input(features, NUMERIC, self.numeric_dim, tf.float32, leading_shape)
+    if self.numeric_dim:
+      numeric = tf.stop_gradient(self._numeric_norm(numeric, training=training and given))
     categorical = self._side_input(features, CATEGORICAL, len(self.categorical_vocab_sizes),
                                    tf.int64, leading_shape)
     parts = [id_embedding]
-    if self.numeric_dim:
-      parts.append(numeric)
-    for j, embedding in enumerate(self._categorical_embeddings):
-      parts.append(embedding(_in_vocabulary(categorical[..., j], self.categorical_vocab_sizes[j])))
+    if self.encode_side_features:
+      if self.numeric_dim:
+        parts.append(numeric)
+      for j, embedding in enumerate(self._categorical_embeddings):
+        parts.append(embedding(_in_vocabulary(categorical[..., j], self.categorical_vocab_sizes[j])))
     latent = self._encoder(tf.concat(parts, axis=-1))
     if given and self.reconstruction_weight:
       per_entity = self._reconstruction_error(latent, numeric, categorical)
@@ -192,5 +208,6 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
         numeric_dim=self.numeric_dim, categorical_vocab_sizes=list(self.categorical_vocab_sizes),
         hidden_units=list(self.hidden_units),
         categorical_embedding_dim=self.categorical_embedding_dim,
-        reconstruction_weight=self.reconstruction_weight, l2=self.l2, oov_id=self.oov_id)
+        reconstruction_weight=self.reconstruction_weight, l2=self.l2, oov_id=self.oov_id,
+        encode_side_features=self.encode_side_features)
     return config

@@ -64,10 +64,12 @@ class DASL(CrossDomainRanker):
   its domain) plus, through ``self.losses``, the dual-embedding, orthogonality,
   reconstruction and L2 terms with the weights of the config.
 
-  The target item's side features (``item_num``, ``item_cat``) feed the item
-  autoencoder of the target's domain in ``call``; candidates scored by
-  :meth:`score_candidates` and history items are encoded from their ids (side
-  features zero-filled), since the examples carry side features of the target only.
+  Examples carry side features of the target item only (``item_num``,
+  ``item_cat``), not of history items or sampled candidates, so the item
+  autoencoders encode ids (``encode_side_features=False``) and the target's side
+  features are their reconstruction targets in ``call`` (weighted to the
+  target's domain): every item, target or candidate, gets the same latent and
+  :meth:`score_candidates` ranks a positive and its negatives alike.
 
   Args:
     config: the model's :class:`~dasl_tf.config.ModelConfig`.
@@ -101,7 +103,8 @@ class DASL(CrossDomainRanker):
             item_vocab[d], config.embedding_dim, config.item_num_dim,
             config.item_cat_vocab_sizes, config.autoencoder_units,
             reconstruction_weight=config.reconstruction_weight, l2=config.l2,
-            oov_id=F.OOV_ID, name=f"item_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
+            oov_id=F.OOV_ID, encode_side_features=False,
+            name=f"item_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
     self.sequence_encoders = [
         SequenceEncoder(config.gru_units, name=f"sequence_encoder_{_SUFFIX[d]}") for d in DOMAINS]
     self.dual_embedding = DualEmbedding(
@@ -115,7 +118,7 @@ class DASL(CrossDomainRanker):
 
   def call(self, features: Dict[str, tf.Tensor], training: bool = False
            ) -> Dict[str, tf.Tensor]:
-    """Logits of the target item under both heads, the target's side features included."""
+    """Logits of the target item under both heads (plus the item reconstruction loss)."""
     target = tf.expand_dims(features[F.ITEM_ID], 1)
     logits_a, logits_b = self._logits(
         features, target, self._target_side_features(features), training)
@@ -123,7 +126,7 @@ class DASL(CrossDomainRanker):
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Scores ``[batch, C]`` candidates (encoded from their ids) with both heads."""
+    """Scores ``[batch, C]`` candidates with both heads."""
     return self._logits(features, candidates, (None, None), training)
 
   def _logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
@@ -134,7 +137,7 @@ class DASL(CrossDomainRanker):
     for d in DOMAINS:
       inputs = {autoencoder.ID: candidates}
       inputs.update(candidate_side_features[d] or {})
-      candidate_embeddings.append(self.item_autoencoders[d](inputs))
+      candidate_embeddings.append(self.item_autoencoders[d](inputs, training=training))
     attended = self.dual_attention({
         "query_a": candidate_embeddings[0], "query_b": candidate_embeddings[1],
         "records_a": records[0], "records_b": records[1],
@@ -155,7 +158,7 @@ class DASL(CrossDomainRanker):
       history = features[_HISTORIES[d]]
       mask = tf.not_equal(history, F.PAD_ID)
       outputs, state = self.sequence_encoders[d](
-          self.item_autoencoders[d](history), mask=mask, training=training)
+          self.item_autoencoders[d](history, training=training), mask=mask, training=training)
       masks.append(mask)
       records.append(outputs)
       states.append(state)
@@ -164,7 +167,7 @@ class DASL(CrossDomainRanker):
       user_inputs[autoencoder.NUMERIC] = features[F.USER_NUM]
     if F.USER_CAT in features:
       user_inputs[autoencoder.CATEGORICAL] = features[F.USER_CAT]
-    users = [self.user_autoencoders[d](user_inputs) for d in DOMAINS]
+    users = [self.user_autoencoders[d](user_inputs, training=training) for d in DOMAINS]
     contexts = [[users[d]] for d in DOMAINS]
     if self.dual_embedding is not None:
       overlap = tf.reduce_any(masks[0], axis=1) & tf.reduce_any(masks[1], axis=1)

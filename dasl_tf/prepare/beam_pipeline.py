@@ -58,7 +58,7 @@ def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=g-import-not-at-top
   from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=g-import-not-at-top
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
 
   split_names = config.split_names
 
@@ -84,7 +84,8 @@ def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
           yield beam.pvalue.TaggedOutput(name, record)
 
   compression = CompressionTypes.GZIP if config.compress else CompressionTypes.UNCOMPRESSED
-  pipeline = beam.Pipeline(options=PipelineOptions(list(config.beam_options)))
+  pipeline = beam.Pipeline(
+      options=pipeline_options.PipelineOptions(list(config.beam_options)))
   examples = (pipeline
               | "Records" >> beam.Create(list(keyed_records(interactions)))
               | "GroupByUser" >> beam.GroupByKey()

@@ -57,14 +57,23 @@ def _constant(data: bytes, n: int) -> Segment:
 def _merge_fixed_width(segments: List[Segment], n: int) -> List[Segment]:
   """Joins runs of neighbouring segments whose pieces have one length for all examples."""
   merged: List[Segment] = []
+  run: List[Segment] = []
+
+  def flush():
+    if len(run) == 1:
+      merged.append(run[0])
+    elif run:
+      joined = np.concatenate([data.reshape(n, -1) for data, _ in run], axis=1)
+      merged.append((joined.reshape(-1), sum(length for _, length in run)))
+    run.clear()
+
   for data, length in segments:
-    fixed = n and length.min() == length.max()
-    if merged and fixed and merged[-1][1].min() == merged[-1][1].max():
-      previous, previous_length = merged[-1]
-      joined = np.concatenate([previous.reshape(n, -1), data.reshape(n, -1)], axis=1)
-      merged[-1] = (joined.reshape(-1), previous_length + length)
+    if length.min() == length.max():
+      run.append((data, length))
     else:
+      flush()
       merged.append((data, length))
+  flush()
   return merged
 
 
@@ -81,12 +90,13 @@ def _interleave(segments: List[Segment], n: int) -> Tuple[np.ndarray, np.ndarray
   np.cumsum(totals, out=offsets[1:])
   within = np.cumsum(lengths, axis=1) - lengths  # start of segment s inside example i
   buffer = np.empty(offsets[-1], dtype=np.uint8)
+  counter = np.arange(max(len(data) for data, _ in segments), dtype=np.int64)
   for s, (data, length) in enumerate(segments):
     if not len(data):
       continue
     source_start = np.cumsum(length) - length
     shift = offsets[:-1] + within[:, s] - source_start
-    buffer[np.repeat(shift, length) + np.arange(len(data))] = data
+    buffer[np.repeat(shift, length) + counter[:len(data)]] = data
   return buffer, offsets
 
 

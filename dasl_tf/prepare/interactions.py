@@ -8,7 +8,10 @@ Cleaning (per domain) drops, and counts by reason:
   duplicate           a repeated (user, item) pair; the earliest record is kept
 
 The merged table sorts every record by ``(user, time, domain, row in file)``:
-time ties are broken stably, first by domain and then by file order.
+time ties are broken stably, first by domain and then by file order. A log
+without a time column gets pseudo-times: a user's k-th of n records in the
+domain (file order) is at ``(k + 0.5) / n``, interleaving the user's two
+domains in proportion.
 """
 from __future__ import annotations
 

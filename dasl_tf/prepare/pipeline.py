@@ -79,7 +79,7 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
     side_features.write_vocabs(vocab_dir, "item", item_features)
     schema.save(staging)
     stats = {
-        "config": {k: v for k, v in dataclasses.asdict(config).items()},
+        "config": dataclasses.asdict(config),
         "domains": {
             "A": stats_lib.domain_stats(config.domain_names[0], raw_a, clean_a, interactions, 0),
             "B": stats_lib.domain_stats(config.domain_names[1], raw_b, clean_b, interactions, 1),

@@ -24,8 +24,8 @@ def domain_stats(name: str, raw: RawLog, clean: CleanLog, interactions: Interact
       "items": int(interactions.item_vocabs[domain].size - 2),
       "positive_rate": float(interactions.label[rows].mean()),
       "label_source": "label column (0/1)" if raw.is_label else "rating >= threshold",
-      "time_source": ("file order (the input has no timestamp column)" if raw.file_order
-                      else "timestamp column"),
+      "time_source": ("file order: no timestamp column; a user's k-th of n records is at "
+                      "(k + 0.5) / n" if raw.file_order else "timestamp column"),
       "dropped": dict(clean.dropped),
   }
 
@@ -59,5 +59,6 @@ def warnings_of(users: Dict[str, int], raws: List[RawLog]) -> List[str]:
     warnings.append("no user appears in both domains: cross-domain signals cannot be learned")
   for raw in raws:
     if raw.file_order:
-      warnings.append(f"{raw.source}: no timestamp column; file order is used as time")
+      warnings.append(f"{raw.source}: no timestamp column; each user's records keep their file "
+                      "order and the two domains are interleaved in proportion (pseudo-time)")
   return warnings
