@@ -27,12 +27,13 @@ DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 
-# Runs the dasl-prepare CLI, then prints the process's own peak RSS (KiB) as the last line.
-_CHILD = ("import resource, runpy, sys\n"
+# Runs the dasl-prepare CLI, then prints the process's own peak RSS (VmHWM, KiB) as the
+# last line. (getrusage's ru_maxrss would carry over the parent's peak across exec.)
+_CHILD = ("import runpy\n"
           "try:\n"
           "  runpy.run_module('pipelines.prepare', run_name='__main__')\n"
           "finally:\n"
-          "  print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+          "  print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
 
 
 def _run_prepare(flags, output_dir):

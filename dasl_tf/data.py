@@ -58,7 +58,9 @@ def count_records(path: str) -> int:
   """
   dataset = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
   try:
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+    batches = dataset.batch(4096)
+    return int(batches.reduce(tf.constant(0, tf.int64),
+                              lambda count, batch: count + tf.size(batch, out_type=tf.int64)))
   except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
           tf.errors.OutOfRangeError) as e:
     reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", e.message).split(" [Op:")[0]

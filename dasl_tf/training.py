@@ -12,8 +12,9 @@ One function, :func:`train_and_evaluate`, is the job: ``dasl-train``, the TFX
    progress bar, TensorBoard logs per head, early stopping on the evaluation
    metric, and a divergence guard that stops on a non-finite loss,
 4. restores the best epoch's weights, evaluates them (AUC and HR@10 per
-   domain, per-head losses), writes ``final/weights``, the report and, last of
-   all, ``metrics.json``.
+   domain, per-head losses), writes ``final/weights``, the report,
+   ``history.json`` (per-epoch logs), runs the export hook and, last of all,
+   writes ``metrics.json``.
 
 Resume: everything the loop needs to continue (model and optimizer variables,
 completed epochs, the early-stopping counters, the accumulated training time
@@ -47,6 +48,7 @@ from dasl_tf import model_io
 from dasl_tf import models
 
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT_DIR = os.path.join(CHECKPOINT_DIR, "best")
 LOGS_DIR = "logs"
@@ -54,7 +56,8 @@ REPORT_DIR = "report"
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # Entries of a model directory that --overwrite may delete (nothing else is touched).
 _RUN_ENTRIES = (model_io.CONFIG_FILE, F.SCHEMA_FILE, model_io.VOCAB_DIR,
-                model_io.FINAL_DIR, CHECKPOINT_DIR, LOGS_DIR, REPORT_DIR, METRICS_FILE)
+                model_io.FINAL_DIR, CHECKPOINT_DIR, LOGS_DIR, REPORT_DIR, HISTORY_FILE,
+                METRICS_FILE)
 # Model fields that always come from the dataset's schema.json.
 _DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "history_length", "user_num_dim",
                    "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes")
@@ -690,6 +693,7 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
     from dasl_tf import report  # pylint: disable=g-import-not-at-top
     report.write_report(model, eval_ds, state.history, metrics,
                         os.path.join(model_dir, REPORT_DIR), data.schema.domain_names)
+  write_json_atomically(os.path.join(model_dir, HISTORY_FILE), state.history)
   if export_fn is not None:
     export_fn(model_dir)
   write_json_atomically(os.path.join(model_dir, METRICS_FILE), metrics)

@@ -7,7 +7,7 @@ Examples:
       --output_dir data/ --domain_names book,music
   dasl-prepare --format mat --input rating_with_timestamp.mat --category_a 1 \\
       --category_b 2 --output_dir data/ --split kfold --folds 5
-  dasl-prepare ... --runner beam --direct_num_workers 2   # other Beam options pass through
+  dasl-prepare ... --runner beam --direct_num_workers=2   # other Beam options pass through
 
 Bad input ends with ``dasl-prepare: error: <file[:line]>: <what>`` and exit code 1.
 """
@@ -56,6 +56,8 @@ flags.DEFINE_bool("compress", False, "Write GZIP shards (.tfrecord.gz).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
 flags.DEFINE_list("domain_names", ["A", "B"], "Display names of domains A and B.")
 flags.DEFINE_enum("runner", "local", ["local", "beam"], "local (fast, in-process) or beam.")
+flags.DEFINE_string("beam_runner", "DirectRunner", "With --runner beam: the Beam runner "
+                    "(Beam's --runner option). Other Beam options pass through as they are.")
 flags.mark_flag_as_required("output_dir")
 
 FLAGS = flags.FLAGS

@@ -1,4 +1,4 @@
-"""Checks every dasl_tf Keras layer passes: config round-trip, functional use, SavedModel round-trip."""
+"""The contract of every dasl_tf Keras layer: config, functional-model and SavedModel checks."""
 from __future__ import annotations
 
 import os

@@ -361,7 +361,7 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def test_learns_the_planted_signal(variant, planted_tfrecords):
   paths, spec = planted_tfrecords
   model = _build(variant)
-  model.compile(optimizer=tf_keras.optimizers.Adam(0.01))
+  model.compile(optimizer=tf_keras.optimizers.Adam(0.02))
   train = data_lib.make_dataset(paths["train"], spec, batch_size=32, training=True, seed=0)
   model.fit(train, epochs=3, verbose=0)
   features, labels = next(iter(data_lib.make_dataset(paths["eval"], spec, batch_size=600)))

@@ -34,6 +34,7 @@ from tests.test_serving import indexed_features
 from tests.test_serving import predict_request
 from tests.test_serving import recommend_request
 from tests.test_serving import serving_setup
+from tests.test_serving import string_id_export
 
 
 @pytest.fixture(scope="module")
@@ -338,10 +339,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 def test_grpc_transport_answers_and_errors(setup, client):
-  server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      _PredictionService(setup.loaded), server)
-  port = server.add_insecure_port("localhost:0")
+  server, port = _grpc_server(setup.loaded)
   server.start()
   try:
     with DaslClient(client.spec, grpc_port=port, timeout_s=30.0) as remote:
@@ -353,6 +351,34 @@ def test_grpc_transport_answers_and_errors(setup, client):
         remote.grpc_predict(spec_lib.PREDICT, bad)
   finally:
     server.stop(grace=None)
+
+
+def _grpc_server(loaded):
+  server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      _PredictionService(loaded), server)
+  return server, server.add_insecure_port("localhost:0")
+
+
+def test_string_ids_over_grpc_come_back_as_text(setup):
+  string_export = string_id_export(setup)
+  server, port = _grpc_server(string_export.loaded)
+  server.start()
+  try:
+    with DaslClient(spec_lib.ServingSpec.load(string_export.export_dir), grpc_port=port,
+                    timeout_s=30.0) as remote:
+      with pytest.raises(ValueError, match="non-empty strings, got 1001"):
+        remote.recommend_inputs([RECOMMEND_ROWS[0]])
+      row = {"user_id": "users-1001", "domain": 0, "hist_a": ["items_a-5004"], "hist_b": [],
+             "candidates": ["items_a-5000", "items_a-5001", "nobody-knows"]}
+      inputs = remote.recommend_inputs([row])
+      assert inputs["hist_a"].tolist() == [["", "", "", "", "items_a-5004"]]
+      outputs = remote.grpc_predict(spec_lib.RECOMMEND, inputs)
+  finally:
+    server.stop(grace=None)
+  assert sorted(outputs[spec_lib.ITEM_IDS][0]) == sorted(row["candidates"])
+  expected = call_signature(string_export.loaded, spec_lib.RECOMMEND, inputs)
+  np.testing.assert_allclose(outputs[spec_lib.SCORES], expected[spec_lib.SCORES], atol=1e-6)
 
 
 def test_parse_rest_response_rejects_errors_and_unknown_shapes():

@@ -36,14 +36,14 @@ def _features(batch=6, seed=0, side=False):
 
 @pytest.mark.parametrize("variant", config_lib.VARIANTS)
 def test_every_variant_builds_and_scores(variant):
-  model = build_model(_config(variant))
+  model = build_model(_config(variant, user_num_dim=2, item_cat_vocab_sizes=(3,)))
   assert isinstance(model, DASL)
-  features = _features()
+  features = _features(side=True)
   logits = model(features)
   assert logits["logit_a"].shape == [6] and logits["logit_b"].shape == [6]
   candidates = tf.constant(np.random.default_rng(1).integers(2, 12, (6, 5)))
   assert model.score_candidates(features, candidates).shape == [6, 5]
-  # Without item side features, scoring the target as a candidate equals call().
+  # Items are encoded alike with or without side features: the target as a candidate == call().
   own = tf.where(features[F.DOMAIN] == 0, logits["logit_a"], logits["logit_b"])
   np.testing.assert_allclose(
       model.score_candidates(features, features[F.ITEM_ID][:, None])[:, 0].numpy(),
@@ -64,7 +64,7 @@ def test_head_a_reads_domain_b_only_when_the_variant_allows(variant, sees_other_
 
 
 def test_losses_per_variant():
-  """Dual variants add eq. (1)-(2) and the orthogonality penalty; side features add reconstruction."""
+  """Dual variants add eq. (1)-(2) and the orthogonality penalty; side features, reconstruction."""
   features = _features(side=True)
   for variant, expected in (("dasl", 2 + 2 + 2), ("single_domain", 2 + 2)):
     model = build_model(_config(variant, user_num_dim=2, item_cat_vocab_sizes=(3,)))

@@ -97,7 +97,7 @@ def test_training_mode_standardizes_numeric_features_by_the_batch():
   scaled = layer({"id": ids, "numeric": tf.constant([[100.0], [200.0], [300.0]])}, training=True)
   loss_scaled = float(layer.losses[0])
   layer({"id": ids, "numeric": tf.constant([[1.0], [2.0], [3.0]])}, training=True)
-  np.testing.assert_allclose(float(layer.losses[0]), loss_scaled, rtol=1e-3)
+  np.testing.assert_allclose(float(layer.losses[0]), loss_scaled, rtol=5e-3)
   assert scaled.shape == [3, 3]
 
 

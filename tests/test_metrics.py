@@ -66,3 +66,15 @@ def test_evaluate_model_matches_numpy():
     assert result[f"hr3_{name}"] == pytest.approx(hit[positives].mean())
     assert result[f"examples_{name}"] == in_d.sum()
     assert result[f"positives_{name}"] == positives.sum()
+
+
+def test_evaluation_callback_adds_prefixed_metrics_to_the_logs():
+  features = {F.USER_ID: [2, 2], F.ITEM_ID: [5, 6], F.DOMAIN: [0, 1],
+              F.HIST_A: [[0, 3], [0, 0]], F.HIST_B: [[0, 0], [4, 5]], F.NEGATIVES: [[2], [9]]}
+  dataset = tf.data.Dataset.from_tensor_slices((features, [1.0, 1.0])).batch(2)
+  callback = metrics.EvaluationCallback(dataset)
+  callback.set_model(IdScorer(config_lib.ModelConfig(variant="id_scorer")))
+  logs = {"loss": 0.5}
+  callback.on_epoch_end(0, logs)
+  assert logs["val_hr10_a"] == 1.0 and logs["val_hr10_b"] == 1.0
+  assert logs["val_positives_a"] == 1 and np.isnan(logs["val_auc_a"])

@@ -39,9 +39,9 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
   where ``[num_hat ; cat_hat_1 ; ... ]= MLP_dec(z)``: numeric features are
   reconstructed by squared error and each categorical column by softmax
   cross-entropy over its vocabulary. An optional ``sample_weight`` input makes
-  the mean a weighted mean (entities with weight 0 do not count). The id itself is not reconstructed (it is
-  a free embedding; reconstructing a one-hot id from a d-dimensional latent only
-  re-learns the embedding table). ``L`` is added with ``add_loss`` whenever side
+  the mean a weighted mean (entities with weight 0 do not count). The id itself
+  is not reconstructed (it is a free embedding; reconstructing a one-hot id
+  from a d-dimensional latent only re-learns the embedding table). ``L`` is added with ``add_loss`` whenever side
   features are given.
 
   With ``encode_side_features=False`` the encoder reads the id embedding only,
@@ -169,7 +169,8 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
       if self.numeric_dim:
         parts.append(numeric)
       for j, embedding in enumerate(self._categorical_embeddings):
-        parts.append(embedding(_in_vocabulary(categorical[..., j], self.categorical_vocab_sizes[j])))
+        column = _in_vocabulary(categorical[..., j], self.categorical_vocab_sizes[j])
+        parts.append(embedding(column))
     latent = self._encoder(tf.concat(parts, axis=-1))
     if given and self.reconstruction_weight:
       per_entity = self._reconstruction_error(latent, numeric, categorical)

@@ -25,7 +25,8 @@ class SequenceEncoder(tf_keras.layers.Layer):
 
   Example:
     >>> encoder = SequenceEncoder(units=8)
-    >>> outputs, state = encoder(tf.ones([2, 5, 4]), mask=tf.constant([[False] * 2 + [True] * 3] * 2))
+    >>> mask = tf.constant([[False, False, True, True, True]] * 2)
+    >>> outputs, state = encoder(tf.ones([2, 5, 4]), mask=mask)
     >>> outputs.shape, state.shape
     (TensorShape([2, 5, 8]), TensorShape([2, 8]))
 

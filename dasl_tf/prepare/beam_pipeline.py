@@ -7,8 +7,9 @@ Pipeline::
 
 Reading, cleaning and the vocabularies run in the launching process (they are
 global passes over the inputs); the per-user work, encoding and writing run in
-Beam, on any runner: ``--runner beam`` plus standard pipeline options, such as
-``--direct_num_workers=2`` or ``--runner=DataflowRunner --project=...``.
+Beam, on any runner: ``--runner beam`` plus ``--beam_runner`` (Beam's own
+``--runner``, DirectRunner by default) and standard pipeline options, such as
+``--direct_num_workers=2`` or ``--beam_runner DataflowRunner --project=...``.
 Per-split counts come back through Beam metrics.
 """
 from __future__ import annotations
@@ -85,7 +86,8 @@ def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
 
   compression = CompressionTypes.GZIP if config.compress else CompressionTypes.UNCOMPRESSED
   pipeline = beam.Pipeline(
-      options=pipeline_options.PipelineOptions(list(config.beam_options)))
+      options=pipeline_options.PipelineOptions(
+          [f"--runner={config.beam_runner}", *config.beam_options]))
   examples = (pipeline
               | "Records" >> beam.Create(list(keyed_records(interactions)))
               | "GroupByUser" >> beam.GroupByKey()

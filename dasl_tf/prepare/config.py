@@ -50,7 +50,8 @@ class PrepareConfig:
     overwrite: replace an existing ``output_dir``.
     domain_names: display names of domains A and B.
     runner: "local" (in-process, default) or "beam" (Apache Beam pipeline).
-    beam_options: extra Beam pipeline options (``--runner=...`` etc.).
+    beam_runner: the Beam runner (Beam's own ``--runner`` option) for ``runner="beam"``.
+    beam_options: other Beam pipeline options (``--direct_num_workers=2``, ...).
   """
   format: str = "csv"
   output_dir: str = ""
@@ -83,6 +84,7 @@ class PrepareConfig:
   overwrite: bool = False
   domain_names: Tuple[str, str] = ("A", "B")
   runner: str = "local"
+  beam_runner: str = "DirectRunner"
   beam_options: Tuple[str, ...] = ()
 
   def __post_init__(self):
