@@ -33,7 +33,8 @@ _CHILD = ("import runpy\n"
           "try:\n"
           "  runpy.run_module('pipelines.prepare', run_name='__main__')\n"
           "finally:\n"
-          "  print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
+          "  status = open('/proc/self/status').read().splitlines()\n"
+          "  print([l.split()[1] for l in status if l.startswith('VmHWM')][0])\n")
 
 
 def _run_prepare(flags, output_dir):

@@ -518,25 +518,37 @@ class _ResumableEarlyStopping(tf_keras.callbacks.Callback):
 
 
 class _EpochCheckpoint(tf_keras.callbacks.Callback):
-  """At each epoch's end: counts time and examples, appends the history, saves the checkpoint."""
+  """At each epoch's end: counts time and examples, appends the history, saves the checkpoint.
+
+  The history records each epoch's wall time (``seconds``, evaluation pass
+  included) and the part spent in training steps (``fit_seconds``).
+  """
 
   def __init__(self, state: TrainingState, examples_per_epoch: int):
     super().__init__()
     self._state = state
     self._examples_per_epoch = examples_per_epoch
     self._epoch_started = 0.0
+    self._validation_started: Optional[float] = None
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch_started = time.perf_counter()
+    self._validation_started = None
+
+  def on_test_begin(self, logs=None):
+    if self._validation_started is None:
+      self._validation_started = time.perf_counter()
 
   def on_epoch_end(self, epoch, logs=None):
     if self._state.diverged:
       return
-    seconds = time.perf_counter() - self._epoch_started
+    now = time.perf_counter()
+    seconds = now - self._epoch_started
     self._state.epoch.assign(epoch + 1)
     self._state.train_seconds.assign_add(seconds)
     self._state.train_examples.assign_add(self._examples_per_epoch)
-    record = {"epoch": epoch + 1, "seconds": seconds}
+    record = {"epoch": epoch + 1, "seconds": seconds,
+              "fit_seconds": (self._validation_started or now) - self._epoch_started}
     record.update({k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)})
     self._state.append_history(record)
     self._state.save()
