@@ -6,9 +6,9 @@
 * ``roc.png``: the ROC curve of each domain (each example scored by its own
   domain's head),
 * ``training_curves.png``: per-head training and evaluation loss and AUC per epoch,
-* ``attention.png``: for a few evaluation examples, the Dual Attention weights
-  each head put on the records of both domains' histories (only for models
-  that expose ``attention_weights``; the report says so otherwise).
+* ``attention.png``: for a few evaluation examples of each domain, the weights
+  that domain's head put on the records of both domains' histories (only for
+  models that expose ``attention_weights``; the report says so otherwise).
 
 :func:`summarize_runs` and :func:`experiment_table_markdown` turn many runs
 (variants x folds or seeds) into a table like the paper's Tables 4 and 5:
@@ -132,56 +132,63 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str) -> N
 # ----------------------------------------------------------------------------- attention
 
 
-def plot_attention(weights_a: np.ndarray, weights_b: np.ndarray, hist_a: np.ndarray,
-                   hist_b: np.ndarray, domain_names: Sequence[str], path: str) -> None:
-  """Heatmaps of the attention each head put on the records of both histories.
+def plot_attention(panels: Sequence[Mapping[str, np.ndarray]], domain_names: Sequence[str],
+                   path: str) -> None:
+  """Heatmaps of the attention heads put on the records of both domains' histories.
 
   Args:
-    weights_a: ``[N, 2T]`` head A's weights over (domain A's T records ; domain B's T records).
-    weights_b: ``[N, 2T]`` head B's weights, in the same record order.
-    hist_a: ``[N, T]`` domain A's history ids (0 = padding, drawn blank).
-    hist_b: ``[N, T]`` domain B's history ids.
+    panels: one mapping per domain D (A, then B) with ``weights`` ``[N, 2T]``:
+      head D's weights, for N examples whose target is in D, over domain A's
+      T records then domain B's; and ``hist_a``/``hist_b`` ``[N, T]``: the
+      histories (padding, id 0, is drawn blank).
     domain_names: names of domains A and B.
     path: PNG file to write.
   """
-  history_length = hist_a.shape[1]
-  padding = np.concatenate([hist_a, hist_b], axis=1) == F.PAD_ID
-  figure, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.5 * len(weights_a)), squeeze=False)
-  for axis, weights, head in zip(axes[0], (weights_a, weights_b), domain_names):
-    shown = np.ma.masked_array(weights, mask=padding)
-    image = axis.imshow(shown, aspect="auto", cmap="viridis", vmin=0.0)
+  rows = max(len(panel["weights"]) for panel in panels)
+  figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 1.5 + 0.5 * rows),
+                              squeeze=False)
+  for axis, panel, name in zip(axes[0], panels, domain_names):
+    history_length = panel["hist_a"].shape[1]
+    padding = np.concatenate([panel["hist_a"], panel["hist_b"]], axis=1) == F.PAD_ID
+    image = axis.imshow(np.ma.masked_array(panel["weights"], mask=padding), aspect="auto",
+                        cmap="viridis", vmin=0.0)
     axis.axvline(history_length - 0.5, color="white", linewidth=2)
     axis.set_xticks([history_length / 2 - 0.5, 1.5 * history_length - 0.5])
-    axis.set_xticklabels([f"{domain_names[0]} history (oldest -> newest)",
-                          f"{domain_names[1]} history (oldest -> newest)"])
-    axis.set_yticks(range(len(weights)))
+    axis.set_xticklabels([f"{domain_names[0]} history (old -> new)",
+                          f"{domain_names[1]} history (old -> new)"])
+    axis.set_yticks(range(len(panel["weights"])))
     axis.set_ylabel("example")
-    axis.set_title(f"head {head}: attention over both domains")
+    axis.set_title(f"head {name}, targets in {name}")
     figure.colorbar(image, ax=axis)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
 
 
-def _attention_examples(model, dataset: tf.data.Dataset, count: int
-                        ) -> Optional[Dict[str, np.ndarray]]:
-  """Attention weights of the first ``count`` examples whose both histories are non-empty.
+def attention_panels(model, dataset: tf.data.Dataset, per_domain: int
+                     ) -> Optional[List[Dict[str, np.ndarray]]]:
+  """Attention of each domain's head on examples of that domain with both histories non-empty.
 
-  Returns None when the model does not expose ``attention_weights``.
+  Returns:
+    One panel per domain for :func:`plot_attention` (from the first batch that
+    has such examples of both domains), an empty list when no batch has, or
+    None when the model exposes no ``attention_weights``.
   """
   if not hasattr(model, "attention_weights"):
     return None
   for features, _ in dataset:
     both = np.logical_and((features[F.HIST_A].numpy() != F.PAD_ID).any(axis=1),
                           (features[F.HIST_B].numpy() != F.PAD_ID).any(axis=1))
-    chosen = np.nonzero(both)[0][:count]
-    if chosen.size:
-      picked = {name: tf.gather(value, chosen) for name, value in features.items()}
-      weights = model.attention_weights(picked)
-      return {"a": np.asarray(weights["a"]).reshape(chosen.size, -1),
-              "b": np.asarray(weights["b"]).reshape(chosen.size, -1),
-              "hist_a": picked[F.HIST_A].numpy(), "hist_b": picked[F.HIST_B].numpy()}
-  return None
+    domain = features[F.DOMAIN].numpy()
+    chosen = [np.nonzero(both & (domain == d))[0][:per_domain] for d in (F.DOMAIN_A, F.DOMAIN_B)]
+    if all(c.size for c in chosen):
+      panels = []
+      for head, rows in zip(("a", "b"), chosen):
+        picked = {name: tf.gather(value, rows) for name, value in features.items()}
+        panels.append({"weights": np.asarray(model.attention_weights(picked)[head]),
+                       "hist_a": picked[F.HIST_A].numpy(), "hist_b": picked[F.HIST_B].numpy()})
+      return panels
+  return []
 
 
 # ----------------------------------------------------------------------------- the report
@@ -190,7 +197,7 @@ def _attention_examples(model, dataset: tf.data.Dataset, count: int
 def write_report(model, eval_dataset: tf.data.Dataset,
                  history: Sequence[Mapping[str, float]], metrics: Mapping[str, float],
                  out_dir: str, domain_names: Sequence[str] = ("A", "B"),
-                 attention_examples: int = 6) -> str:
+                 attention_examples: int = 4) -> str:
   """Writes ``report.md`` and its plots into ``out_dir`` (replaced atomically).
 
   Args:
@@ -200,7 +207,7 @@ def write_report(model, eval_dataset: tf.data.Dataset,
     metrics: the run's final metrics (as in ``metrics.json``).
     out_dir: the report directory.
     domain_names: display names of domains A and B.
-    attention_examples: examples shown in the attention heatmap.
+    attention_examples: examples per domain shown in the attention heatmap.
 
   Returns:
     The path of ``report.md``.
@@ -216,7 +223,8 @@ def write_report(model, eval_dataset: tf.data.Dataset,
       "# Evaluation report", "",
       f"Model variant: `{model.model_config.variant}`",
       "", "## Metrics on the evaluation split", "",
-      "| domain | AUC | HR@10 | loss | ROC AUC (plot) |", "|---|---|---|---|---|"]
+      "| domain | AUC | HR@10 | loss (best epoch) | AUC of the plotted ROC |",
+      "|---|---|---|---|---|"]
   for head, name in zip(("a", "b"), names):
     sections.append(
         f"| {name} | {_fmt(metrics.get(f'auc_{head}'))} | {_fmt(metrics.get(f'hr10_{head}'))} "
@@ -229,16 +237,19 @@ def write_report(model, eval_dataset: tf.data.Dataset,
   if history:
     plot_training_curves(history, os.path.join(tmp, CURVES_FILE))
     sections += ["## Training curves", "", f"![training curves]({CURVES_FILE})", ""]
-  attention = _attention_examples(model, eval_dataset, attention_examples)
+  panels = attention_panels(model, eval_dataset, attention_examples)
   sections += ["## Dual Attention", ""]
-  if attention is None:
+  if panels is None:
     sections.append("This model exposes no attention weights.")
+  elif not panels:
+    sections.append("No evaluation batch has examples of both domains whose two histories "
+                    "are non-empty.")
   else:
-    plot_attention(attention["a"], attention["b"], attention["hist_a"], attention["hist_b"],
-                   names, os.path.join(tmp, ATTENTION_FILE))
+    plot_attention(panels, names, os.path.join(tmp, ATTENTION_FILE))
     sections += [
-        f"Weights each head put on the records of both histories for {len(attention['a'])} "
-        "evaluation examples (rows); blank cells are padding.", "",
+        "Weights each head put on the records of both histories (columns: domain A's "
+        "history, then domain B's; blank = padding) for evaluation examples of its own "
+        "domain (rows), with the example's target item as the query.", "",
         f"![attention]({ATTENTION_FILE})"]
   with tf.io.gfile.GFile(os.path.join(tmp, REPORT_FILE), "w") as f:
     f.write("\n".join(sections) + "\n")

@@ -46,6 +46,7 @@ from dasl_tf import features as F
 from dasl_tf import metrics as metrics_lib
 from dasl_tf import model_io
 from dasl_tf import models
+from dasl_tf import report as report_lib
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
@@ -702,8 +703,7 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
   if not chief:
     return metrics
   if write_report:
-    from dasl_tf import report  # pylint: disable=g-import-not-at-top
-    report.write_report(model, eval_ds, state.history, metrics,
+    report_lib.write_report(model, eval_ds, state.history, metrics,
                         os.path.join(model_dir, REPORT_DIR), data.schema.domain_names)
   write_json_atomically(os.path.join(model_dir, HISTORY_FILE), state.history)
   if export_fn is not None:

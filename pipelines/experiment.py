@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
 from typing import List
 
 from absl import app
@@ -57,9 +58,18 @@ def _variants() -> List[str]:
 
 
 def run(argv: List[str]) -> None:
-  """Runs the grid and writes the tables."""
+  """Runs the experiment from the parsed flags; bad input ends with ``dasl-experiment: error``."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    _experiment()
+  except (config_lib.ConfigError, training.ModelDirError, training.TrainingDivergedError,
+          FileNotFoundError) as e:
+    sys.exit(f"dasl-experiment: error: {e}")
+
+
+def _experiment() -> None:
+  """Trains the grid and writes the runs' metrics and the tables."""
   seeds = [int(seed) for seed in _SEEDS.value]
   runs = training.grid_runs(_DATA_DIR.value, _variants(), _FOLDS.value, seeds)
   base = config_lib.ExperimentConfig.load(_CONFIG.value) if _CONFIG.value else None

@@ -117,9 +117,18 @@ def exporter(serving_model_dir: Optional[str]):
 
 
 def run(argv: List[str]) -> None:
-  """Runs the job from the parsed flags."""
+  """Runs the job from the parsed flags; bad input ends with ``dasl-train: error: ...``."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    _train()
+  except (config_lib.ConfigError, training.ModelDirError, training.TrainingDivergedError,
+          FileNotFoundError, subprocess.CalledProcessError) as e:
+    sys.exit(f"dasl-train: error: {e}")
+
+
+def _train() -> None:
+  """Resolves the data and the config, then trains (and exports)."""
   data = training_data()
   base = config_lib.ExperimentConfig.load(_CONFIG.value) if _CONFIG.value else None
   experiment = training.resolve_config(data.schema, base, _explicit(_MODEL_FLAGS),

@@ -3,7 +3,11 @@ import itertools
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from dasl_tf import config as config_lib
+from dasl_tf import features as F
+from dasl_tf import model_io
 from dasl_tf import report
 
 
@@ -43,9 +47,8 @@ def test_plots_are_written_as_png(tmp_path):
   history = [{"epoch": e, "loss_a": 1.0 / e, "val_auc_b": 0.5 + 0.1 * e} for e in (1, 2, 3)]
   report.plot_training_curves(history, str(tmp_path / "curves.png"))
   hist = np.array([[0, 0, 3, 4], [5, 6, 7, 8]])
-  weights = rng.random((2, 8))
-  report.plot_attention(weights, weights, hist, hist, ("Books", "Music"),
-                        str(tmp_path / "attention.png"))
+  panel = {"weights": rng.random((2, 8)), "hist_a": hist, "hist_b": hist}
+  report.plot_attention([panel, panel], ("Books", "Music"), str(tmp_path / "attention.png"))
   for name in ("roc.png", "curves.png", "attention.png"):
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -66,3 +69,36 @@ def test_summary_and_table_give_mean_and_sample_std_per_variant():
   de_row = next(line for line in lines if line.startswith("| dasl_de |"))
   assert "**0.8500 ± 0.0707**" in dasl_row  # best Books AUC in bold
   assert "**0.3500 ± 0.0707**" in de_row  # best Music AUC in bold
+
+
+@pytest.mark.parametrize("variant", ["dasl", "dasl_da", "single_domain"])
+def test_attention_panels_show_each_heads_weights_over_both_histories(variant):
+  history_length = 3
+  config = config_lib.ModelConfig(variant=variant, num_users=6, num_items_a=8, num_items_b=8,
+                                  history_length=history_length, embedding_dim=4,
+                                  gru_units=4, attention_dim=4, hidden_units=(4,))
+  model = model_io.build_model(config)
+  features = {
+      F.USER_ID: tf.constant([2, 3, 4, 5], tf.int64),
+      F.ITEM_ID: tf.constant([2, 3, 4, 5], tf.int64),
+      F.DOMAIN: tf.constant([0, 1, 0, 1], tf.int64),
+      F.HIST_A: tf.constant([[0, 2, 3], [4, 5, 6], [0, 0, 0], [0, 0, 7]], tf.int64),
+      F.HIST_B: tf.constant([[0, 0, 2], [3, 4, 5], [6, 7, 2], [0, 3, 4]], tf.int64)}
+  dataset = tf.data.Dataset.from_tensors((features, tf.zeros(4)))
+  panels = report.attention_panels(model, dataset, per_domain=2)
+  assert [len(p["weights"]) for p in panels] == [1, 2]  # example 2 has no A history
+  for head, panel in enumerate(panels):
+    weights = panel["weights"]
+    own, other = (weights[:, :history_length], weights[:, history_length:])
+    if head == 1:
+      own, other = other, own
+    real = np.concatenate([panel["hist_a"], panel["hist_b"]], 1) != F.PAD_ID
+    assert np.all(weights[~real] == 0)
+    if variant == "dasl":  # one softmax over both domains' records
+      np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
+    elif variant == "dasl_da":  # one softmax per domain
+      np.testing.assert_allclose(own.sum(1), 1.0, rtol=1e-5)
+      np.testing.assert_allclose(other.sum(1), 1.0, rtol=1e-5)
+    else:  # own domain only
+      np.testing.assert_allclose(own.sum(1), 1.0, rtol=1e-5)
+      assert np.all(other == 0)

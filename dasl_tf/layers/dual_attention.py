@@ -34,12 +34,25 @@ def masked_attention(query: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
   Returns:
     ``[batch, C, d_v]``.
   """
+  return tf.matmul(attention_weights(query, keys, mask), values)
+
+
+def attention_weights(query: tf.Tensor, keys: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """The weights ``softmax(q K^T / sqrt(d_k))`` of :func:`masked_attention`, padding at 0.
+
+  Args:
+    query: ``[batch, C, d_k]``.
+    keys: ``[batch, T, d_k]``.
+    mask: bool ``[batch, T]``, true for real records.
+
+  Returns:
+    ``[batch, C, T]``; each row sums to 1 over its real records (0 if it has none).
+  """
   scale = 1.0 / math.sqrt(float(query.shape[-1]))
   scores = tf.matmul(query, keys, transpose_b=True) * scale  # [B, C, T]
   valid = mask[:, None, :]
   scores = tf.where(valid, scores, tf.fill(tf.shape(scores), scores.dtype.min))
-  weights = tf.nn.softmax(scores, axis=-1) * tf.cast(valid, scores.dtype)
-  return tf.matmul(weights, values)
+  return tf.nn.softmax(scores, axis=-1) * tf.cast(valid, scores.dtype)
 
 
 @tf_keras.utils.register_keras_serializable(package="dasl_tf")
@@ -133,6 +146,37 @@ class DualAttention(tf_keras.layers.Layer):
             [masked_attention(query, keys[d], values[d], masks[d]) for d in (own, other)], -1))
       else:
         outputs.append(masked_attention(query, keys[own], values[own], masks[own]))
+    return outputs[0], outputs[1]
+
+  def record_weights(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+    """What each head attends to: its weights over the records of both domains.
+
+    For inspection (the training report's heatmap); ``call`` does not use it.
+
+    Args:
+      inputs: as for ``call`` (the layer must be built).
+
+    Returns:
+      ``(W_A, W_B)``, each ``[batch, C, 2T]`` over domain A's T records then
+      domain B's. ``"joint"``: one softmax over all 2T records (eq. 6-7);
+      ``"separate"``: each domain's half sums to 1 on its own; ``"own"``: the
+      other domain's half is 0.
+    """
+    keys = {d: self._key[d](inputs[f"records_{d}"]) for d in "ab"}
+    masks = {d: tf.cast(inputs[f"mask_{d}"], tf.bool) for d in "ab"}
+    lengths = {d: tf.shape(keys[d])[1] for d in "ab"}
+    outputs = []
+    for own, other in (("a", "b"), ("b", "a")):
+      query = self._query[own](inputs[f"query_{own}"])
+      if self.mode == JOINT:
+        joint = attention_weights(query, tf.concat([keys[own], keys[other]], 1),
+                                  tf.concat([masks[own], masks[other]], 1))
+        weights = dict(zip((own, other), tf.split(joint, [lengths[own], lengths[other]], -1)))
+      else:
+        weights = {d: attention_weights(query, keys[d], masks[d]) for d in (own, other)}
+        if self.mode == OWN:
+          weights[other] = tf.zeros_like(weights[other])
+      outputs.append(tf.concat([weights["a"], weights["b"]], -1))
     return outputs[0], outputs[1]
 
   def get_config(self):

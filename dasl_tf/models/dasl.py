@@ -129,6 +129,29 @@ class DASL(CrossDomainRanker):
     """Scores ``[batch, C]`` candidates with both heads."""
     return self._logits(features, candidates, (None, None), training)
 
+  def attention_weights(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """What Dual Attention looked at for each example's target item (for reports).
+
+    Returns:
+      ``{"a": [batch, 2T], "b": [batch, 2T]}``: head A's and head B's weights
+      over the example's records, domain A's T history items then domain B's
+      (padding 0), with the target item as each head's query; see
+      :meth:`DualAttention.record_weights` for each variant's normalisation.
+    """
+    _, records, masks = self._user_context(features, training=False)
+    target = tf.expand_dims(features[F.ITEM_ID], 1)
+    side_features = self._target_side_features(features)
+    queries = []
+    for d in DOMAINS:
+      inputs = {autoencoder.ID: target}
+      inputs.update(side_features[d] or {})
+      queries.append(self.item_autoencoders[d](inputs, training=False))
+    weights_a, weights_b = self.dual_attention.record_weights({
+        "query_a": queries[0], "query_b": queries[1],
+        "records_a": records[0], "records_b": records[1],
+        "mask_a": masks[0], "mask_b": masks[1]})
+    return {"a": weights_a[:, 0], "b": weights_b[:, 0]}
+
   def _logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
               candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
               training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
