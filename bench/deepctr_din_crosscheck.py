@@ -25,6 +25,7 @@ from absl import flags
 
 import dasl_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import numpy as np
+import scipy.stats
 import tensorflow as tf
 import tf_keras
 
@@ -54,9 +55,11 @@ def _read_split(split: str, spec: F.FeatureSpec) -> Arrays:
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-  metric = tf_keras.metrics.AUC(num_thresholds=10000)
-  metric.update_state(labels, scores)
-  return float(metric.result())
+  """Exact ROC AUC (Mann-Whitney, ties count half); any monotone score (logit or probability)."""
+  ranks = scipy.stats.rankdata(scores)
+  positives = labels == 1
+  num_pos, num_neg = int(positives.sum()), int((~positives).sum())
+  return float((ranks[positives].sum() - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg))
 
 
 def _train_ours(config, train: Arrays, evaluation: Arrays) -> Tuple[Dict[int, float], float]:
