@@ -12,7 +12,7 @@ Usage::
 
   .venv/bin/python bench/ablation_synthetic.py [--num_users 2000] [--epochs 5]
       [--seeds 0,1,2] [--variants dasl,dasl_de,dasl_da,single_domain]
-      [--work_dir DIR] [--data_dir DIR]
+      [--learning_rate LR] [--model_overrides JSON] [--work_dir DIR] [--data_dir DIR]
 """
 from __future__ import annotations
 
@@ -42,12 +42,15 @@ _NUM_USERS = flags.DEFINE_integer("num_users", 2000, "Synthetic users.")
 _DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the synthetic data.")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Training epochs per run.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Examples per step.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", config_lib.TrainConfig.learning_rate,
+                                    "Adam learning rate (default: TrainConfig's).")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Model seeds.")
 _VARIANTS = flags.DEFINE_list("variants", list(config_lib.VARIANTS), "Variants to compare.")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Scratch directory (default: a temp dir).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Use this dasl-prepare output instead of synthetic data.")
+_MODEL_OVERRIDES = flags.DEFINE_string(
+    "model_overrides", "{}", 'JSON object of ModelConfig fields to change, e.g. \'{"dropout": 0.2}\'.')
 _RESULTS = flags.DEFINE_string("results_json", None, "Also write all runs to this JSON file.")
 
 _METRICS = ("auc_a", "auc_b", "hr10_a", "hr10_b")
@@ -68,12 +71,15 @@ def _run(data_dir: str, schema: F.DatasetSchema, variant: str, seed: int) -> dic
                                 _BATCH_SIZE.value, training=True, seed=seed)
   evaluation = data_lib.make_dataset(data_lib.split_files(data_dir, "eval"), spec, 1024,
                                      with_negatives=True)
-  model = build_model(schema.model_config(variant=variant))
+  model = build_model(schema.model_config(variant=variant).replace(
+      **json.loads(_MODEL_OVERRIDES.value)))
   model.compile(tf_keras.optimizers.Adam(_LEARNING_RATE.value, clipnorm=1.0))
   start = time.perf_counter()
-  model.fit(train, epochs=_EPOCHS.value, verbose=0)
+  history = model.fit(train, epochs=_EPOCHS.value, verbose=0).history
   train_seconds = time.perf_counter() - start
   result = metrics.evaluate_model(model, evaluation)
+  # Last epoch's running training AUCs (training mode: dropout on), to see overfitting.
+  result.update({f"train_{name}": round(float(history[name][-1]), 4) for name in ("auc_a", "auc_b")})
   result.update(variant=variant, seed=seed, train_seconds=round(train_seconds, 1))
   if model.dual_embedding is not None:
     result["orthogonality_residual"] = float(model.dual_embedding.orthogonality_residual())
@@ -96,6 +102,7 @@ def main(argv):
     with open(_RESULTS.value, "w", encoding="utf-8") as f:
       json.dump(runs, f, indent=2)
   print(f"\ndata: {data_dir}; epochs={_EPOCHS.value} batch_size={_BATCH_SIZE.value} "
+        f"learning_rate={_LEARNING_RATE.value} model_overrides={_MODEL_OVERRIDES.value} "
         f"seeds={_SEEDS.value} (mean ± std over seeds)")
   print("| variant | " + " | ".join(_METRICS) + " |")
   print("|---|" + "---|" * len(_METRICS))

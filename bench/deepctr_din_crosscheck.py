@@ -86,8 +86,10 @@ def _deepctr_inputs(features: Dict[str, np.ndarray], history: str) -> Dict[str, 
 def _train_deepctr(config, domain: int, train: Arrays, evaluation: Arrays
                    ) -> Tuple[float, float]:
   """DeepCTR's DIN on one domain's examples; AUC and training seconds."""
-  from deepctr.feature_column import SparseFeat, VarLenSparseFeat  # pylint: disable=g-import-not-at-top
+  # DeepCTR is optional: imported only here, after main() checked that it is importable.
+  from deepctr import feature_column  # pylint: disable=g-import-not-at-top
   from deepctr.models import DIN  # pylint: disable=g-import-not-at-top
+  SparseFeat, VarLenSparseFeat = feature_column.SparseFeat, feature_column.VarLenSparseFeat
 
   num_items = (config.num_items_a, config.num_items_b)[domain]
   history = (F.HIST_A, F.HIST_B)[domain]

@@ -9,7 +9,7 @@ instead (the input pipeline included).
 Usage::
 
   .venv/bin/python bench/train_throughput.py [--variant dasl] [--batch_size 256]
-      [--steps 200] [--jit_compile] [--data_dir DIR]
+      [--steps 200] [--jit_compile] [--nounroll_gru] [--data_dir DIR]
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Examples per step.")
 _STEPS = flags.DEFINE_integer("steps", 200, "Timed training steps.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 20, "Untimed steps first (tracing, caches).")
 _JIT = flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+_UNROLL = flags.DEFINE_boolean("unroll_gru", config_lib.ModelConfig.unroll_gru,
+                               "ModelConfig.unroll_gru: unroll the GRUs' T steps.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Optional dasl-prepare output to read.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the model and the random data.")
 
@@ -66,13 +68,14 @@ def main(argv):
   tf_keras.utils.set_random_seed(_SEED.value)
   if _DATA_DIR.value:
     schema = F.DatasetSchema.load(_DATA_DIR.value)
-    config = schema.model_config(variant=_VARIANT.value)
+    config = schema.model_config(variant=_VARIANT.value, unroll_gru=_UNROLL.value)
     dataset = data_lib.make_dataset(data_lib.split_files(_DATA_DIR.value, "train"),
                                     schema.feature_spec, _BATCH_SIZE.value, training=True,
                                     seed=_SEED.value, repeat=True, drop_remainder=True)
   else:
     config = config_lib.ModelConfig(variant=_VARIANT.value, num_users=2_700,
-                                    num_items_a=6_800, num_items_b=5_600)
+                                    num_items_a=6_800, num_items_b=5_600,
+                                    unroll_gru=_UNROLL.value)
     dataset = _random_dataset(config, _BATCH_SIZE.value, _SEED.value)
   model = model_io.build_model(config)
   model.compile(tf_keras.optimizers.Adam(1e-3, clipnorm=1.0), jit_compile=_JIT.value)
@@ -82,6 +85,7 @@ def main(argv):
   seconds = time.perf_counter() - start
   examples = _STEPS.value * _BATCH_SIZE.value
   print(f"variant={_VARIANT.value} batch_size={_BATCH_SIZE.value} jit_compile={_JIT.value} "
+        f"unroll_gru={_UNROLL.value} "
         f"input={'tfrecords' if _DATA_DIR.value else 'in-memory'} cpus={os.cpu_count()} "
         f"steps={_STEPS.value} seconds={seconds:.2f} examples_per_second={examples / seconds:,.0f}")
 

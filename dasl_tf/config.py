@@ -113,6 +113,14 @@ class ModelConfig(_JsonMixin):
     dual_embedding_weight: weight of the dual-embedding losses (eq. 1 and 2).
     orthogonality_weight: weight of ||X^T X - I||_F^2.
     reconstruction_weight: weight of the autoencoders' reconstruction loss.
+    unroll_gru: unroll the GRUs' T steps into the graph instead of a ``while``
+      loop: faster on CPU for short, fixed histories (T = 10 by default),
+      both single-request serving and training; set False for long T
+      (graph size grows with T).
+    candidate_interactions: also feed each head the element-wise products of
+      the candidate embedding with its projected attention output, GRU states
+      and user embeddings (:class:`~dasl_tf.layers.CandidateInteraction`), next
+      to the paper's concatenation.
   """
   variant: str = "dasl"
   num_users: int = 0
@@ -133,6 +141,8 @@ class ModelConfig(_JsonMixin):
   dual_embedding_weight: float = 0.1
   orthogonality_weight: float = 1.0
   reconstruction_weight: float = 0.1
+  unroll_gru: bool = True
+  candidate_interactions: bool = True
 
   @property
   def dual_embedding(self) -> bool:

@@ -12,6 +12,7 @@ from dasl_tf.layers import autoencoder
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
 from dasl_tf.layers.dual_attention import DualAttention, JOINT, OWN, SEPARATE
 from dasl_tf.layers.dual_embedding import DualEmbedding
+from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP
 from dasl_tf.layers.sequence import SequenceEncoder
 from dasl_tf.models.base import CrossDomainRanker
@@ -106,12 +107,16 @@ class DASL(CrossDomainRanker):
             oov_id=F.OOV_ID, encode_side_features=False,
             name=f"item_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
     self.sequence_encoders = [
-        SequenceEncoder(config.gru_units, name=f"sequence_encoder_{_SUFFIX[d]}") for d in DOMAINS]
+        SequenceEncoder(config.gru_units, unroll=config.unroll_gru,
+                        name=f"sequence_encoder_{_SUFFIX[d]}") for d in DOMAINS]
     self.dual_embedding = DualEmbedding(
         config.dual_embedding_weight, config.orthogonality_weight,
         name="dual_embedding") if config.dual_embedding else None
     self.dual_attention = DualAttention(config.attention_dim, mode=attention_mode(config),
                                         name="dual_attention")
+    self.interactions = [
+        CandidateInteraction(l2=config.l2, name=f"interaction_{_SUFFIX[d]}") for d in DOMAINS
+    ] if config.candidate_interactions else None
     self.heads = [
         MLP(config.hidden_units, 1, dropout=config.dropout, l2=config.l2,
             name=f"head_{_SUFFIX[d]}") for d in DOMAINS]
@@ -168,14 +173,17 @@ class DASL(CrossDomainRanker):
     num_candidates = tf.shape(candidates)[1]
     logits = []
     for d in DOMAINS:
-      context = tf.repeat(tf.expand_dims(contexts[d], 1), num_candidates, axis=1)
-      head_input = tf.concat([context, attended[d], candidate_embeddings[d]], axis=-1)
+      context = tf.repeat(tf.expand_dims(tf.concat(contexts[d], -1), 1), num_candidates, axis=1)
+      parts = [context, attended[d], candidate_embeddings[d]]
+      if self.interactions is not None:
+        parts.append(self.interactions[d]([candidate_embeddings[d], attended[d], *contexts[d]]))
+      head_input = tf.concat(parts, axis=-1)
       logits.append(tf.squeeze(self.heads[d](head_input, training=training), -1))
     return logits[0], logits[1]
 
   def _user_context(self, features: Dict[str, tf.Tensor], training: bool
-                    ) -> Tuple[List[tf.Tensor], List[tf.Tensor], List[tf.Tensor]]:
-    """Per domain: the candidate-independent head input, the GRU records and their mask."""
+                    ) -> Tuple[List[List[tf.Tensor]], List[tf.Tensor], List[tf.Tensor]]:
+    """Per domain: the parts of the candidate-independent head input, the GRU records, the mask."""
     masks, records, states = [], [], []
     for d in DOMAINS:
       history = features[_HISTORIES[d]]
@@ -201,7 +209,7 @@ class DASL(CrossDomainRanker):
       contexts[d].append(states[d])
       if not self.single_domain:
         contexts[d].append(states[1 - d])
-    return [tf.concat(parts, axis=-1) for parts in contexts], records, masks
+    return contexts, records, masks
 
   def _target_side_features(self, features: Dict[str, tf.Tensor]
                             ) -> Tuple[Optional[Dict[str, tf.Tensor]], ...]:

@@ -1,4 +1,4 @@
-"""The paper's baselines (section 4.2), each a two-headed :class:`~dasl_tf.models.CrossDomainRanker`.
+"""The paper's baselines (section 4.2), each a two-headed ``CrossDomainRanker``.
 
 Importing this package registers their variants with :func:`dasl_tf.models.build_model`:
 
