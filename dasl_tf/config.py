@@ -136,8 +136,8 @@ class ModelConfig(_JsonMixin):
   attention_dim: int = 32
   hidden_units: Tuple[int, ...] = (64, 32)
   autoencoder_units: Tuple[int, ...] = (64,)
-  dropout: float = 0.0
-  l2: float = 0.0
+  dropout: float = 0.2
+  l2: float = 1e-5
   dual_embedding_weight: float = 0.1
   orthogonality_weight: float = 1.0
   reconstruction_weight: float = 0.1

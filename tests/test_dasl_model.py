@@ -15,7 +15,7 @@ T = 4
 def _config(variant="dasl", **overrides):
   values = dict(variant=variant, num_users=20, num_items_a=12, num_items_b=15, history_length=T,
                 embedding_dim=8, gru_units=8, attention_dim=8, hidden_units=(8,),
-                autoencoder_units=(8,))
+                autoencoder_units=(8,), l2=0.0)  # no L2 terms: tests count the model's losses.
   values.update(overrides)
   return config_lib.ModelConfig(**values)
 
