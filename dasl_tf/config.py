@@ -114,9 +114,9 @@ class ModelConfig(_JsonMixin):
     orthogonality_weight: weight of ||X^T X - I||_F^2.
     reconstruction_weight: weight of the autoencoders' reconstruction loss.
     unroll_gru: unroll the GRUs' T steps into the graph instead of a ``while``
-      loop: faster on CPU for short, fixed histories (T = 10 by default),
-      both single-request serving and training; set False for long T
-      (graph size grows with T).
+      loop, for short fixed histories (T = 10 by default): no slower to
+      train and faster under CPU contention; set False for long T (the graph
+      grows with T).
     candidate_interactions: also feed each head the element-wise products of
       the candidate embedding with its projected attention output, GRU states
       and user embeddings (:class:`~dasl_tf.layers.CandidateInteraction`), next

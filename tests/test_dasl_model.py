@@ -126,3 +126,16 @@ def test_training_learns_and_keeps_x_orthogonal():
   assert history["auc_a"][-1] > 0.75 and history["auc_b"][-1] > 0.75
   assert history["total_loss"][-1] < history["total_loss"][0]
   assert float(model.dual_embedding.orthogonality_residual()) < 1e-2
+
+
+def test_candidate_interactions_add_one_projection_per_head_input_part():
+  """DASL's head A input has 5 parts besides c_A (Att, u_A, Xᵀu_B, h_A, h_B), each d = 8."""
+  features = _features()
+  paper_head = build_model(_config(candidate_interactions=False))
+  with_products = build_model(_config())
+  paper_head(features)
+  with_products(features)
+  assert paper_head.interactions is None
+  parts, d, hidden = 5, 8, 8
+  per_head = parts * d * d + parts * d * hidden  # projections + the MLP's wider first layer
+  assert with_products.count_params() - paper_head.count_params() == 2 * per_head

@@ -54,6 +54,9 @@ class DASL(CrossDomainRanker):
     logit_D = MLP_D([u_D ; map(u_D') ; h_D ; h_D' ; Att_D ; c_D])
 
   with ``map(u_B) = X^T u_B`` for head A and ``map(u_A) = X u_A`` for head B.
+  With ``config.candidate_interactions`` (the default) the MLP input also holds
+  the products ``c_D ⊙ (x P_x)`` of the candidate with each of ``Att_D`` and
+  the context parts ``x`` above (:class:`CandidateInteraction`).
   Ablations (``config.variant``):
 
   * ``dasl_de``: no Dual Embedding (no ``map(u_D')``, no dual losses);
