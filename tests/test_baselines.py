@@ -22,7 +22,7 @@ T = 5
 NUM_USERS, NUM_ITEMS_A, NUM_ITEMS_B = 60, 30, 42
 CONFIG = config_lib.ModelConfig(
     num_users=NUM_USERS, num_items_a=NUM_ITEMS_A, num_items_b=NUM_ITEMS_B, history_length=T,
-    embedding_dim=8, gru_units=8, attention_dim=8, hidden_units=(16, 8))
+    embedding_dim=8, gru_units=8, attention_dim=8, hidden_units=(16, 8), dropout=0.0, l2=0.0)
 CROSS_DOMAIN = ("conet", "minet", "pinet")
 SEQUENTIAL_CROSS_DOMAIN = ("minet", "pinet")
 SINGLE_DOMAIN = ("din", "wide_deep")

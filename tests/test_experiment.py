@@ -8,7 +8,6 @@ import pytest
 from tests import test_train_support as support
 
 
-@pytest.mark.slow  # two training runs in a fresh process (about 1.5 minutes on 2 busy cores)
 def test_experiment_over_folds_writes_runs_and_tables(tmp_path):
   data_dir = support.make_dataset_dir(str(tmp_path / "data"))
   config = support.small_config_json(str(tmp_path / "run.json"), epochs=1)

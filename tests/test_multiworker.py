@@ -38,7 +38,6 @@ def _signatures(export_dir):
   return described
 
 
-@pytest.mark.slow  # three training processes and two exports (1.5-4 minutes on 2 cores)
 def test_two_workers_converge_and_export_the_single_process_signatures(tmp_path):
   data_dir = support.make_dataset_dir(str(tmp_path / "data"))
   config = support.small_config_json(str(tmp_path / "run.json"), epochs=EPOCHS,

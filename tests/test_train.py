@@ -105,7 +105,6 @@ def test_finished_run_is_reused_and_another_config_refused(model_dir, dataset_di
     training.train_and_evaluate(changed, data, model_dir)
 
 
-@pytest.mark.slow  # two more training processes (about 2 minutes on 2 busy cores)
 def test_killed_run_resumes_to_the_same_result(cli_args, model_dir, dataset_dir, tmp_path):
   resumed_dir = str(tmp_path / "resumed")
   args = cli_args + [f"--model_dir={resumed_dir}"]
