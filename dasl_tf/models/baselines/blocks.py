@@ -59,6 +59,18 @@ def id_embedding(vocab_size: int, dim: int, l2: float, name: str) -> FeatureAuto
   return FeatureAutoencoder(vocab_size, dim, l2=l2, oov_id=F.OOV_ID, name=name)
 
 
+def user_embedding(config: config_lib.ModelConfig, name: str = "users") -> FeatureAutoencoder:
+  """The user id embedding of a model config (see :func:`id_embedding`)."""
+  return id_embedding(config.num_users, config.embedding_dim, config.l2, name)
+
+
+def item_embeddings(config: config_lib.ModelConfig
+                   ) -> Tuple[FeatureAutoencoder, FeatureAutoencoder]:
+  """Domain A's and domain B's item id embeddings of a model config (see :func:`id_embedding`)."""
+  return (id_embedding(config.num_items_a, config.embedding_dim, config.l2, "items_a"),
+          id_embedding(config.num_items_b, config.embedding_dim, config.l2, "items_b"))
+
+
 def logit_mlp(hidden_units: Sequence[int], dropout: float, l2: float, name: str) -> MLP:
   """An :class:`~dasl_tf.layers.MLP` with one output: ``[..., n] -> [..., 1]``."""
   return MLP(hidden_units, 1, dropout=dropout, l2=l2, name=name)

@@ -102,10 +102,9 @@ class CoNet(CrossDomainRanker):
 
   def __init__(self, config: config_lib.ModelConfig, name: str = None, **kwargs):
     super().__init__(config, name=name, **kwargs)
-    dim, l2 = config.embedding_dim, config.l2
-    self.users = blocks.id_embedding(config.num_users, dim, l2, "users")
-    self.items_a = blocks.id_embedding(config.num_items_a, dim, l2, "items_a")
-    self.items_b = blocks.id_embedding(config.num_items_b, dim, l2, "items_b")
+    l2 = config.l2
+    self.users = blocks.user_embedding(config)
+    self.items_a, self.items_b = blocks.item_embeddings(config)
     self.network = CrossConnectionNetwork(config.hidden_units, dropout=config.dropout, l2=l2,
                                           name="cross_network")
 

@@ -40,11 +40,10 @@ class DDTCDR(CrossDomainRanker):
 
   def __init__(self, config: config_lib.ModelConfig, name: str = None, **kwargs):
     super().__init__(config, name=name, **kwargs)
-    dim, l2 = config.embedding_dim, config.l2
-    self.users_a = blocks.id_embedding(config.num_users, dim, l2, "users_a")
-    self.users_b = blocks.id_embedding(config.num_users, dim, l2, "users_b")
-    self.items_a = blocks.id_embedding(config.num_items_a, dim, l2, "items_a")
-    self.items_b = blocks.id_embedding(config.num_items_b, dim, l2, "items_b")
+    l2 = config.l2
+    self.users_a = blocks.user_embedding(config, "users_a")
+    self.users_b = blocks.user_embedding(config, "users_b")
+    self.items_a, self.items_b = blocks.item_embeddings(config)
     self.mapping = DualEmbedding(dual_weight=0.0,
                                  orthogonality_weight=config.orthogonality_weight,
                                  retraction_steps=0, name="orthogonal_mapping")

@@ -175,9 +175,8 @@ class PiNet(CrossDomainRanker):
 
   def __init__(self, config: config_lib.ModelConfig, name: str = None, **kwargs):
     super().__init__(config, name=name, **kwargs)
-    dim, l2 = config.embedding_dim, config.l2
-    self.items_a = blocks.id_embedding(config.num_items_a, dim, l2, "items_a")
-    self.items_b = blocks.id_embedding(config.num_items_b, dim, l2, "items_b")
+    l2 = config.l2
+    self.items_a, self.items_b = blocks.item_embeddings(config)
     self.encoder_a, self.encoder_b = (
         SequenceEncoder(config.gru_units, name=encoder_name)
         for encoder_name in ("encoder_a", "encoder_b"))
