@@ -13,10 +13,13 @@ INSTALL_REQUIRES = [
     "scipy",
     "pyarrow==25.0.1",
     "matplotlib",
+    # dasl-prepare writes TFRecords without TensorFlow (dasl_tf/prepare/tfrecord.py);
+    # Beam's WriteToTFRecord needs it too.
+    "google-crc32c",
 ]
 
 EXTRAS_REQUIRE = {
-    "beam": ["apache-beam==2.77.0", "google-crc32c"],
+    "beam": ["apache-beam==2.77.0"],
     "dev": ["pytest", "hypothesis"],
 }
 

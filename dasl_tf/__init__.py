@@ -5,6 +5,11 @@ TensorFlow Recommenders needs: it sets ``TF_USE_LEGACY_KERAS=1`` before
 TensorFlow is first imported. If TensorFlow was already imported and bound
 ``tf.keras`` to Keras 3, the import fails with an error that says what to do.
 
+Importing this package does not import TensorFlow, so ``dasl-prepare``
+(``dasl_tf.prepare``) runs without it. The modules that build or fit Keras
+models import :mod:`dasl_tf.autograph_rules`, which keeps AutoGraph from
+transpiling tf_keras's own code.
+
 Public modules:
   * ``dasl_tf.config``: typed configuration dataclasses (JSON round-trip).
   * ``dasl_tf.features``: the one feature spec shared by writer, reader and serving.
@@ -12,6 +17,7 @@ Public modules:
   * ``dasl_tf.layers``: Keras layers of the model (autoencoder, dual embedding, ...).
   * ``dasl_tf.models``: the two-headed DASL model, its ablations and baselines.
   * ``dasl_tf.metrics``: AUC and HR@K per head.
+  * ``dasl_tf.prepare``: ``dasl-prepare``, raw logs -> TFRecords (no TensorFlow).
 """
 import os
 import sys
@@ -35,19 +41,4 @@ def _select_legacy_keras() -> None:
         "example `export TF_USE_LEGACY_KERAS=1`), or import dasl_tf first.")
 
 
-def _leave_keras_code_unconverted() -> None:
-  """Keeps AutoGraph from transpiling tf_keras's own code, as TensorFlow does for ``keras``.
-
-  TensorFlow's AutoGraph rules skip the ``keras`` package but not ``tf_keras``,
-  so the first ``fit``/``evaluate``/``predict`` of every process re-transpiled
-  Keras internals (about a minute on two busy CPU cores, for any model). The
-  ``call`` methods of dasl_tf's layers are still converted: Keras converts them
-  explicitly.
-  """
-  from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
-
-  autograph_config.CONVERSION_RULES += (autograph_config.DoNotConvert("tf_keras"),)
-
-
 _select_legacy_keras()
-_leave_keras_code_unconverted()

@@ -20,18 +20,26 @@ Features (dtype, shape):
   item_cat  int64   [Ci]     categorical side features of the target item
   negatives int64   [K]      evaluation only: K sampled items the user never
                              touched in the target's domain (HR@K ranking)
+
+Importing this module does not import TensorFlow (``dasl-prepare`` runs without
+it): :meth:`FeatureSpec.shapes` gives NumPy dtypes (``np.int64``,
+``np.float32``), which ``tf.TensorSpec``, ``tf.zeros`` and ``tf.as_dtype`` accept
+and which compare equal to ``tf.int64``/``tf.float32``. The methods that build
+TensorFlow objects import it when called.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
-import tensorflow as tf
 
 from dasl_tf import config as config_lib
+
+if TYPE_CHECKING:
+  import tensorflow as tf  # pylint: disable=g-bad-import-order
 
 PAD_ID = 0
 OOV_ID = 1
@@ -76,36 +84,45 @@ class FeatureSpec:
   num_negatives: int = 0
 
   def shapes(self, with_label: bool = True, with_negatives: bool = False
-            ) -> Dict[str, Tuple[tf.DType, Tuple[int, ...]]]:
-    """Returns ``{name: (dtype, per-example shape)}`` of the selected features."""
+            ) -> Dict[str, Tuple[Type[np.generic], Tuple[int, ...]]]:
+    """Returns ``{name: (dtype, per-example shape)}`` of the selected features.
+
+    The dtypes are NumPy's ``np.int64`` and ``np.float32`` (so that this module
+    needs no TensorFlow); TensorFlow accepts them wherever it takes a dtype, and
+    ``tf.as_dtype`` converts them.
+    """
     t = self.history_length
     spec = {
-        USER_ID: (tf.int64, ()),
-        ITEM_ID: (tf.int64, ()),
-        DOMAIN: (tf.int64, ()),
-        HIST_A: (tf.int64, (t,)),
-        HIST_B: (tf.int64, (t,)),
+        USER_ID: (np.int64, ()),
+        ITEM_ID: (np.int64, ()),
+        DOMAIN: (np.int64, ()),
+        HIST_A: (np.int64, (t,)),
+        HIST_B: (np.int64, (t,)),
     }
     optional = {
-        USER_NUM: (tf.float32, self.user_num_dim),
-        USER_CAT: (tf.int64, self.user_cat_dim),
-        ITEM_NUM: (tf.float32, self.item_num_dim),
-        ITEM_CAT: (tf.int64, self.item_cat_dim),
+        USER_NUM: (np.float32, self.user_num_dim),
+        USER_CAT: (np.int64, self.user_cat_dim),
+        ITEM_NUM: (np.float32, self.item_num_dim),
+        ITEM_CAT: (np.int64, self.item_cat_dim),
     }
     for name, (dtype, dim) in optional.items():
       if dim:
         spec[name] = (dtype, (dim,))
     if with_label:
-      spec[LABEL] = (tf.float32, ())
+      spec[LABEL] = (np.float32, ())
     if with_negatives and self.num_negatives:
-      spec[NEGATIVES] = (tf.int64, (self.num_negatives,))
+      spec[NEGATIVES] = (np.int64, (self.num_negatives,))
     return spec
 
   def parsing_spec(self, with_label: bool = True, with_negatives: bool = False
                   ) -> Dict[str, tf.io.FixedLenFeature]:
     """The ``tf.io.parse_example`` spec. Side features default to 0 when absent."""
+    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     parsing = {}
-    for name, (dtype, shape) in self.shapes(with_label, with_negatives).items():
+    for name, (np_dtype, shape) in self.shapes(with_label, with_negatives).items():
+      dtype = tf.as_dtype(np_dtype)
       default = None
       if name in (USER_NUM, USER_CAT, ITEM_NUM, ITEM_CAT):
         default = tf.zeros(shape, dtype)
@@ -115,14 +132,20 @@ class FeatureSpec:
   def tensor_specs(self, batch_size: Optional[int] = None
                   ) -> Dict[str, tf.TensorSpec]:
     """Batched ``tf.TensorSpec`` of the model inputs (no label), for signatures."""
+    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     return {
-        name: tf.TensorSpec((batch_size,) + shape, dtype, name=name)
+        name: tf.TensorSpec((batch_size,) + shape, tf.as_dtype(dtype), name=name)
         for name, (dtype, shape) in self.shapes(with_label=False).items()
     }
 
   def parse(self, serialized: tf.Tensor, with_label: bool = True,
             with_negatives: bool = False) -> Dict[str, tf.Tensor]:
     """Parses a batch of serialized ``tf.Example`` strings."""
+    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     return tf.io.parse_example(serialized, self.parsing_spec(with_label, with_negatives))
 
   def encode(self, features: Mapping[str, object]) -> bytes:
@@ -131,6 +154,9 @@ class FeatureSpec:
     Raises:
       ValueError: a feature of the spec is missing or has the wrong length.
     """
+    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     names = self.shapes(with_label=LABEL in features,
                         with_negatives=NEGATIVES in features)
     feature = {}
@@ -142,7 +168,7 @@ class FeatureSpec:
       if values.size != expected:
         raise ValueError(
             f"feature {name!r} has {values.size} values, the spec wants {expected}")
-      if dtype == tf.int64:
+      if dtype is np.int64:
         feature[name] = tf.train.Feature(
             int64_list=tf.train.Int64List(value=values.astype(np.int64)))
       else:
@@ -198,7 +224,10 @@ class DatasetSchema:
 
   @classmethod
   def load(cls, data_dir: str) -> "DatasetSchema":
-    """Reads ``<data_dir>/schema.json``, naming the path in any error."""
+    """Reads ``<data_dir>/schema.json`` (local or remote), naming the path in any error."""
+    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     path = os.path.join(data_dir, SCHEMA_FILE)
     try:
       with tf.io.gfile.GFile(path) as f:
@@ -210,8 +239,23 @@ class DatasetSchema:
       raise ValueError(f"{path} is not a valid dasl_tf schema: {e}") from e
 
   def save(self, data_dir: str) -> None:
-    with tf.io.gfile.GFile(os.path.join(data_dir, SCHEMA_FILE), "w") as f:
-      f.write(self.to_json() + "\n")
+    """Writes ``<data_dir>/schema.json``.
+
+    Local paths are written with ``open`` (``dasl-prepare`` writes to a local
+    staging directory and runs without TensorFlow); remote ones (``gs://...``,
+    as a training job's ``model_dir`` may be) through ``tf.io.gfile``.
+    """
+    path = os.path.join(data_dir, SCHEMA_FILE)
+    text = self.to_json() + "\n"
+    if "://" in data_dir:
+      # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+      with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)
+    else:
+      with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
   def model_config(self, **overrides) -> config_lib.ModelConfig:
     """A :class:`ModelConfig` whose vocabulary and feature sizes match this dataset."""

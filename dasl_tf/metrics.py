@@ -22,6 +22,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
 from dasl_tf import features as F
 
 DOMAIN_NAMES = ("a", "b")

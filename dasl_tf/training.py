@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
 from dasl_tf import config as config_lib
 from dasl_tf import data as data_lib
 from dasl_tf import features as F

@@ -2,6 +2,9 @@
 import glob
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from dasl_tf import features as F
 from dasl_tf import synthetic
 from dasl_tf.prepare import PrepareConfig, prepare
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = synthetic.SyntheticConfig(num_users=40, num_items_a=150, num_items_b=150, seed=5)
 
 
@@ -167,3 +171,41 @@ def test_existing_output_needs_overwrite_and_failure_leaves_nothing(tiny_raw, tm
   with pytest.raises(ValueError, match="num_negatives"):
     prepare(_config(tiny_raw, failed, num_negatives=149))
   assert not os.path.exists(failed) and not glob.glob(str(failed) + ".tmp-*")
+
+
+def test_cli_runs_without_tensorflow(tiny_raw, tmp_path):
+  """``python -m pipelines.prepare`` never imports TensorFlow, GZIP shards included."""
+  flags = ["--input_a", tiny_raw["input_a"], "--input_b", tiny_raw["input_b"],
+           "--user_features", tiny_raw["user_features"],
+           "--item_features_a", tiny_raw["item_features_a"],
+           "--item_features_b", tiny_raw["item_features_b"],
+           "--num_negatives", "10", "--num_shards", "2"]
+  script = textwrap.dedent("""
+      import sys
+      import pipelines.prepare
+      assert "tensorflow" not in sys.modules, "importing pipelines.prepare imported TensorFlow"
+      flags = sys.argv[1:]
+      for extra in ([], ["--compress"]):  # the second run replaces the first's output
+        sys.argv = ["dasl-prepare", *flags, *extra]
+        try:
+          pipelines.prepare.main()
+        except SystemExit as e:  # app.run exits when done
+          assert e.code in (None, 0), e.code
+      leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras"))
+      assert not leaked, leaked
+      print("no tensorflow")
+      """)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-c", script, *flags, "--output_dir",
+                         str(tmp_path / "cli"), "--overwrite"],
+                        capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+  assert proc.returncode == 0, proc.stderr
+  assert "no tensorflow" in proc.stdout
+  schema = F.DatasetSchema.load(str(tmp_path / "cli"))
+  assert all(p.endswith(".tfrecord.gz") for paths in schema.splits.values() for p in paths)
+  reference = tmp_path / "reference"
+  prepare(_config(tiny_raw, reference, user_features=tiny_raw["user_features"],
+                  item_features_a=tiny_raw["item_features_a"],
+                  item_features_b=tiny_raw["item_features_b"]))
+  for split in ("train", "eval"):
+    assert _examples(tmp_path / "cli", split) == _examples(reference, split)

@@ -1,4 +1,5 @@
 """Keras layers of DASL (paper section 3), usable in any tf_keras model."""
+from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
 from dasl_tf.layers.dual_attention import DualAttention, masked_attention
 from dasl_tf.layers.dual_embedding import (DualEmbedding, OrthogonalityRegularizer,

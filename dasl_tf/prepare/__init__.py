@@ -1,5 +1,8 @@
 """``dasl-prepare`` as a library: raw two-domain logs -> TFRecords, schema, vocabularies, stats.
 
+The local runner never imports TensorFlow (its start-up alone took longer than
+a whole Douban run); only ``--runner beam`` does, through Beam.
+
 Modules, one responsibility each:
   config         :class:`PrepareConfig` (one field per flag) and :class:`PrepareError`.
   readers        one reader per input format -> :class:`readers.RawLog`.
@@ -11,6 +14,7 @@ Modules, one responsibility each:
   codec          vectorised ``tf.train.Example`` serialization.
   encoder        examples + side features -> serialized records.
   writer         staging directory and TFRecord shards.
+  tfrecord       TFRecord files (plain or GZIP) written without TensorFlow.
   stats          ``stats.json``.
   local          the local driver.
   beam_pipeline  the Apache Beam driver.

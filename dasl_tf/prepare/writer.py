@@ -2,7 +2,8 @@
 
 Everything is written under ``<output_dir>.tmp-<pid>`` and renamed to
 ``output_dir`` only when complete, so a failed run leaves nothing half-written
-at ``output_dir``. Shards are ``<split>/part-SSSSS-of-NNNNN.tfrecord[.gz]``.
+at ``output_dir``. Shards are ``<split>/part-SSSSS-of-NNNNN.tfrecord[.gz]``,
+written by :class:`dasl_tf.prepare.tfrecord.TFRecordWriter` (no TensorFlow).
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import shutil
 from typing import Dict, Iterator, List, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from dasl_tf.prepare.config import PrepareError
+from dasl_tf.prepare.tfrecord import TFRecordWriter
 
 SHARD_PREFIX = "part"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
@@ -66,24 +67,27 @@ class ShardWriters:
   """Open TFRecord writers for every shard of every split.
 
   Each record goes to a shard drawn by a seeded generator, so shards are
-  balanced and mix users.
+  balanced and mix users. Within a shard, records keep the order of the calls.
   """
 
   def __init__(self, root: str, splits: Sequence[str], num_shards: int, compress: bool,
                seed: int):
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
     self._rng = np.random.default_rng((seed, 7))
-    self._writers: Dict[str, List[tf.io.TFRecordWriter]] = {}
+    self._writers: Dict[str, List[TFRecordWriter]] = {}
     for split in splits:
       os.makedirs(os.path.join(root, split), exist_ok=True)
-      self._writers[split] = [tf.io.TFRecordWriter(os.path.join(root, p), options)
+      self._writers[split] = [TFRecordWriter(os.path.join(root, p), compress)
                               for p in shard_paths(split, num_shards, compress)]
 
   def write(self, split: str, records: Sequence[bytes]) -> None:
+    """Writes a chunk of records of ``split``: one write call per shard."""
     writers = self._writers[split]
     shards = self._rng.integers(0, len(writers), len(records))
+    by_shard: List[List[bytes]] = [[] for _ in writers]
     for shard, record in zip(shards.tolist(), records):
-      writers[shard].write(record)
+      by_shard[shard].append(record)
+    for writer, shard_records in zip(writers, by_shard):
+      writer.write_all(shard_records)
 
   def close(self) -> None:
     for writers in self._writers.values():
