@@ -52,6 +52,26 @@ def test_every_variant_builds_and_scores(variant):
   assert has_dual_embedding == (variant in ("dasl", "dasl_da"))
 
 
+@pytest.mark.parametrize("variant", config_lib.VARIANTS)
+def test_one_domain_batches_run_only_their_head(variant):
+  model = build_model(_config(variant))
+  features = _features()
+  candidates = tf.constant(np.random.default_rng(2).integers(0, 12, (6, 5)))
+  logits_a, logits_b = (x.numpy() for x in model.head_logits(features, candidates))
+  for domain, expected in ((F.DOMAIN_A, logits_a), (F.DOMAIN_B, logits_b)):
+    with tf.GradientTape() as tape:
+      alone = model.domain_logits(features, candidates, domain)
+    other_head = model.heads[1 - domain].trainable_variables
+    assert all(g is None for g in tape.gradient(alone, other_head))
+    np.testing.assert_allclose(alone.numpy(), expected, rtol=1e-5, atol=1e-6)
+    one_domain = dict(features, **{F.DOMAIN: tf.fill([6], tf.constant(domain, tf.int64))})
+    np.testing.assert_allclose(model.score_candidates(one_domain, candidates).numpy(),
+                               expected, rtol=1e-5, atol=1e-6)
+  mixed = np.where(features[F.DOMAIN].numpy()[:, None] == F.DOMAIN_A, logits_a, logits_b)
+  np.testing.assert_allclose(model.score_candidates(features, candidates).numpy(), mixed,
+                             rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("variant, sees_other_domain", [
     ("dasl", True), ("dasl_de", True), ("dasl_da", True), ("single_domain", False)])
 def test_head_a_reads_domain_b_only_when_the_variant_allows(variant, sees_other_domain):

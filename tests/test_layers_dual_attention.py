@@ -80,6 +80,26 @@ def test_rejects_missing_inputs():
     DualAttention(key_dim=4)(inputs)
 
 
+@pytest.mark.parametrize("mode", ["joint", "separate", "own"])
+def test_one_head_alone_equals_that_head_of_both(mode):
+  inputs = _inputs(np.random.default_rng(4))
+  layer = DualAttention(key_dim=4, mode=mode)
+  both = layer(inputs)
+  for index, head in enumerate("ab"):
+    other_query = "query_" + "ab"[1 - index]
+    alone = layer({k: v for k, v in inputs.items() if k != other_query}, heads=(head,))
+    assert len(alone) == 1
+    np.testing.assert_allclose(alone[0].numpy(), both[index].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_rejects_a_missing_query_of_a_requested_head():
+  inputs = _inputs(np.random.default_rng(5))
+  layer = DualAttention(key_dim=4)
+  layer(inputs)
+  with pytest.raises(ValueError, match="query_b"):
+    layer({k: v for k, v in inputs.items() if k != "query_b"}, heads=("a", "b"))
+
+
 def test_keras_contract(tmp_path):
   inputs = {k: tf.constant(v) for k, v in _inputs(np.random.default_rng(3)).items()}
   keras_testing.check_keras_layer(lambda: DualAttention(key_dim=4), inputs, str(tmp_path))

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from dasl_tf.layers import SequenceEncoder
 from tests import keras_testing
@@ -41,6 +42,26 @@ def test_matches_numpy_gru_with_left_padding(unroll):
   np.testing.assert_allclose(state.numpy(), expected_state, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(outputs.numpy(), expected_outputs, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(state.numpy()[2], 0.0)
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_matches_keras_gru_with_the_same_weights(unroll):
+  """Same weights, same function as ``tf_keras.layers.GRU(reset_after=False)``."""
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(4, 6, 3)).astype(np.float32)
+  mask = np.array([[0, 0, 0, 1, 1, 1], [1] * 6, [0] * 6, [0, 0, 0, 0, 0, 1]], bool)
+  layer = SequenceEncoder(units=5, unroll=unroll)
+  layer.build(x.shape)
+  keras_gru = tf_keras.layers.GRU(5, return_sequences=True, return_state=True,
+                                  reset_after=False)
+  keras_gru.build(x.shape)
+  weights = [rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()]
+  layer.set_weights(weights)  # kernel, recurrent kernel, bias (non-zero)
+  keras_gru.set_weights(weights)
+  outputs, state = layer(x, mask=mask)
+  expected_outputs, expected_state = keras_gru(x, mask=mask)
+  np.testing.assert_allclose(outputs.numpy(), expected_outputs.numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state.numpy(), expected_state.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_padding_does_not_change_the_state():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras
@@ -16,6 +16,7 @@ QUERY_A, QUERY_B = "query_a", "query_b"
 RECORDS_A, RECORDS_B = "records_a", "records_b"
 MASK_A, MASK_B = "mask_a", "mask_b"
 INPUT_KEYS = (QUERY_A, QUERY_B, RECORDS_A, RECORDS_B, MASK_A, MASK_B)
+HEADS = ("a", "b")
 
 
 def masked_attention(query: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
@@ -83,6 +84,9 @@ class DualAttention(tf_keras.layers.Layer):
     >>> att_a, att_b = layer(inputs)
     >>> att_a.shape
     TensorShape([2, 3, 4])
+    >>> (att_b_alone,) = layer({k: v for k, v in inputs.items() if k != "query_a"},
+    ...                        heads=("b",))
+
 
   Args:
     key_dim: d_k, the size of queries and keys.
@@ -91,9 +95,11 @@ class DualAttention(tf_keras.layers.Layer):
 
   Input shape: a dict with ``query_a``/``query_b`` ``[batch, C, q]`` (each
     head's candidates), ``records_a``/``records_b`` ``[batch, T, r]`` and
-    ``mask_a``/``mask_b`` bool ``[batch, T]`` (true = real record).
-  Output shape: ``(Att_A, Att_B)``, each ``[batch, C, d_v]``, or
-    ``[batch, C, 2 d_v]`` in ``"separate"`` mode.
+    ``mask_a``/``mask_b`` bool ``[batch, T]`` (true = real record). With
+    ``heads=("b",)`` (or ``("a",)``) only that head is computed and the other
+    query may be absent.
+  Output shape: ``(Att_A, Att_B)`` (the heads of ``heads``, in order), each
+    ``[batch, C, d_v]``, or ``[batch, C, 2 d_v]`` in ``"separate"`` mode.
 
   Raises:
     ValueError: a size is not positive, the mode is unknown, or an input is missing.
@@ -117,9 +123,7 @@ class DualAttention(tf_keras.layers.Layer):
     return 2 * self.value_dim if self.mode == SEPARATE else self.value_dim
 
   def build(self, input_shape: Dict[str, tf.TensorShape]):
-    missing = sorted(set(INPUT_KEYS) - set(input_shape))
-    if missing:
-      raise ValueError(f"{self.name}: missing input(s) {missing}; expected keys {INPUT_KEYS}")
+    self._check_keys(input_shape, (RECORDS_A, RECORDS_B, MASK_A, MASK_B))
 
     def projection(units: int, name: str) -> tf_keras.layers.Dense:
       return tf_keras.layers.Dense(units, use_bias=False, name=name)
@@ -129,12 +133,22 @@ class DualAttention(tf_keras.layers.Layer):
     self._value = {d: projection(self.value_dim, f"value_{d}") for d in "ab"}
     super().build(input_shape)
 
-  def call(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+  def call(self, inputs: Dict[str, tf.Tensor], heads: Sequence[str] = HEADS
+           ) -> Tuple[tf.Tensor, ...]:
+    """Each requested head's attention output, in the order of ``heads``.
+
+    Args:
+      inputs: the input dict; the query of a head not in ``heads`` may be absent.
+      heads: ``"a"``, ``"b"`` or both; a scorer that needs one domain's head
+        computes only that one.
+    """
+    self._check_keys(inputs, [f"query_{head}" for head in heads])
     keys = {d: self._key[d](inputs[f"records_{d}"]) for d in "ab"}
     values = {d: self._value[d](inputs[f"records_{d}"]) for d in "ab"}
     masks = {d: tf.cast(inputs[f"mask_{d}"], tf.bool) for d in "ab"}
     outputs = []
-    for own, other in (("a", "b"), ("b", "a")):
+    for own in heads:
+      other = "b" if own == "a" else "a"
       query = self._query[own](inputs[f"query_{own}"])
       if self.mode == JOINT:
         outputs.append(masked_attention(
@@ -146,7 +160,12 @@ class DualAttention(tf_keras.layers.Layer):
             [masked_attention(query, keys[d], values[d], masks[d]) for d in (own, other)], -1))
       else:
         outputs.append(masked_attention(query, keys[own], values[own], masks[own]))
-    return outputs[0], outputs[1]
+    return tuple(outputs)
+
+  def _check_keys(self, inputs, required: Sequence[str]) -> None:
+    missing = sorted(set(required) - set(inputs))
+    if missing:
+      raise ValueError(f"{self.name}: missing input(s) {missing}; expected keys {INPUT_KEYS}")
 
   def record_weights(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
     """What each head attends to: its weights over the records of both domains.

@@ -17,11 +17,19 @@ class SequenceEncoder(tf_keras.layers.Layer):
     r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r)                 (4)
     h_t = (1 - z_t) * h_{t-1} + z_t * tanh(W_h x_t + U_h (r_t * h_{t-1}) + b_h)   (5)
 
-  implemented by ``tf_keras.layers.GRU(reset_after=False)`` (Keras names the
-  gate ``1 - z_t``, which is the same function class). Masked steps (padding)
-  keep the previous state, so with left padding the state starts at the first
-  real item; an all-padding history gives ``h_T = 0``. The output at a masked
-  step repeats the previous output (0 before the first real item).
+  The weights are laid out as in ``tf_keras.layers.GRU(reset_after=False)``
+  (``kernel`` ``[d, 3 units]``, ``recurrent_kernel`` ``[units, 3 units]``,
+  ``bias`` ``[3 units]``, gates in the order z, r, h; Keras names the gate
+  ``1 - z_t``, which is the same function class), and the layer computes the
+  same function. It is written out rather than wrapping the Keras layer
+  because serving latency is dominated by the number of graph ops: the input
+  projections ``W x_t + b`` of all T steps are one matrix product, and each
+  step is then a dozen ops.
+
+  Masked steps (padding) keep the previous state, so with left padding the
+  state starts at the first real item; an all-padding history gives
+  ``h_T = 0``. The output at a masked step repeats the previous output (0
+  before the first real item).
 
   Example:
     >>> encoder = SequenceEncoder(units=8)
@@ -33,7 +41,8 @@ class SequenceEncoder(tf_keras.layers.Layer):
   Args:
     units: size of the hidden state h.
     return_sequences: also return the per-step outputs ``h_1..h_T``.
-    unroll: unroll the T steps into the graph (faster for short fixed T on CPU).
+    unroll: unroll the T steps into the graph (faster for short fixed T);
+      otherwise one ``tf.scan`` loop (for long or unknown T).
 
   Input shape: ``[batch, T, d]`` item embeddings; ``mask`` bool ``[batch, T]``
     (true = real item), or a Keras mask propagated from an upstream
@@ -56,21 +65,52 @@ class SequenceEncoder(tf_keras.layers.Layer):
     self.supports_masking = True
 
   def build(self, input_shape):
-    self._gru = tf_keras.layers.GRU(self.units, return_sequences=self.return_sequences,
-                                    return_state=self.return_sequences, reset_after=False,
-                                    unroll=self.unroll, name="gru")
+    input_dim = int(input_shape[-1])
+    self.kernel = self.add_weight(
+        name="kernel", shape=(input_dim, 3 * self.units), initializer="glorot_uniform")
+    self.recurrent_kernel = self.add_weight(
+        name="recurrent_kernel", shape=(self.units, 3 * self.units), initializer="orthogonal")
+    self.bias = self.add_weight(name="bias", shape=(3 * self.units,), initializer="zeros")
     super().build(input_shape)
 
   def call(self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None,
            training: Optional[bool] = None
            ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
-    if mask is not None:
-      mask = tf.cast(mask, tf.bool)
-    result = self._gru(inputs, mask=mask, training=training)
+    del training  # No dropout inside the GRU.
+    inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
+    batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
+    if mask is None:
+      mask = tf.ones([batch, steps], tf.bool)
+    # Time-major: [T, batch, ...]. W x_t + b of every step is one product.
+    projected = tf.reshape(
+        tf.matmul(tf.reshape(tf.transpose(inputs, [1, 0, 2]), [-1, inputs.shape[-1]]),
+                  self.kernel) + self.bias,
+        [steps, batch, 3 * self.units])
+    projected_zr, projected_h = tf.split(projected, [2 * self.units, self.units], axis=-1)
+    is_item = tf.transpose(tf.cast(mask, tf.bool))[:, :, None]
+    recurrent_zr, recurrent_h = tf.split(self.recurrent_kernel, [2 * self.units, self.units],
+                                         axis=1)
+
+    def step(state, step_inputs):
+      """Eq. (3)-(5) at one step; a padding step keeps the state."""
+      x_zr, x_h, real = step_inputs
+      z, r = tf.split(tf.sigmoid(x_zr + tf.matmul(state, recurrent_zr)), 2, axis=1)
+      candidate = tf.tanh(x_h + tf.matmul(r * state, recurrent_h))
+      return tf.where(real, candidate + z * (state - candidate), state)  # z h + (1-z) cand.
+
+    initial = tf.zeros([batch, self.units], inputs.dtype)
+    if self.unroll and inputs.shape[1] is not None:
+      states = [initial]
+      for step_inputs in zip(tf.unstack(projected_zr), tf.unstack(projected_h),
+                             tf.unstack(is_item)):
+        states.append(step(states[-1], step_inputs))
+      outputs = tf.stack(states[1:], axis=1)
+    else:
+      outputs = tf.transpose(tf.scan(step, (projected_zr, projected_h, is_item), initial),
+                             [1, 0, 2])
     if self.return_sequences:
-      outputs, state = result
-      return outputs, state
-    return result
+      return outputs, outputs[:, -1]
+    return outputs[:, -1]
 
   def compute_mask(self, inputs, mask=None):
     return None

@@ -6,7 +6,8 @@ A subclass implements one method, :meth:`CrossDomainRanker.head_logits`: score
 
 * ``call(features)``: the logits of the example's target item under both heads,
 * :meth:`score_candidates`: each example's candidates scored by the head of its
-  own domain (HR@K evaluation, the ``recommend`` serving signature),
+  own domain (HR@K evaluation, the ``recommend`` serving signature); only
+  that head runs when the batch is of one domain (:meth:`domain_logits`),
 * :meth:`predict_ctr`: named click probabilities for serving,
 * ``compute_loss``: one ``tfrs.tasks.Ranking`` per head, each on the examples
   of its domain, both in the same step; regularisation losses of the layers
@@ -68,12 +69,35 @@ class CrossDomainRanker(tfrs.Model):
         features, tf.expand_dims(features[F.ITEM_ID], 1), training=training)
     return {"logit_a": logits_a[:, 0], "logit_b": logits_b[:, 0]}
 
+  def domain_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                    domain: int, training: bool = False) -> tf.Tensor:
+    """Scores ``[batch, C]`` candidates with the head of ``domain`` (0 = A, 1 = B).
+
+    This default computes both heads and keeps one; a subclass whose heads
+    can run alone overrides it to compute only the one asked for.
+    """
+    return self.head_logits(features, candidates, training=training)[domain]
+
   def score_candidates(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                        training: bool = False) -> tf.Tensor:
-    """Logits ``[batch, C]`` of each example's candidates, by the head of its domain."""
-    logits_a, logits_b = self.head_logits(features, candidates, training=training)
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)[:, None]
-    return tf.where(in_a, logits_a, logits_b)
+    """Logits ``[batch, C]`` of each example's candidates, by the head of its domain.
+
+    When every example of the batch is of one domain (a ``recommend``
+    request, usually) only that head runs (:meth:`domain_logits`); a batch
+    mixing both domains runs both heads and picks per example.
+    """
+    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
+
+    def both_heads() -> tf.Tensor:
+      logits_a, logits_b = self.head_logits(features, candidates, training=training)
+      return tf.where(in_a[:, None], logits_a, logits_b)
+
+    return tf.case(
+        [(tf.reduce_all(in_a),
+          lambda: self.domain_logits(features, candidates, F.DOMAIN_A, training=training)),
+         (tf.reduce_all(~in_a),
+          lambda: self.domain_logits(features, candidates, F.DOMAIN_B, training=training))],
+        default=both_heads)
 
   def predict_ctr(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Click probabilities: ``ctr_a``/``ctr_b`` per head, ``ctr`` by the example's own domain."""

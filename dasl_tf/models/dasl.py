@@ -1,7 +1,7 @@
 """DASL (paper section 3) and its ablations DASL-DE, DASL-DA and Single-Domain (section 5.2)."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras
@@ -135,7 +135,12 @@ class DASL(CrossDomainRanker):
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
     """Scores ``[batch, C]`` candidates with both heads."""
-    return self._logits(features, candidates, (None, None), training)
+    return tuple(self._logits(features, candidates, (None, None), training))
+
+  def domain_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                    domain: int, training: bool = False) -> tf.Tensor:
+    """Scores ``[batch, C]`` candidates with one head; the other head is not computed."""
+    return self._logits(features, candidates, (None, None), training, heads=(domain,))[0]
 
   def attention_weights(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """What Dual Attention looked at for each example's target item (for reports).
@@ -162,27 +167,30 @@ class DASL(CrossDomainRanker):
 
   def _logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
               candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
-              training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+              training: bool, heads: Sequence[int] = DOMAINS) -> List[tf.Tensor]:
+    """Logits ``[batch, C]`` of the candidates under each head of ``heads``, in order."""
     contexts, records, masks = self._user_context(features, training)
-    candidate_embeddings = []
-    for d in DOMAINS:
+    candidate_embeddings = {}
+    for d in heads:
       inputs = {autoencoder.ID: candidates}
       inputs.update(candidate_side_features[d] or {})
-      candidate_embeddings.append(self.item_autoencoders[d](inputs, training=training))
-    attended = self.dual_attention({
-        "query_a": candidate_embeddings[0], "query_b": candidate_embeddings[1],
-        "records_a": records[0], "records_b": records[1],
-        "mask_a": masks[0], "mask_b": masks[1]})
+      candidate_embeddings[d] = self.item_autoencoders[d](inputs, training=training)
+    attention_inputs = {"records_a": records[0], "records_b": records[1],
+                        "mask_a": masks[0], "mask_b": masks[1]}
+    attention_inputs.update(
+        {f"query_{_SUFFIX[d]}": candidate_embeddings[d] for d in heads})
+    attended = dict(zip(heads, self.dual_attention(
+        attention_inputs, heads=[_SUFFIX[d] for d in heads])))
     num_candidates = tf.shape(candidates)[1]
     logits = []
-    for d in DOMAINS:
+    for d in heads:
       context = tf.repeat(tf.expand_dims(tf.concat(contexts[d], -1), 1), num_candidates, axis=1)
       parts = [context, attended[d], candidate_embeddings[d]]
       if self.interactions is not None:
         parts.append(self.interactions[d]([candidate_embeddings[d], attended[d], *contexts[d]]))
       head_input = tf.concat(parts, axis=-1)
       logits.append(tf.squeeze(self.heads[d](head_input, training=training), -1))
-    return logits[0], logits[1]
+    return logits
 
   def _user_context(self, features: Dict[str, tf.Tensor], training: bool
                     ) -> Tuple[List[List[tf.Tensor]], List[tf.Tensor], List[tf.Tensor]]:
