@@ -1,8 +1,22 @@
 """tf.data input functions over the TFRecords written by ``dasl-prepare``.
 
-Shards are interleaved, examples are batched *before* parsing (one vectorised
-``parse_example`` per batch), shuffled with a seeded buffer and prefetched. Each
-batch mixes examples of both domains, so both heads train in every step.
+Every stage works on many records at a time, because per-record tf.data steps
+(a parallel interleave hand-off, a shuffle-buffer slot) cost microseconds each
+and dominated the old reader on a 2-core machine:
+
+* Evaluation order: the shards are interleaved record by record (round robin,
+  sequentially: the same order as before, without a thread hand-off per
+  record), cut into windows of ``parse_window`` records, each window parsed by
+  one vectorised ``parse_example``, then re-cut into batches with ``rebatch``.
+* Training order: shard order is shuffled; blocks of 64
+  consecutive records are read from the shards in parallel and shuffled in a
+  buffer of ``shuffle_buffer`` records' worth of blocks; the blocks are joined
+  into windows of ``2 * shuffle_buffer`` records, each window is parsed at once
+  and permuted uniformly (a stateless shuffle whose seeds come from
+  ``tf.data.Dataset.random(seed)``, new each epoch), then re-cut into batches.
+  The result matches a per-record ``shuffle(shuffle_buffer)`` in how far
+  examples move and how many users a batch holds (numbers in BUILD.md); every
+  batch is a random sample of its window, so it mixes both domains.
 
 TensorFlow reports a truncated or corrupt TFRecord as ``DataLossError:
 truncated record at 458428`` without the file's name, in the middle of
@@ -81,6 +95,14 @@ def split_files(data_dir: str, split: str) -> List[str]:
   return [os.path.join(data_dir, p) for p in schema.splits[split]]
 
 
+# Records read from one shard at a time when training (the unit of the block shuffle).
+_READ_BLOCK = 64
+# Training windows (parsed and permuted at once) hold this many times shuffle_buffer records.
+_WINDOW_FACTOR = 2
+# Records parsed together in evaluation order (then re-cut into batches).
+_PARSE_WINDOW = 8192
+
+
 def make_dataset(file_patterns: Patterns,
                  feature_spec: features_lib.FeatureSpec,
                  batch_size: int,
@@ -91,7 +113,8 @@ def make_dataset(file_patterns: Patterns,
                  repeat: bool = False,
                  drop_remainder: bool = False,
                  num_parallel_reads: int = 4,
-                 verify_files: bool = True) -> tf.data.Dataset:
+                 verify_files: bool = True,
+                 parse_window: int = _PARSE_WINDOW) -> tf.data.Dataset:
   """Batches of ``(features, label)`` read from TFRecord shards.
 
   Args:
@@ -99,14 +122,19 @@ def make_dataset(file_patterns: Patterns,
     feature_spec: the spec the shards were written with.
     batch_size: examples per batch.
     training: shuffle files and examples (seeded by ``seed``).
-    shuffle_buffer: examples held by the shuffle buffer when training.
-    seed: shuffle seed; fixed seeds give reproducible epochs.
+    shuffle_buffer: the scale of the example shuffle when training: blocks of
+      64 records are shuffled in a buffer of this many records, then windows of
+      twice this many records are permuted uniformly (see the module doc).
+    seed: shuffle seed; fixed seeds give reproducible epochs (each epoch, or
+      each ``repeat``, is shuffled differently).
     with_negatives: also parse the ``negatives`` feature (evaluation files).
     repeat: repeat the data forever (for step-based training).
     drop_remainder: drop the last, smaller batch (needed by some strategies).
-    num_parallel_reads: shards read concurrently.
+    num_parallel_reads: shards interleaved at a time.
     verify_files: read every shard once first, so that a truncated or corrupt
       file fails here, by name, rather than mid-training.
+    parse_window: records parsed by one ``parse_example`` in evaluation order
+      (batches and their order do not depend on it).
 
   Returns:
     A dataset of ``(features, label)``: features is a dict of batched tensors
@@ -116,6 +144,9 @@ def make_dataset(file_patterns: Patterns,
     FileNotFoundError: a pattern matches no file.
     CorruptRecordsError: a shard is truncated or corrupt (``verify_files``).
   """
+  if batch_size < 1 or shuffle_buffer < 1 or parse_window < 1:
+    raise ValueError(f"batch_size ({batch_size}), shuffle_buffer ({shuffle_buffer}) and "
+                     f"parse_window ({parse_window}) must be at least 1")
   files = resolve_files(file_patterns)
   compressions = {compression_of(f) for f in files}
   if len(compressions) > 1:
@@ -124,24 +155,42 @@ def make_dataset(file_patterns: Patterns,
   if verify_files:
     for path in files:
       count_records(path)
+  cycle_length = min(num_parallel_reads, len(files))
   file_ds = tf.data.Dataset.from_tensor_slices(files)
-  if training:
-    file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-  ds = file_ds.interleave(
-      lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-      cycle_length=min(num_parallel_reads, len(files)),
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=not training or seed is not None)
-  if training:
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
   def parse(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
     parsed = feature_spec.parse(serialized, with_label=True, with_negatives=with_negatives)
     label = parsed.pop(features_lib.LABEL)
     return parsed, label
 
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+  if training:
+    file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    blocks = file_ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression).batch(_READ_BLOCK),
+        cycle_length=cycle_length, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=seed is not None)
+    blocks = blocks.shuffle(max(1, shuffle_buffer // _READ_BLOCK), seed=seed,
+                            reshuffle_each_iteration=True)
+    windows = blocks.rebatch(_WINDOW_FACTOR * shuffle_buffer)
+    # Two int64 seeds per window; a new sequence each epoch, the same for the same seed.
+    window_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def parse_and_permute(serialized: tf.Tensor, window_seed: tf.Tensor):
+      parsed, label = parse(serialized)
+      order = tf.random.experimental.stateless_shuffle(
+          tf.range(tf.shape(label)[0]), seed=window_seed)
+      return tf.nest.map_structure(lambda t: tf.gather(t, order), (parsed, label))
+
+    ds = tf.data.Dataset.zip((windows, window_seeds)).map(
+        parse_and_permute, num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    # Sequential round robin over the shards: one record from each in turn, as a
+    # deterministic parallel interleave gives, without its per-record hand-off.
+    records = file_ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=cycle_length)
+    ds = records.batch(parse_window).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+  if repeat:
+    ds = ds.repeat()
+  ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
   return ds.prefetch(tf.data.AUTOTUNE)
