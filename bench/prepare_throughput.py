@@ -1,9 +1,9 @@
 """Records per second of ``dasl-prepare`` end to end, and its peak memory.
 
 Each run is a fresh ``python -m pipelines.prepare`` process, timed from start
-to exit (interpreter and TensorFlow start-up included); the time the library
-itself reports (``stats.json`` "seconds": reading to the renamed output
-directory) is printed beside it.
+to exit (interpreter start-up and imports included; the local runner imports no
+TensorFlow); the time the library itself reports (``stats.json`` "seconds":
+reading to the renamed output directory) is printed beside it.
 
   .venv/bin/python bench/prepare_throughput.py --dataset douban
   .venv/bin/python bench/prepare_throughput.py --dataset ciao
