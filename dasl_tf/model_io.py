@@ -47,6 +47,9 @@ def load_model(model_dir: str) -> Tuple[object, config_lib.ExperimentConfig, F.D
 
   Raises:
     FileNotFoundError: the directory holds no finished model.
+    ValueError: the weights do not cover every variable of the model that
+      ``config.json`` describes (a model written by an older dasl_tf, or an
+      edited config); no model is returned with weights left at random.
   """
   config_path = os.path.join(model_dir, CONFIG_FILE)
   weights = os.path.join(model_dir, WEIGHTS_PREFIX)
@@ -57,7 +60,15 @@ def load_model(model_dir: str) -> Tuple[object, config_lib.ExperimentConfig, F.D
   experiment = config_lib.ExperimentConfig.load(config_path)
   schema = F.DatasetSchema.load(model_dir)
   model = build_model(experiment.model)
-  model.load_weights(weights).expect_partial()
+  try:
+    status = model.load_weights(weights)
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError) as e:
+    raise ValueError(
+        f"{model_dir}: the saved weights do not match the model its {CONFIG_FILE} describes "
+        f"(written by another dasl_tf version, or the config was edited); retrain it. "
+        f"{str(e).splitlines()[0]}") from None
+  status.expect_partial()  # The optimizer's slots are saved too; serving does not need them.
   return model, experiment, schema
 
 

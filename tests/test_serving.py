@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -471,3 +472,13 @@ def test_vocabulary_that_does_not_match_the_model_is_rejected(setup, tmp_path):
   with pytest.raises(ValueError, match="items_b.txt holds 10 ids"):
     signatures.ServingModule(setup.model, setup.experiment.model, str(vocab_dir),
                              spec_lib.ServingSpec(F.feature_spec_for(setup.experiment.model)))
+
+
+def test_loading_weights_that_do_not_cover_the_model_fails_by_name(setup, tmp_path):
+  """A config edited after training (here: wider GRUs) must not yield half-random weights."""
+  model_dir = str(tmp_path / "model")
+  shutil.copytree(setup.model_dir, model_dir)
+  edited = setup.experiment.replace(model=setup.experiment.model.replace(gru_units=12))
+  edited.save(os.path.join(model_dir, model_io.CONFIG_FILE))
+  with pytest.raises(ValueError, match=r"saved weights do not match .*config\.json"):
+    model_io.load_model(model_dir)
