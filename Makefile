@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m pipelines.demo
+	$(PY) -m dasl_tf.pipelines.demo
 
 test: venv
 	$(PY) -m pytest -q -m "not slow" tests

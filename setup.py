@@ -20,7 +20,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "beam": ["apache-beam==2.77.0"],
-    "dev": ["pytest", "hypothesis"],
+    "dev": ["pytest", "hypothesis", "wheel"],  # wheel: tests/test_packaging.py builds one
 }
 
 setuptools.setup(
@@ -32,17 +32,21 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
-    packages=setuptools.find_packages(include=["dasl_tf*", "pipelines*", "serving*"]),
-    package_data={"serving": ["*.config", "*.txt", "*.yml"]},
+    # One installed package: the repository's pipelines/ and serving/ folders
+    # are its subpackages dasl_tf.pipelines and dasl_tf.serving.
+    packages=setuptools.find_packages(include=["dasl_tf", "dasl_tf.*"]) + [
+        "dasl_tf.pipelines", "dasl_tf.serving"],
+    package_dir={"dasl_tf.pipelines": "pipelines", "dasl_tf.serving": "serving"},
+    package_data={"dasl_tf.serving": ["*.config", "*.txt", "*.yml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
         "console_scripts": [
-            "dasl-prepare=pipelines.prepare:main",
-            "dasl-train=pipelines.train:main",
-            "dasl-export=serving.export:main",
-            "dasl-experiment=pipelines.experiment:main",
-            "dasl-demo=pipelines.demo:main",
+            "dasl-prepare=dasl_tf.pipelines.prepare:main",
+            "dasl-train=dasl_tf.pipelines.train:main",
+            "dasl-export=dasl_tf.serving.export:main",
+            "dasl-experiment=dasl_tf.pipelines.experiment:main",
+            "dasl-demo=dasl_tf.pipelines.demo:main",
         ]
     },
     classifiers=[

@@ -35,6 +35,7 @@ from dasl_tf import data as data_lib  # noqa: E402
 from dasl_tf import features as F  # noqa: E402
 from dasl_tf import metrics  # noqa: E402
 from dasl_tf import prepare  # noqa: E402
+from dasl_tf import publish  # noqa: E402
 from dasl_tf import synthetic  # noqa: E402
 from dasl_tf.models import build_model  # noqa: E402
 
@@ -69,7 +70,7 @@ def _run(data_dir: str, schema: F.DatasetSchema, variant: str, seed: int) -> dic
   spec = schema.feature_spec
   train = data_lib.make_dataset(data_lib.split_files(data_dir, "train"), spec,
                                 _BATCH_SIZE.value, training=True, seed=seed)
-  evaluation = data_lib.make_dataset(data_lib.split_files(data_dir, "eval"), spec, 1024,
+  evaluation = data_lib.make_dataset(data_lib.split_files(data_dir, "test"), spec, 1024,
                                      with_negatives=True)
   model = build_model(schema.model_config(variant=variant).replace(
       **json.loads(_MODEL_OVERRIDES.value)))
@@ -99,8 +100,7 @@ def main(argv):
       print(json.dumps(result), flush=True)
       runs.append(result)
   if _RESULTS.value:
-    with open(_RESULTS.value, "w", encoding="utf-8") as f:
-      json.dump(runs, f, indent=2)
+    publish.write_json(_RESULTS.value, runs)
   print(f"\ndata: {data_dir}; epochs={_EPOCHS.value} batch_size={_BATCH_SIZE.value} "
         f"learning_rate={_LEARNING_RATE.value} model_overrides={_MODEL_OVERRIDES.value} "
         f"seeds={_SEEDS.value} (mean ± std over seeds)")

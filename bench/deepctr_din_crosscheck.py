@@ -2,7 +2,7 @@
 
 Both models are trained per domain on the train split of a ``dasl-prepare``
 output directory, with the same embedding size, MLP, attention size, batch
-size, epochs and Adam learning rate, and evaluated by AUC on the eval split.
+size, epochs and Adam learning rate, and evaluated by AUC on the test split.
 DeepCTR's DIN is configured like ours: sigmoid activation unit with
 ``attention_dim`` hidden units, weights not normalised, ReLU MLP, the user
 embedding and the candidate in the MLP input, no L2.
@@ -25,12 +25,12 @@ from absl import flags
 
 import dasl_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import numpy as np
-import scipy.stats
 import tensorflow as tf
 import tf_keras
 
 from dasl_tf import data as data_lib
 from dasl_tf import features as F
+from dasl_tf import metrics
 from dasl_tf import models
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Output directory of dasl-prepare.",
@@ -54,14 +54,6 @@ def _read_split(split: str, spec: F.FeatureSpec) -> Arrays:
   return {k: v.numpy() for k, v in features.items()}, labels.numpy()
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-  """Exact ROC AUC (Mann-Whitney, ties count half); any monotone score (logit or probability)."""
-  ranks = scipy.stats.rankdata(scores)
-  positives = labels == 1
-  num_pos, num_neg = int(positives.sum()), int((~positives).sum())
-  return float((ranks[positives].sum() - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg))
-
-
 def _train_ours(config, train: Arrays, evaluation: Arrays) -> Tuple[Dict[int, float], float]:
   """dasl_tf's DIN (both towers in one model); AUC per domain and training seconds."""
   tf_keras.utils.set_random_seed(_SEED.value)
@@ -73,7 +65,7 @@ def _train_ours(config, train: Arrays, evaluation: Arrays) -> Tuple[Dict[int, fl
   seconds = time.perf_counter() - start
   logits = model.predict(evaluation[0], batch_size=4096, verbose=0)
   domain = evaluation[0][F.DOMAIN]
-  aucs = {d: _auc(evaluation[1][domain == d], logits[key][domain == d])
+  aucs = {d: metrics.roc_auc(evaluation[1][domain == d], logits[key][domain == d])
           for d, key in ((F.DOMAIN_A, "logit_a"), (F.DOMAIN_B, "logit_b"))}
   return aucs, seconds
 
@@ -118,7 +110,7 @@ def _train_deepctr(config, domain: int, train: Arrays, evaluation: Arrays
   model.fit(train_x, train_y, batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, verbose=0,
             shuffle=True)
   seconds = time.perf_counter() - start
-  return _auc(eval_y, model.predict(eval_x, batch_size=4096, verbose=0)[:, 0]), seconds
+  return metrics.roc_auc(eval_y, model.predict(eval_x, batch_size=4096, verbose=0)[:, 0]), seconds
 
 
 def main(argv):
@@ -133,9 +125,9 @@ def main(argv):
       variant="din", embedding_dim=_EMBEDDING_DIM.value, attention_dim=_ATTENTION_DIM.value,
       hidden_units=tuple(int(u) for u in _HIDDEN_UNITS.value), dropout=0.0, l2=0.0)
   spec = schema.feature_spec
-  train, evaluation = _read_split("train", spec), _read_split("eval", spec)
+  train, evaluation = _read_split("train", spec), _read_split("test", spec)
   ours, ours_seconds = _train_ours(config, train, evaluation)
-  print(f"data: {_DATA_DIR.value}  train={len(train[1])} eval={len(evaluation[1])} examples, "
+  print(f"data: {_DATA_DIR.value}  train={len(train[1])} test={len(evaluation[1])} examples, "
         f"epochs={_EPOCHS.value}, batch={_BATCH_SIZE.value}, lr={_LEARNING_RATE.value}")
   print(f"dasl_tf din (both towers): {ours_seconds:.1f} s training")
   for domain, name in zip((F.DOMAIN_A, F.DOMAIN_B), schema.domain_names):

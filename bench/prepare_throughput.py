@@ -1,6 +1,6 @@
 """Records per second of ``dasl-prepare`` end to end, and its peak memory.
 
-Each run is a fresh ``python -m pipelines.prepare`` process, timed from start
+Each run is a fresh ``python -m dasl_tf.pipelines.prepare`` process, timed from start
 to exit (interpreter start-up and imports included; the local runner imports no
 TensorFlow); the time the library itself reports (``stats.json`` "seconds":
 reading to the renamed output directory) is printed beside it.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 # last line. (getrusage's ru_maxrss would carry over the parent's peak across exec.)
 _CHILD = ("import runpy\n"
           "try:\n"
-          "  runpy.run_module('pipelines.prepare', run_name='__main__')\n"
+          "  runpy.run_module('dasl_tf.pipelines.prepare', run_name='__main__')\n"
           "finally:\n"
           "  status = open('/proc/self/status').read().splitlines()\n"
           "  print([l.split()[1] for l in status if l.startswith('VmHWM')][0])\n")

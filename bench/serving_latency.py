@@ -39,9 +39,9 @@ from absl import flags  # noqa: E402
 from dasl_tf import config as config_lib  # noqa: E402
 from dasl_tf import features as F  # noqa: E402
 from dasl_tf import model_io  # noqa: E402
-from serving import export  # noqa: E402
-from serving import spec as spec_lib  # noqa: E402
-from serving.client import DaslClient  # noqa: E402
+from dasl_tf.serving import export  # noqa: E402
+from dasl_tf.serving import spec as spec_lib  # noqa: E402
+from dasl_tf.serving.client import DaslClient  # noqa: E402
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "an export version directory to time")
 _REQUESTS = flags.DEFINE_integer("requests", 500, "timed calls per case")

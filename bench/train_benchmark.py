@@ -27,6 +27,8 @@ from absl import app
 from absl import flags
 
 import dasl_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from dasl_tf import config_resolution
+from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import training
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Output directory of dasl-prepare.",
@@ -43,14 +45,14 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (default: a t
 def _run(argv) -> None:
   del argv
   data = training.TrainingData.from_data_dir(_DATA_DIR.value)
-  experiment = training.resolve_config(
+  experiment = config_resolution.resolve_config(
       data.schema, None, {"variant": _VARIANT.value},
       {"epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
        "learning_rate": _LEARNING_RATE.value, "early_stopping_patience": _EPOCHS.value})
   model_dir = _MODEL_DIR.value or tempfile.mkdtemp(prefix="dasl-bench-")
   metrics = training.train_and_evaluate(experiment, data, model_dir, overwrite=True,
                                         write_report=False, verbose=0)
-  with open(os.path.join(model_dir, training.HISTORY_FILE), encoding="utf-8") as f:
+  with open(os.path.join(model_dir, model_dir_lib.HISTORY_FILE), encoding="utf-8") as f:
     history = json.load(f)
 
   per_epoch = metrics["train_examples"] / len(history)

@@ -19,11 +19,13 @@ import tensorflow as tf
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import models
+from dasl_tf import publish
 
 CONFIG_FILE = "config.json"
 VOCAB_DIR = "vocab"
 FINAL_DIR = "final"
-WEIGHTS_PREFIX = os.path.join(FINAL_DIR, "weights")
+WEIGHTS_NAME = "weights"
+WEIGHTS_PREFIX = os.path.join(FINAL_DIR, WEIGHTS_NAME)
 
 
 def dummy_batch(feature_spec: F.FeatureSpec, batch_size: int = 1):
@@ -73,13 +75,13 @@ def load_model(model_dir: str) -> Tuple[object, config_lib.ExperimentConfig, F.D
 
 
 def save_final_weights(model, model_dir: str) -> None:
-  """Writes the finished model's weights so that a reader never sees half of them."""
-  tmp = os.path.join(model_dir, FINAL_DIR + ".tmp")
-  if tf.io.gfile.exists(tmp):
-    tf.io.gfile.rmtree(tmp)
-  tf.io.gfile.makedirs(tmp)
-  model.save_weights(os.path.join(tmp, "weights"))
-  final = os.path.join(model_dir, FINAL_DIR)
-  if tf.io.gfile.exists(final):
-    tf.io.gfile.rmtree(final)
-  tf.io.gfile.rename(tmp, final)
+  """Writes the finished model's weights to ``<model_dir>/final``, published whole.
+
+  A previous ``final/`` is replaced only if it holds ``weights.index``, the
+  file :func:`load_model` reads: every ``final/`` this package writes has it,
+  so a directory of that name that the package did not write is never deleted.
+  """
+  with publish.staged_directory(os.path.join(model_dir, FINAL_DIR), overwrite=True,
+                                marker=WEIGHTS_NAME + ".index",
+                                what="final-weights directory") as staging:
+    model.save_weights(os.path.join(staging, WEIGHTS_NAME))

@@ -22,45 +22,75 @@ from absl import flags
 from absl import logging
 
 from dasl_tf import prepare as prepare_lib
-
-flags.DEFINE_enum("format", "csv", list(prepare_lib.FORMATS), "Input format.")
-flags.DEFINE_string("input_a", "", "File or glob of domain A's log.")
-flags.DEFINE_string("input_b", "", "File or glob of domain B's log.")
-flags.DEFINE_string("input", "", "One file holding both domains (with --category_a/_b).")
-flags.DEFINE_string("category_a", "", "Category id of domain A in --input.")
-flags.DEFINE_string("category_b", "", "Category id of domain B in --input.")
-flags.DEFINE_string("output_dir", None, "Output directory (must not exist without --overwrite).")
-flags.DEFINE_string("user_column", "user_id", "User id column (csv, tsv, parquet).")
-flags.DEFINE_string("item_column", "item_id", "Item id column.")
-flags.DEFINE_string("rating_column", "rating", "Rating column (click = rating >= threshold).")
-flags.DEFINE_string("label_column", "label", "0/1 click column, used if the rating column "
-                    "is absent.")
-flags.DEFINE_string("timestamp_column", "timestamp", "Time column; if absent, file order.")
-flags.DEFINE_string("category_column", "category", "Category column of a single --input.")
-flags.DEFINE_float("label_threshold", 4.0, "Click = rating >= this.")
-flags.DEFINE_integer("history_length", 10, "T: past items per domain in each example.")
-flags.DEFINE_integer("min_item_count", 1, "Items with fewer records map to OOV (id 1).")
-flags.DEFINE_enum("split", "temporal", ["temporal", "kfold"], "Split rule.")
-flags.DEFINE_float("eval_fraction", 0.2, "Temporal split: share of each user's timeline "
-                   "in eval.")
-flags.DEFINE_integer("folds", 5, "k-fold split: number of folds.")
-flags.DEFINE_integer("num_negatives", 99, "Sampled negatives per eval example (HR@10).")
-flags.DEFINE_integer("seed", 42, "Seed of negatives, folds and sharding.")
-flags.DEFINE_string("user_features", "", "User side-feature table (CSV or Parquet, id first).")
-flags.DEFINE_string("item_features_a", "", "Side-feature table of domain A's items.")
-flags.DEFINE_string("item_features_b", "", "Side-feature table of domain B's items.")
-flags.DEFINE_list("numeric_features", [], "Side-feature columns to treat as numeric.")
-flags.DEFINE_list("categorical_features", [], "Side-feature columns to treat as categorical.")
-flags.DEFINE_integer("num_shards", 4, "TFRecord shards per split.")
-flags.DEFINE_bool("compress", False, "Write GZIP shards (.tfrecord.gz).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
-flags.DEFINE_list("domain_names", ["A", "B"], "Display names of domains A and B.")
-flags.DEFINE_enum("runner", "local", ["local", "beam"], "local (fast, in-process) or beam.")
-flags.DEFINE_string("beam_runner", "DirectRunner", "With --runner beam: the Beam runner "
-                    "(Beam's --runner option). Other Beam options pass through as they are.")
-flags.mark_flag_as_required("output_dir")
+from dasl_tf.prepare import config as config_lib
+from dasl_tf.pipelines import cli
 
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the flags of ``dasl-prepare``; a second call (a second :func:`main`) keeps them."""
+  if "input_a" in FLAGS:
+    return
+  with cli.key_flags():
+    flags.DEFINE_enum("format", "csv", list(prepare_lib.FORMATS), "Input format.")
+    flags.DEFINE_string("input_a", "", "File or glob of domain A's log.")
+    flags.DEFINE_string("input_b", "", "File or glob of domain B's log.")
+    flags.DEFINE_string("input", "", "One file holding both domains (with --category_a/_b).")
+    flags.DEFINE_string("category_a", "", "Category id of domain A in --input.")
+    flags.DEFINE_string("category_b", "", "Category id of domain B in --input.")
+    flags.DEFINE_string("output_dir", None,
+                        "Output directory (must not exist without --overwrite).")
+    flags.DEFINE_string("user_column", "user_id", "User id column (csv, tsv, parquet).")
+    flags.DEFINE_string("item_column", "item_id", "Item id column.")
+    flags.DEFINE_string("rating_column", "rating",
+                        "Rating column (click = rating >= threshold).")
+    flags.DEFINE_string("label_column", "label", "0/1 click column, used if the rating "
+                        "column is absent.")
+    flags.DEFINE_string("timestamp_column", "timestamp", "Time column; if absent, file order.")
+    flags.DEFINE_string("category_column", "category", "Category column of a single --input.")
+    flags.DEFINE_float("label_threshold", 4.0, "Click = rating >= this.")
+    flags.DEFINE_integer("history_length", 10, "T: past items per domain in each example.")
+    flags.DEFINE_integer("min_item_count", 1, "Items with fewer records map to OOV (id 1).")
+    flags.DEFINE_enum("split", "temporal", list(config_lib.SPLITS), "Split rule: temporal "
+                      "(per user: train, then validation, then test in time order) or kfold "
+                      "(users in --folds folds).")
+    flags.DEFINE_float("validation_fraction", 0.1, "Temporal split: share of each user's "
+                       "examples in the validation split (early stopping and best-epoch "
+                       "selection read it).")
+    flags.DEFINE_float("test_fraction", 0.1, "Temporal split: share of each user's examples "
+                       "in the test split, the end of the timeline (scored once, at the end "
+                       "of training).")
+    flags.DEFINE_integer("folds", 5, "k-fold split: number of folds (at least 3).")
+    flags.DEFINE_integer("num_negatives", 99, "Sampled negatives per evaluation example "
+                         "(HR@10; 0 = none).")
+    flags.DEFINE_integer("train_negatives", 4, "Sampled negatives stored per training example "
+                         "(0 = none): items of the target's domain the user has not touched "
+                         "up to the target's time, for the top-n training objective.")
+    flags.DEFINE_enum("negative_sampling", config_lib.PrepareConfig.negative_sampling,
+                      list(config_lib.NEGATIVE_SAMPLERS), "Distribution of the training "
+                      "negatives: uniform, or popularity (count ** --negative_alpha over "
+                      "train records).")
+    flags.DEFINE_float("negative_alpha", 0.75, "The exponent of popularity sampling "
+                       "(--negative_sampling=popularity).")
+    flags.DEFINE_integer("seed", 42, "Seed of negatives, folds and sharding.")
+    flags.DEFINE_string("user_features", "",
+                        "User side-feature table (CSV or Parquet, id first).")
+    flags.DEFINE_string("item_features_a", "", "Side-feature table of domain A's items.")
+    flags.DEFINE_string("item_features_b", "", "Side-feature table of domain B's items.")
+    flags.DEFINE_list("numeric_features", [], "Side-feature columns to treat as numeric.")
+    flags.DEFINE_list("categorical_features", [],
+                      "Side-feature columns to treat as categorical.")
+    flags.DEFINE_integer("num_shards", 4, "TFRecord shards per split.")
+    flags.DEFINE_bool("compress", False, "Write GZIP shards (.tfrecord.gz).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
+    flags.DEFINE_list("domain_names", ["A", "B"], "Display names of domains A and B.")
+    flags.DEFINE_enum("runner", "local", list(config_lib.RUNNERS),
+                      "local (fast, in-process) or beam.")
+    flags.DEFINE_string("beam_runner", "DirectRunner", "With --runner beam: the Beam runner "
+                        "(Beam's --runner option). Other Beam options pass through as they "
+                        "are.")
+  flags.mark_flag_as_required("output_dir")
 
 
 def config_from_flags(beam_options: List[str]) -> prepare_lib.PrepareConfig:
@@ -77,7 +107,7 @@ def _parse(argv: List[str]) -> List[str]:
   try:
     rest = FLAGS(argv, known_only=True)
   except flags.Error as e:
-    sys.exit(f"dasl-prepare: error: {e}\nPass --helpfull to see the flags.")
+    sys.exit(f"dasl-prepare: error: {e}\nPass --help to see the flags.")
   return rest
 
 
@@ -98,6 +128,7 @@ def _main(argv: List[str]) -> None:
 
 def main() -> None:
   """Console entry point ``dasl-prepare``."""
+  define_flags()
   app.run(_main, flags_parser=_parse)
 
 

@@ -1,8 +1,9 @@
-"""``dasl-train``: train, evaluate and (optionally) export one model.
+"""``dasl-train``: train, select on validation, test once and (optionally) export one model.
 
-Reads the TFRecords of ``dasl-prepare``, trains until early stopping (or for the
-given epochs/steps), evaluates AUC and HR@10 per domain, and writes the model
-directory (``config.json``, checkpoints, ``final/weights``, ``report/``,
+Reads the TFRecords of ``dasl-prepare``, trains until early stopping on the
+validation split (or for the given epochs/steps), evaluates AUC and HR@10 per
+domain and per slice on the test split, and writes the model directory
+(``config.json``, checkpoints, ``final/weights``, ``report/``,
 ``metrics.json``). Run the same command again after a crash to resume it.
 
 Configuration precedence: built-in defaults < ``--config`` JSON < flags given on
@@ -12,68 +13,83 @@ Examples::
 
   dasl-train --data_dir=/tmp/douban --model_dir=/tmp/runs/dasl
   dasl-train --data_dir=/tmp/douban --model_dir=/tmp/runs/de --variant=dasl_de --epochs=5
-  dasl-train --train_files='/d/train/*' --eval_files='/d/eval/*' --schema_dir=/d \\
-      --model_dir=/tmp/run --config=run.json --learning_rate=1e-3
+  dasl-train --train_files='/d/train/*' --validation_files='/d/validation/*' \\
+      --test_files='/d/test/*' --schema_dir=/d --model_dir=/tmp/run --config=run.json
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 from typing import Dict, List, Optional
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from dasl_tf import config as config_lib
+from dasl_tf import config_resolution
+from dasl_tf import distribute
+from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import training
+from dasl_tf.pipelines import cli
+from dasl_tf.serving import export as export_lib
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Output directory of dasl-prepare.")
-_TRAIN_FILES = flags.DEFINE_list("train_files", None,
-                                 "Training shards or glob patterns (instead of --data_dir).")
-_EVAL_FILES = flags.DEFINE_list("eval_files", None,
-                                "Evaluation shards or glob patterns (instead of --data_dir).")
-_SCHEMA_DIR = flags.DEFINE_string("schema_dir", None,
-                                  "Directory of schema.json (and vocab/) for --train_files.")
-_FOLD = flags.DEFINE_integer("fold", None,
-                             "With a k-fold dataset: evaluate on fold-<fold>, train on the rest.")
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "The run's directory.", required=True)
-_SERVING_MODEL_DIR = flags.DEFINE_string(
-    "serving_model_dir", None, "Export base of a versioned SavedModel, written at the end.")
-_CONFIG = flags.DEFINE_string("config", None, "ExperimentConfig JSON file.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False,
-                               "Discard a previous run in --model_dir instead of resuming it.")
-_VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
-
+FLAGS = flags.FLAGS
 # Flags that override fields of the config (only when given on the command line).
-_MODEL_FLAGS = {
-    "variant": flags.DEFINE_string("variant", "dasl", "Model: dasl, dasl_de, dasl_da, "
-                                   "single_domain or a registered baseline."),
-    "embedding_dim": flags.DEFINE_integer("embedding_dim", None, "Embedding size d."),
-    "dropout": flags.DEFINE_float("dropout", None, "Dropout rate of the heads."),
-}
-_TRAIN_FLAGS = {
-    "epochs": flags.DEFINE_integer("epochs", None, "Maximum epochs (early stopping may end "
-                                   "training sooner)."),
-    "steps_per_epoch": flags.DEFINE_integer("steps_per_epoch", None,
-                                            "Steps per epoch (default: one pass)."),
-    "train_steps": flags.DEFINE_integer("train_steps", None, "Total training steps."),
-    "eval_steps": flags.DEFINE_integer("eval_steps", None,
-                                       "Evaluation steps (default: the whole split)."),
-    "batch_size": flags.DEFINE_integer("batch_size", None, "Global batch size."),
-    "learning_rate": flags.DEFINE_float("learning_rate", None, "Adam learning rate."),
-    "early_stopping_patience": flags.DEFINE_integer(
-        "early_stopping_patience", None, "Epochs without improvement before stopping."),
-    "monitor": flags.DEFINE_string("monitor", None, "Early-stopping metric (val_auc, ...)."),
-    "seed": flags.DEFINE_integer("seed", None, "Seed of initialisation and shuffling."),
-    "strategy": flags.DEFINE_enum("strategy", None, list(training.STRATEGIES),
-                                  "tf.distribute strategy."),
-}
+_MODEL_FIELDS = ("variant", "embedding_dim", "dropout", "ranking_loss", "ranking_weight")
+_TRAIN_FIELDS = ("epochs", "steps_per_epoch", "train_steps", "eval_steps", "batch_size",
+                 "learning_rate", "early_stopping_patience", "monitor", "train_negatives",
+                 "seed", "strategy")
 
 
-def _explicit(defined: Dict[str, flags.FlagHolder]) -> Dict[str, object]:
-  """The flags of ``defined`` given on the command line, by config field name."""
-  return {field: holder.value for field, holder in defined.items() if holder.present}
+def define_flags() -> None:
+  """Defines the flags of ``dasl-train`` (called once, by :func:`main`)."""
+  with cli.key_flags():
+    flags.DEFINE_string("data_dir", None, "Output directory of dasl-prepare.")
+    flags.DEFINE_list("train_files", None,
+                      "Training shards or glob patterns (instead of --data_dir).")
+    flags.DEFINE_list("validation_files", None, "Validation shards or glob patterns "
+                      "(early stopping and best-epoch selection watch them).")
+    flags.DEFINE_list("test_files", None, "Test shards or glob patterns (scored once, after "
+                      "training, for metrics.json).")
+    flags.DEFINE_string("schema_dir", None,
+                        "Directory of schema.json (and vocab/) for --train_files.")
+    flags.DEFINE_integer("fold", None, "With a k-fold dataset: test on fold-<fold>, validate "
+                         "on the next fold, train on the rest.")
+    flags.DEFINE_string("model_dir", None, "The run's directory.")
+    flags.DEFINE_string("serving_model_dir", None,
+                        "Export base of a versioned SavedModel, written at the end.")
+    flags.DEFINE_string("config", None, "ExperimentConfig JSON file.")
+    flags.DEFINE_bool("overwrite", False,
+                      "Discard a previous run in --model_dir instead of resuming it.")
+    flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
+    flags.DEFINE_string("variant", "dasl", "Model: dasl, dasl_de, dasl_da, single_domain or a "
+                        "registered baseline (popularity, gru, din, ...).")
+    flags.DEFINE_integer("embedding_dim", None, "Embedding size d.")
+    flags.DEFINE_float("dropout", None, "Dropout rate of the heads.")
+    flags.DEFINE_enum("ranking_loss", None, list(config_lib.RANKING_LOSSES),
+                      "Top-n loss over the sampled training negatives.")
+    flags.DEFINE_float("ranking_weight", None, "Weight of the ranking loss next to the CTR loss.")
+    flags.DEFINE_integer("epochs", None,
+                         "Maximum epochs (early stopping may end training sooner).")
+    flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
+    flags.DEFINE_integer("train_steps", None, "Total training steps.")
+    flags.DEFINE_integer("eval_steps", None, "Validation and test steps (default: the whole "
+                         "split).")
+    flags.DEFINE_integer("batch_size", None, "Global batch size.")
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
+    flags.DEFINE_integer("early_stopping_patience", None,
+                         "Epochs without improvement before stopping.")
+    flags.DEFINE_string("monitor", None, "Early-stopping metric on the validation split "
+                        "(val_auc, val_auc_a, val_loss, ...).")
+    flags.DEFINE_integer("train_negatives", None, "Sampled negatives per training example for "
+                         "the ranking loss: -1 all the data carries (default), 0 CTR loss only.")
+    flags.DEFINE_integer("seed", None, "Seed of initialisation and shuffling.")
+    flags.DEFINE_enum("strategy", None, list(distribute.STRATEGIES), "tf.distribute strategy.")
+  flags.mark_flag_as_required("model_dir")
+
+
+def _explicit(fields) -> Dict[str, object]:
+  """The flags named ``fields`` that were given on the command line, by config field name."""
+  return {field: FLAGS[field].value for field in fields if FLAGS[field].present}
 
 
 def training_data() -> training.TrainingData:
@@ -82,38 +98,28 @@ def training_data() -> training.TrainingData:
   Raises:
     app.UsageError: the data flags are missing or contradictory.
   """
-  explicit_files = _TRAIN_FILES.value or _EVAL_FILES.value
-  if _DATA_DIR.value and explicit_files:
-    raise app.UsageError("give either --data_dir or --train_files/--eval_files, not both")
-  if explicit_files:
-    if not (_TRAIN_FILES.value and _EVAL_FILES.value and _SCHEMA_DIR.value):
-      raise app.UsageError("--train_files needs --eval_files and --schema_dir (the directory "
-                           "of the dataset's schema.json)")
-    return training.TrainingData.from_patterns(_TRAIN_FILES.value, _EVAL_FILES.value,
-                                               _SCHEMA_DIR.value)
-  if not _DATA_DIR.value:
-    raise app.UsageError("--data_dir (or --train_files/--eval_files/--schema_dir) is required")
-  if _FOLD.value is not None:
-    return training.TrainingData.for_fold(_DATA_DIR.value, _FOLD.value)
-  return training.TrainingData.from_data_dir(_DATA_DIR.value)
+  file_flags = (FLAGS.train_files, FLAGS.validation_files, FLAGS.test_files)
+  if FLAGS.data_dir and any(file_flags):
+    raise app.UsageError("give either --data_dir or --train_files/--validation_files/"
+                         "--test_files, not both")
+  if any(file_flags):
+    if not (all(file_flags) and FLAGS.schema_dir):
+      raise app.UsageError("--train_files needs --validation_files, --test_files and "
+                           "--schema_dir (the directory of the dataset's schema.json)")
+    return training.TrainingData.from_patterns(*file_flags, FLAGS.schema_dir)
+  if not FLAGS.data_dir:
+    raise app.UsageError("--data_dir (or --train_files/--validation_files/--test_files/"
+                         "--schema_dir) is required")
+  if FLAGS.fold is not None:
+    return training.TrainingData.for_fold(FLAGS.data_dir, FLAGS.fold)
+  return training.TrainingData.from_data_dir(FLAGS.data_dir)
 
 
 def exporter(serving_model_dir: Optional[str]):
-  """The export step for ``train_and_evaluate``: the next version under ``serving_model_dir``.
-
-  ``dasl-export`` runs in its own process: it defines flags of the same names
-  as this command (``--model_dir``), which one absl process cannot hold twice.
-  """
+  """The export step for ``train_and_evaluate``: the next version under ``serving_model_dir``."""
   if not serving_model_dir:
     return None
-
-  def export_fn(model_dir: str) -> None:
-    command = [sys.executable, "-m", "serving.export", f"--model_dir={model_dir}",
-               f"--export_base={serving_model_dir}"]
-    logging.info("exporting: %s", " ".join(command))
-    subprocess.run(command, check=True)
-
-  return export_fn
+  return lambda model_dir: export_lib.export_model(model_dir, serving_model_dir)
 
 
 def run(argv: List[str]) -> None:
@@ -122,24 +128,25 @@ def run(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     _train()
-  except (config_lib.ConfigError, training.ModelDirError, training.TrainingDivergedError,
-          FileNotFoundError, subprocess.CalledProcessError) as e:
+  except (config_lib.ConfigError, model_dir_lib.ModelDirError,
+          training.TrainingDivergedError, FileNotFoundError, FileExistsError) as e:
     sys.exit(f"dasl-train: error: {e}")
 
 
 def _train() -> None:
   """Resolves the data and the config, then trains (and exports)."""
   data = training_data()
-  base = config_lib.ExperimentConfig.load(_CONFIG.value) if _CONFIG.value else None
-  experiment = training.resolve_config(data.schema, base, _explicit(_MODEL_FLAGS),
-                                       _explicit(_TRAIN_FLAGS))
-  training.train_and_evaluate(experiment, data, _MODEL_DIR.value, overwrite=_OVERWRITE.value,
-                              export_fn=exporter(_SERVING_MODEL_DIR.value),
-                              verbose=_VERBOSE.value)
+  base = config_lib.ExperimentConfig.load(FLAGS.config) if FLAGS.config else None
+  experiment = config_resolution.resolve_config(data.schema, base, _explicit(_MODEL_FIELDS),
+                                                _explicit(_TRAIN_FIELDS))
+  training.train_and_evaluate(experiment, data, FLAGS.model_dir, overwrite=FLAGS.overwrite,
+                              export_fn=exporter(FLAGS.serving_model_dir),
+                              verbose=FLAGS.verbose)
 
 
 def main() -> None:
   """Console entry point (``dasl-train``)."""
+  define_flags()
   app.run(run)
 
 

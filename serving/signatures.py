@@ -27,14 +27,11 @@ import tensorflow as tf
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
-from serving import spec as spec_lib
+from dasl_tf.serving import spec as spec_lib
 
 USERS_VOCAB = "users.txt"
 ITEMS_A_VOCAB = "items_a.txt"
 ITEMS_B_VOCAB = "items_b.txt"
-
-_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)
-_USER_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT)
 
 
 def _is_integer_id(raw_id: str) -> bool:
@@ -177,30 +174,15 @@ class ServingModule:
         model.score_candidates,
         input_signature=[model_inputs, tf.TensorSpec([None, None], tf.int64)], autograph=False)
 
-    raw = tf.as_dtype(id_dtype)
-    side = {name: tf.TensorSpec([None, None], dtype, name=name)
-            for name, (dtype, _) in self._spec.shapes(with_label=False).items()
-            if name in _SIDE_FEATURES}
-    self.serving_default = tf.function(
-        self._serve_examples,
-        input_signature=[tf.TensorSpec([None], tf.string, name=spec_lib.EXAMPLES)],
-        autograph=False)
-    predict_inputs = {
-        F.USER_ID: tf.TensorSpec([None], raw, name=F.USER_ID),
-        F.ITEM_ID: tf.TensorSpec([None], raw, name=F.ITEM_ID),
-        F.DOMAIN: tf.TensorSpec([None], tf.int64, name=F.DOMAIN),
-        F.HIST_A: tf.TensorSpec([None, None], raw, name=F.HIST_A),
-        F.HIST_B: tf.TensorSpec([None, None], raw, name=F.HIST_B),
-        **side,
-    }
-    self.predict = tf.function(self._predict, input_signature=[predict_inputs], autograph=False)
-    recommend_inputs = {
-        name: spec for name, spec in predict_inputs.items()
-        if name in (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + _USER_SIDE_FEATURES}
-    recommend_inputs[spec_lib.CANDIDATES] = tf.TensorSpec(
-        [None, None], raw, name=spec_lib.CANDIDATES)
-    self.recommend = tf.function(
-        self._recommend, input_signature=[recommend_inputs], autograph=False)
+    self.serving_default = self._signature_function(self._serve_examples, spec_lib.SERVING_DEFAULT)
+    self.predict = self._signature_function(self._predict, spec_lib.PREDICT)
+    self.recommend = self._signature_function(self._recommend, spec_lib.RECOMMEND)
+
+  def _signature_function(self, body, signature: str):
+    """``body`` as a ``tf.function`` of the inputs :mod:`dasl_tf.serving.spec` defines for ``signature``."""
+    inputs = {name: tf.TensorSpec(shape, tf.as_dtype(dtype), name=name)
+              for name, (dtype, shape) in self.serving_spec.signature_inputs(signature).items()}
+    return tf.function(body, input_signature=[inputs], autograph=False)
 
   def save(self, export_dir: str) -> None:
     """Writes the SavedModel (graph, variables, vocabulary assets) to ``export_dir``."""
@@ -216,22 +198,22 @@ class ServingModule:
 
   # --- the signature bodies -------------------------------------------------
 
-  def _serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    features = self._spec.parse(examples, with_label=False)
+  def _serve_examples(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    features = self._spec.parse(inputs[spec_lib.EXAMPLES], with_label=False)
     checks = [self._domain_check(features[F.DOMAIN])]
     checks += self._index_checks(features)
     features = {name: _checked(value, checks) for name, value in features.items()}
     return self._predict_ctr(features)
 
   def _predict(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    inputs = self._validated(inputs)
+    inputs = self._validated(inputs, spec_lib.PREDICT)
     features = self._raw_features(inputs)
     features[F.ITEM_ID] = self._items_of_domain(
         inputs[F.ITEM_ID], features[F.DOMAIN], sequence=False)
     return self._predict_ctr(features)
 
   def _recommend(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    inputs = self._validated(inputs)
+    inputs = self._validated(inputs, spec_lib.RECOMMEND)
     features = self._raw_features(inputs)
     raw_candidates = inputs[spec_lib.CANDIDATES]
     batch = tf.shape(features[F.DOMAIN])[0]
@@ -254,16 +236,15 @@ class ServingModule:
 
   # --- input validation and id mapping --------------------------------------
 
-  def _validated(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def _validated(self, inputs: Dict[str, tf.Tensor], signature: str) -> Dict[str, tf.Tensor]:
     """Raw inputs, released only once ranks, batch sizes, domains and lengths are valid.
 
     TensorFlow Serving feeds tensors without checking them against the
     signature's shapes, so ranks are checked first (``EnsureShape`` names the
     input and its shape) before any op reads a dimension.
     """
-    inputs = {name: tf.ensure_shape(value, [None] if name in (F.USER_ID, F.ITEM_ID, F.DOMAIN)
-                                    else [None, None])
-              for name, value in inputs.items()}
+    shapes = self.serving_spec.signature_inputs(signature)
+    inputs = {name: tf.ensure_shape(value, shapes[name].shape) for name, value in inputs.items()}
     batch = tf.shape(inputs[F.USER_ID])[0]
     checks = [self._domain_check(inputs[F.DOMAIN])]
     for name, value in inputs.items():
@@ -277,12 +258,12 @@ class ServingModule:
           tf.less_equal(length, t),
           f"{name} holds more than history_length={t} ids per row (send the most recent "
           f"{t}, most recent last); ids per row:", [length]))
-    shapes = self._spec.shapes(with_label=False)
-    for name in _SIDE_FEATURES:
+    widths = self._spec.shapes(with_label=False)
+    for name in spec_lib.SIDE_FEATURES:
       if name in inputs:
         width = tf.shape(inputs[name])[1]
-        checks.append(_assert(tf.equal(width, shapes[name][1][0]),
-                              f"{name} must have {shapes[name][1][0]} values per row; got:",
+        checks.append(_assert(tf.equal(width, widths[name][1][0]),
+                              f"{name} must have {widths[name][1][0]} values per row; got:",
                               [width]))
     return {name: _checked(value, checks) for name, value in inputs.items()}
 
@@ -295,7 +276,7 @@ class ServingModule:
         F.HIST_B: self._history(self.root.items_b.sequence_indices(inputs[F.HIST_B])),
     }
     shapes = self._spec.shapes(with_label=False)
-    for name in _SIDE_FEATURES:
+    for name in spec_lib.SIDE_FEATURES:
       if name in inputs:
         features[name] = tf.ensure_shape(inputs[name], (None,) + shapes[name][1])
     index_checks = self._index_checks(

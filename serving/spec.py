@@ -1,15 +1,22 @@
-"""What a client must know about an export: signature names, raw-id dtype, padding, T.
+"""What a client must know about an export: signatures and their inputs, raw-id dtype, padding, T.
 
 Each export writes its :class:`ServingSpec` to
-``<version>/assets.extra/serving_spec.json``; :mod:`serving.client` reads it to
+``<version>/assets.extra/serving_spec.json``; :mod:`dasl_tf.serving.requests` reads it to
 build requests that the export's signatures accept. TensorFlow Serving ignores
 the file.
+
+The inputs of each signature (names, dtypes, shapes) are defined here once, by
+:meth:`ServingSpec.signature_inputs`: :mod:`dasl_tf.serving.signatures` builds the
+signatures from them and :mod:`dasl_tf.serving.requests` the requests.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
 
 from dasl_tf import features as F
 
@@ -27,8 +34,39 @@ SCORES = "scores"
 ID_DTYPES = ("int64", "string")
 PADDING_IDS = {"int64": -1, "string": ""}
 
+SIDE_FEATURES = (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)
+USER_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT)
+# The inputs of each signature, in the order requests list them; side features
+# are inputs only of a model that has them.
+SIGNATURE_INPUTS = {
+    SERVING_DEFAULT: (EXAMPLES,),
+    PREDICT: (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + SIDE_FEATURES,
+    RECOMMEND: (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B, CANDIDATES) + USER_SIDE_FEATURES,
+}
+# Inputs holding raw ids (dtype: the export's ``id_dtype``).
+RAW_ID_INPUTS = (F.USER_ID, F.ITEM_ID, F.HIST_A, F.HIST_B, CANDIDATES)
+# Inputs with one value per row ([batch]); the others are [batch, n].
+SCALAR_INPUTS = (EXAMPLES, F.USER_ID, F.ITEM_ID, F.DOMAIN)
+
 ASSETS_EXTRA = "assets.extra"
 SPEC_FILE = "serving_spec.json"
+
+
+class TensorInput(NamedTuple):
+  """One input of a signature.
+
+  Attributes:
+    dtype: "int64", "float32" or "string".
+    shape: ``(None,)`` or ``(None, None)``: batch first; no size is fixed.
+  """
+  dtype: str
+  shape: Tuple[Optional[int], ...]
+
+
+def check_signature(signature: str) -> None:
+  """Raises ValueError unless ``signature`` is one of :data:`SIGNATURES`."""
+  if signature not in SIGNATURES:
+    raise ValueError(f"unknown signature {signature!r}; choose one of {SIGNATURES}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +101,27 @@ class ServingSpec:
   @property
   def history_length(self) -> int:
     return self.feature_spec.history_length
+
+  def signature_inputs(self, signature: str) -> Dict[str, TensorInput]:
+    """The inputs of ``signature``, by name, in the order of :data:`SIGNATURE_INPUTS`.
+
+    Raises:
+      ValueError: an unknown signature.
+    """
+    check_signature(signature)
+    side = self.feature_spec.shapes(with_label=False)
+    inputs = {}
+    for name in SIGNATURE_INPUTS[signature]:
+      if name in SIDE_FEATURES:
+        if name not in side:
+          continue
+        dtype = np.dtype(side[name][0]).name
+      elif name in RAW_ID_INPUTS:
+        dtype = self.id_dtype
+      else:
+        dtype = "string" if name == EXAMPLES else "int64"
+      inputs[name] = TensorInput(dtype, (None,) if name in SCALAR_INPUTS else (None, None))
+    return inputs
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

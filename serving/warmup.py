@@ -3,7 +3,7 @@
 TensorFlow Serving replays these ``PredictionLog`` records when it loads a
 version, before the version takes traffic, so the first real request does not
 pay for graph initialisation. One request per signature is written, built by
-:class:`serving.client.DaslClient` from the first ids of the vocabularies, so
+:class:`dasl_tf.serving.client.DaslClient` from the first ids of the vocabularies, so
 warmup exercises the same request path as real clients.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from dasl_tf import features as F
-from serving import signatures
-from serving import spec as spec_lib
-from serving.client import DaslClient
+from dasl_tf.serving import signatures
+from dasl_tf.serving import spec as spec_lib
+from dasl_tf.serving.client import DaslClient
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_CANDIDATES = 100
@@ -39,8 +39,8 @@ def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
   items_b = _first_ids(vocab_dir, signatures.ITEMS_B_VOCAB, t, dtype)
   shapes = serving_spec.feature_spec.shapes(with_label=False)
   side = {name: [0] * shape[0] for name, (_, shape) in shapes.items()
-          if name in (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)}
-  user_side = {k: v for k, v in side.items() if k in (F.USER_NUM, F.USER_CAT)}
+          if name in spec_lib.SIDE_FEATURES}
+  user_side = {k: v for k, v in side.items() if k in spec_lib.USER_SIDE_FEATURES}
   client = DaslClient(serving_spec)
   predict_rows = [
       {F.USER_ID: users[0], F.ITEM_ID: items_a[0], F.DOMAIN: F.DOMAIN_A,

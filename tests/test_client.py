@@ -1,18 +1,24 @@
-"""serving.client: requests decoded as TensorFlow Serving decodes them score as the signatures do.
+"""Requests built by dasl_tf.serving.requests and sent by dasl_tf.serving.client score as the signatures do.
 
 TensorFlow Serving cannot run here, so the server side is reproduced: REST JSON
 is turned into tensors by TensorFlow Serving's JSON rules (row ``instances`` and
 columnar ``inputs``, ``{"b64": ...}`` for bytes, integers only for int64),
 gRPC ``TensorProto`` by ``tf.make_ndarray``, and the exported signatures are
 called with them. A small HTTP server and a gRPC server built on the same
-decoding check the transport (answers, server errors, timeouts).
+decoding check the transport (answers, server errors, timeouts) and the
+command line.
 """
 import base64
 import concurrent.futures
 import http.server
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
+from google.protobuf import text_format
 import grpc
 import numpy as np
 import pytest
@@ -21,10 +27,12 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from dasl_tf import features as F
-from serving import spec as spec_lib
-from serving.client import DaslClient
-from serving.client import ServingError
-from serving.client import parse_rest_response
+from dasl_tf.serving import spec as spec_lib
+from dasl_tf.serving.client import DaslClient
+from dasl_tf.serving.client import ServingError
+from dasl_tf.serving.client import parse_rest_response
+from dasl_tf.serving.requests import RequestBuilder
+from tests.conftest import REPO_ROOT
 from tests.test_serving import PAD
 from tests.test_serving import T
 from tests.test_serving import UNKNOWN
@@ -46,6 +54,11 @@ def setup(tmp_path_factory):
 def client(setup):
   with DaslClient(spec_lib.ServingSpec.load(setup.export_dir), timeout_s=10.0) as c:
     yield c
+
+
+@pytest.fixture(scope="module")
+def builder(setup):
+  return RequestBuilder(spec_lib.ServingSpec.load(setup.export_dir))
 
 
 # Raw user data equivalent to tests.test_serving's requests (histories unpadded).
@@ -200,18 +213,51 @@ def test_grpc_requests_score_like_the_signature(setup, client, signature):
     np.testing.assert_allclose(outputs[name], value, atol=1e-6, err_msg=name)
 
 
-def test_client_pads_histories_to_t_with_the_padding_id(client):
-  inputs = client.predict_inputs(PREDICT_ROWS[:1])
+def test_requests_pad_histories_to_t_with_the_padding_id(builder):
+  inputs = builder.predict_inputs(PREDICT_ROWS[:1])
   np.testing.assert_array_equal(inputs["hist_a"], [[PAD, PAD, PAD, 5001, 5002]])
   assert inputs["hist_b"].shape == (1, T)
 
 
-def test_recommend_candidates_pad_to_a_fixed_width(client):
-  inputs = client.recommend_inputs(RECOMMEND_ROWS, pad_candidates_to=20)
+def test_recommend_candidates_pad_to_a_fixed_width(builder):
+  inputs = builder.recommend_inputs(RECOMMEND_ROWS, pad_candidates_to=20)
   assert inputs["candidates"].shape == (2, 20)
   assert np.all(inputs["candidates"][1, 9:] == PAD)
   with pytest.raises(ValueError, match="more than pad_candidates_to=10"):
-    client.recommend_inputs(RECOMMEND_ROWS, pad_candidates_to=10)
+    builder.recommend_inputs(RECOMMEND_ROWS, pad_candidates_to=10)
+
+
+def test_request_inputs_have_the_dtypes_and_ranks_of_the_signature_inputs(builder):
+  for signature, rows in ((spec_lib.PREDICT, PREDICT_ROWS), (spec_lib.RECOMMEND, RECOMMEND_ROWS),
+                          (spec_lib.SERVING_DEFAULT, example_rows())):
+    inputs = builder.inputs(signature, rows)
+    expected = builder.spec.signature_inputs(signature)
+    assert list(inputs) == list(expected)
+    for name, (dtype, shape) in expected.items():
+      assert inputs[name].dtype == (object if dtype == "string" else np.dtype(dtype)), name
+      assert inputs[name].ndim == len(shape) and len(inputs[name]) == len(rows), name
+
+
+def test_inputs_dispatches_by_signature_and_rejects_unknown_ones(builder):
+  np.testing.assert_array_equal(builder.inputs(spec_lib.RECOMMEND, RECOMMEND_ROWS, 20)[
+      spec_lib.CANDIDATES], builder.recommend_inputs(RECOMMEND_ROWS, 20)[spec_lib.CANDIDATES])
+  with pytest.raises(ValueError, match="unknown signature 'score'"):
+    builder.inputs("score", PREDICT_ROWS)
+  with pytest.raises(ValueError, match="form must be one of"):
+    builder.rest_body(spec_lib.PREDICT, builder.predict_inputs(PREDICT_ROWS), "columns")
+
+
+def test_building_requests_needs_no_network_and_no_tensorflow():
+  script = textwrap.dedent("""
+      import sys
+      import dasl_tf.serving.requests
+      loaded = sorted(m for m in sys.modules if m.split(".")[0] in (
+          "tensorflow", "grpc", "socket", "http", "tensorflow_serving"))
+      assert not loaded, loaded
+      """)
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        cwd=REPO_ROOT, timeout=120)
+  assert proc.returncode == 0, proc.stderr
 
 
 # --- bad requests fail before they are sent ---------------------------------------------
@@ -232,20 +278,20 @@ def _with(row, **changes):
     (_with(PREDICT_ROWS[0], hist_a=[5001] * (T + 1)), "6 ids, more than the model's "
      "history_length=5"),
 ])
-def test_client_rejects_bad_rows(client, row, message):
+def test_requests_reject_bad_rows(builder, row, message):
   with pytest.raises(ValueError, match=message):
-    client.predict_inputs([row])
+    builder.predict_inputs([row])
 
 
-def test_client_rejects_bad_example_rows_and_empty_candidates(client):
+def test_requests_reject_bad_example_rows_and_empty_candidates(builder):
   row = example_rows()[0]
   del row[F.ITEM_ID]
   with pytest.raises(ValueError, match="row 0: example is missing feature 'item_id'"):
-    client.example_inputs([row])
+    builder.example_inputs([row])
   with pytest.raises(ValueError, match="no candidates"):
-    client.recommend_inputs([_with(RECOMMEND_ROWS[0], candidates=[])])
+    builder.recommend_inputs([_with(RECOMMEND_ROWS[0], candidates=[])])
   with pytest.raises(ValueError, match="unknown signature"):
-    client.rest_body("score", {})
+    builder.rest_body("score", {})
 
 
 def test_server_side_rejects_what_the_client_would_not_send(setup, client):
@@ -386,3 +432,51 @@ def test_parse_rest_response_rejects_errors_and_unknown_shapes():
     parse_rest_response({"error": "boom"})
   with pytest.raises(ServingError, match="unexpected answer"):
     parse_rest_response({"predictions": [0.5, 0.25]})
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def _run_client_cli(setup, request_path, *flags):
+  return subprocess.run(
+      [sys.executable, "-m", "dasl_tf.serving.client", f"--spec={setup.export_dir}",
+       f"--request={request_path}", *flags],
+      capture_output=True, text=True, cwd=REPO_ROOT, env=dict(os.environ), timeout=300)
+
+
+def _request_file(tmp_path, rows):
+  path = tmp_path / "request.json"
+  path.write_text(json.dumps({"rows": rows}))
+  return path
+
+
+def test_cli_sends_rows_over_rest_and_prints_the_outputs(setup, rest_server, tmp_path):
+  proc = _run_client_cli(setup, _request_file(tmp_path, RECOMMEND_ROWS), "--signature=recommend",
+                         f"--rest_port={rest_server()}", "--form=inputs", "--timeout_s=60")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  outputs = json.loads(proc.stdout)
+  expected = call_signature(setup.loaded, spec_lib.RECOMMEND, recommend_request())
+  np.testing.assert_array_equal(outputs[spec_lib.ITEM_IDS], expected[spec_lib.ITEM_IDS])
+  np.testing.assert_allclose(outputs[spec_lib.SCORES], expected[spec_lib.SCORES], atol=1e-6)
+
+
+def test_cli_dry_run_prints_the_grpc_request_it_would_send(setup, client, tmp_path):
+  proc = _run_client_cli(setup, _request_file(tmp_path, PREDICT_ROWS), "--signature=predict",
+                         "--transport=grpc", "--version=4", "--dry_run")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  printed = text_format.Parse(proc.stdout, predict_pb2.PredictRequest())
+  expected = DaslClient(client.spec, version=4).grpc_request(
+      spec_lib.PREDICT, client.predict_inputs(PREDICT_ROWS))
+  assert printed == expected
+
+
+def test_cli_reports_bad_rows_and_bad_request_files(setup, tmp_path):
+  bad_row = _request_file(tmp_path, [_with(PREDICT_ROWS[0], hist_b=None)])
+  proc = _run_client_cli(setup, bad_row, "--signature=predict", "--dry_run")
+  assert proc.returncode == 1
+  assert "error: row 0: missing field 'hist_b'" in proc.stderr
+  not_json = tmp_path / "rows.txt"
+  not_json.write_text("user_id=1")
+  proc = _run_client_cli(setup, not_json, "--signature=predict")
+  assert proc.returncode != 0
+  assert "expected a JSON file with a 'rows' list" in proc.stderr

@@ -4,15 +4,8 @@ import pytest
 import tensorflow as tf
 
 from dasl_tf.layers import FeatureAutoencoder
-from tests import keras_testing
-
-
-def _mlp_numpy(mlp, x):
-  """The MLP forward pass from its weights: ReLU hidden layers, linear output."""
-  weights = mlp.get_weights()
-  for i in range(0, len(weights) - 2, 2):
-    x = np.maximum(x @ weights[i] + weights[i + 1], 0.0)
-  return x @ weights[-2] + weights[-1]
+from tests import layer_testing
+from tests.test_layers_mlp import mlp_numpy
 
 
 def test_id_only_is_the_embedding_with_oov_mapping():
@@ -40,10 +33,10 @@ def test_side_features_encoding_and_reconstruction_loss_match_numpy():
   x = np.concatenate([layer._id_embedding.get_weights()[0][ids], standardized,
                       layer._categorical_embeddings[0].get_weights()[0][categorical[:, 0]],
                       layer._categorical_embeddings[1].get_weights()[0][categorical[:, 1]]], 1)
-  expected_latent = _mlp_numpy(layer._encoder, x)
+  expected_latent = mlp_numpy(layer._encoder, x)
   np.testing.assert_allclose(latent, expected_latent, rtol=1e-5, atol=1e-6)
 
-  recon = _mlp_numpy(layer._decoder, expected_latent)
+  recon = mlp_numpy(layer._decoder, expected_latent)
   error = np.sum((standardized - recon[:, :2]) ** 2, 1)
   for column, (lo, hi) in enumerate([(2, 5), (5, 10)]):
     logits = recon[:, lo:hi]
@@ -101,10 +94,23 @@ def test_training_mode_standardizes_numeric_features_by_the_batch():
   assert scaled.shape == [3, 3]
 
 
-def test_keras_contract(tmp_path):
-  inputs = {"id": tf.constant([2, 4, 9], tf.int64), "numeric": tf.ones([3, 2]),
-            "categorical": tf.constant([[1], [2], [0]], tf.int64)}
-  keras_testing.check_keras_layer(
-      lambda: FeatureAutoencoder(vocab_size=8, embedding_dim=4, numeric_dim=2,
-                                 categorical_vocab_sizes=(3,), hidden_units=(5,)),
-      inputs, str(tmp_path))
+_SIDE_FEATURES = dict(vocab_size=8, embedding_dim=4, numeric_dim=2, categorical_vocab_sizes=(3,),
+                     hidden_units=(5,))
+
+
+@pytest.mark.parametrize("init_kwargs, num_trainable, num_non_trainable, num_losses", [
+    (dict(vocab_size=8, embedding_dim=4), 1, 0, 0),  # the id embedding
+    # id and categorical embeddings, encoder and decoder (2 x 2 kernels and biases);
+    # the batch normalisation's moving mean and variance.
+    (_SIDE_FEATURES, 10, 2, 1),
+    (dict(_SIDE_FEATURES, encode_side_features=False), 9, 2, 1),  # no categorical embedding
+])
+def test_layer_contract(init_kwargs, num_trainable, num_non_trainable, num_losses, tmp_path):
+  ids = tf.constant([2, 4, 9], tf.int64)  # 9 is outside the vocabulary.
+  inputs = {"id": ids, "numeric": tf.ones([3, 2]),
+            "categorical": tf.constant([[1], [2], [0]], tf.int64)
+            } if "numeric_dim" in init_kwargs else ids
+  layer_testing.run_layer_test(
+      FeatureAutoencoder, init_kwargs, str(tmp_path), input_data=inputs,
+      expected_output_shape=(3, 4), expected_num_trainable_weights=num_trainable,
+      expected_num_non_trainable_weights=num_non_trainable, expected_num_losses=num_losses)

@@ -3,57 +3,130 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dasl_tf import features as F
 from dasl_tf.layers import DualAttention
+from dasl_tf.layers import dual_attention
+from tests import layer_testing
 
-from tests import keras_testing
+DOMAINS = (F.DOMAIN_A, F.DOMAIN_B)
+OTHER = {F.DOMAIN_A: F.DOMAIN_B, F.DOMAIN_B: F.DOMAIN_A}
+# Domain B's histories are longer than domain A's, so that a split of the joint
+# weights at the wrong place shows.
+T_A, T_B = 3, 4
 
 
-def _attention_numpy(query, keys, values, mask):
+def _weights_numpy(query, keys, mask):
+  """softmax(q K^T / sqrt(d_k)) with masked records at 0 (all-masked rows all 0)."""
   scores = query @ np.swapaxes(keys, 1, 2) / np.sqrt(query.shape[-1])
   scores = np.where(mask[:, None, :], scores, -np.inf)
   with np.errstate(invalid="ignore"):
     weights = np.exp(scores - scores.max(-1, keepdims=True))
     weights = weights / weights.sum(-1, keepdims=True)
-  return np.nan_to_num(weights) @ values
+  return np.nan_to_num(weights)
 
 
 def _inputs(rng):
   masks = {"mask_a": np.array([[0, 1, 1], [0, 0, 0], [1, 1, 1]], bool),
-           "mask_b": np.array([[1, 1, 1], [0, 0, 0], [0, 0, 1]], bool)}
+           "mask_b": np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 1]], bool)}
   return dict(query_a=rng.normal(size=(3, 2, 4)).astype(np.float32),
               query_b=rng.normal(size=(3, 2, 4)).astype(np.float32),
-              records_a=rng.normal(size=(3, 3, 5)).astype(np.float32),
-              records_b=rng.normal(size=(3, 3, 5)).astype(np.float32), **masks)
+              records_a=rng.normal(size=(3, T_A, 5)).astype(np.float32),
+              records_b=rng.normal(size=(3, T_B, 5)).astype(np.float32), **masks)
 
 
 def _projections(layer, inputs):
-  q = {d: inputs[f"query_{d}"] @ layer._query[d].get_weights()[0] for d in "ab"}
-  k = {d: inputs[f"records_{d}"] @ layer._key[d].get_weights()[0] for d in "ab"}
-  v = {d: inputs[f"records_{d}"] @ layer._value[d].get_weights()[0] for d in "ab"}
-  return q, k, v
+  """Per domain: the projected queries, keys and values, and the masks (NumPy)."""
+  def project(sublayers, name):
+    return {d: inputs[name[d]] @ sublayers[d].get_weights()[0] for d in DOMAINS}
+
+  return (project(layer._query, dual_attention.QUERY),
+          project(layer._key, dual_attention.RECORDS),
+          project(layer._value, dual_attention.RECORDS),
+          {d: inputs[dual_attention.MASK[d]] for d in DOMAINS})
 
 
-@pytest.mark.parametrize("mode", ["joint", "separate", "own"])
+def _reference_weights(layer, inputs, mode):
+  """Each head's weights over (A's records ; B's records), [batch, C, T_A + T_B] (NumPy)."""
+  q, k, _, m = _projections(layer, inputs)
+  weights = []
+  for own in DOMAINS:
+    other = OTHER[own]
+    if mode == "joint":  # eq. (6)-(7): one softmax over (own ; other), split back.
+      joint = _weights_numpy(q[own], np.concatenate([k[own], k[other]], 1),
+                             np.concatenate([m[own], m[other]], 1))
+      per_domain = {own: joint[..., :k[own].shape[1]], other: joint[..., k[own].shape[1]:]}
+    else:
+      per_domain = {d: _weights_numpy(q[own], k[d], m[d]) for d in DOMAINS}
+      if mode == "own":
+        per_domain[other] = np.zeros_like(per_domain[other])
+    weights.append(np.concatenate([per_domain[d] for d in DOMAINS], -1))
+  return weights
+
+
+def _weighted_values(layer, inputs, mode, weights):
+  """Each head's output from its weights over (A ; B) and the values (NumPy)."""
+  _, _, v, _ = _projections(layer, inputs)
+  outputs = []
+  for own, head_weights in zip(DOMAINS, weights):
+    parts = {F.DOMAIN_A: head_weights[..., :T_A] @ v[F.DOMAIN_A],
+             F.DOMAIN_B: head_weights[..., T_A:] @ v[F.DOMAIN_B]}
+    if mode == "separate":
+      outputs.append(np.concatenate([parts[own], parts[OTHER[own]]], -1))
+    else:
+      outputs.append(parts[F.DOMAIN_A] + parts[F.DOMAIN_B])
+  return outputs
+
+
+@pytest.mark.parametrize("mode", dual_attention.MODES)
 def test_matches_numpy_reference(mode):
   inputs = _inputs(np.random.default_rng(0))
   layer = DualAttention(key_dim=6, value_dim=3, mode=mode)
   outputs = layer(inputs)
-  q, k, v = _projections(layer, inputs)
-  m = {d: inputs[f"mask_{d}"] for d in "ab"}
-  for head, (own, other) in enumerate((("a", "b"), ("b", "a"))):
-    if mode == "joint":
-      expected = _attention_numpy(q[own], np.concatenate([k[own], k[other]], 1),
-                                  np.concatenate([v[own], v[other]], 1),
-                                  np.concatenate([m[own], m[other]], 1))
-    elif mode == "separate":
-      expected = np.concatenate(
-          [_attention_numpy(q[own], k[d], v[d], m[d]) for d in (own, other)], -1)
-    else:
-      expected = _attention_numpy(q[own], k[own], v[own], m[own])
+  reference = _reference_weights(layer, inputs, mode)
+  expected = _weighted_values(layer, inputs, mode, reference)
+  for head in range(2):
     assert outputs[head].shape[-1] == layer.output_dim
-    np.testing.assert_allclose(outputs[head].numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs[head].numpy(), expected[head], rtol=1e-5, atol=1e-6)
+  for actual, weights in zip(layer.record_weights(inputs), reference):
+    np.testing.assert_allclose(actual.numpy(), weights, rtol=1e-5, atol=1e-6)
   # Example 1 has no record in either domain: zero output, no NaN.
   np.testing.assert_array_equal(outputs[0].numpy()[1], 0.0)
+
+
+@pytest.mark.parametrize("mode", dual_attention.MODES)
+def test_call_is_the_weighted_sum_of_the_values_under_record_weights(mode):
+  """``call`` multiplies the values by exactly the weights ``record_weights`` reports."""
+  inputs = _inputs(np.random.default_rng(6))
+  layer = DualAttention(key_dim=6, value_dim=3, mode=mode)
+  outputs = layer(inputs)
+  weights = [w.numpy() for w in layer.record_weights(inputs)]
+  expected = _weighted_values(layer, inputs, mode, weights)
+  for head in range(2):
+    np.testing.assert_allclose(outputs[head].numpy(), expected[head], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", dual_attention.MODES)
+def test_record_weights_normalisation(mode):
+  """joint: one softmax over both halves; separate: one per half; own: the other half is 0."""
+  inputs = _inputs(np.random.default_rng(7))
+  layer = DualAttention(key_dim=4, mode=mode)
+  layer(inputs)
+  has_records = {d: inputs[dual_attention.MASK[d]].any(1)[:, None] * np.ones((1, 2))
+                 for d in DOMAINS}
+  mask = np.concatenate([inputs["mask_a"], inputs["mask_b"]], 1)[:, None, :]
+  for head, weights in zip(DOMAINS, layer.record_weights(inputs)):
+    weights = weights.numpy()
+    assert weights.shape == (3, 2, T_A + T_B)
+    np.testing.assert_array_equal(np.where(mask, 0.0, weights), 0.0)
+    sums = {F.DOMAIN_A: weights[..., :T_A].sum(-1), F.DOMAIN_B: weights[..., T_A:].sum(-1)}
+    if mode == "joint":
+      np.testing.assert_allclose(sums[F.DOMAIN_A] + sums[F.DOMAIN_B],
+                                 np.maximum(has_records[F.DOMAIN_A], has_records[F.DOMAIN_B]),
+                                 atol=1e-6)
+    else:
+      attended = DOMAINS if mode == "separate" else (head,)
+      for d in DOMAINS:
+        np.testing.assert_allclose(sums[d], has_records[d] * (d in attended), atol=1e-6)
 
 
 def test_joint_softmax_couples_the_domains():
@@ -80,13 +153,13 @@ def test_rejects_missing_inputs():
     DualAttention(key_dim=4)(inputs)
 
 
-@pytest.mark.parametrize("mode", ["joint", "separate", "own"])
+@pytest.mark.parametrize("mode", dual_attention.MODES)
 def test_one_head_alone_equals_that_head_of_both(mode):
   inputs = _inputs(np.random.default_rng(4))
   layer = DualAttention(key_dim=4, mode=mode)
   both = layer(inputs)
-  for index, head in enumerate("ab"):
-    other_query = "query_" + "ab"[1 - index]
+  for index, head in enumerate(DOMAINS):
+    other_query = dual_attention.QUERY[OTHER[head]]
     alone = layer({k: v for k, v in inputs.items() if k != other_query}, heads=(head,))
     assert len(alone) == 1
     np.testing.assert_allclose(alone[0].numpy(), both[index].numpy(), rtol=1e-6, atol=1e-7)
@@ -97,9 +170,17 @@ def test_rejects_a_missing_query_of_a_requested_head():
   layer = DualAttention(key_dim=4)
   layer(inputs)
   with pytest.raises(ValueError, match="query_b"):
-    layer({k: v for k, v in inputs.items() if k != "query_b"}, heads=("a", "b"))
+    layer({k: v for k, v in inputs.items() if k != "query_b"}, heads=DOMAINS)
 
 
-def test_keras_contract(tmp_path):
+def test_rejects_a_head_that_is_not_a_domain():
+  with pytest.raises(ValueError, match="heads must be domains"):
+    DualAttention(key_dim=4)(_inputs(np.random.default_rng(5)), heads=("a",))
+
+
+@pytest.mark.parametrize("mode, output_dim", [("joint", 4), ("separate", 8), ("own", 4)])
+def test_layer_contract(mode, output_dim, tmp_path):
   inputs = {k: tf.constant(v) for k, v in _inputs(np.random.default_rng(3)).items()}
-  keras_testing.check_keras_layer(lambda: DualAttention(key_dim=4), inputs, str(tmp_path))
+  layer_testing.run_layer_test(
+      DualAttention, dict(key_dim=4, mode=mode), str(tmp_path), input_data=inputs,
+      expected_output_shape=[(3, 2, output_dim)] * 2, expected_num_trainable_weights=6)

@@ -6,7 +6,7 @@ import tf_keras
 
 from dasl_tf.layers import (DualEmbedding, OrthogonalityRegularizer, OrthogonalRetraction,
                             orthogonality_residual)
-from tests import keras_testing
+from tests import layer_testing
 
 
 def test_regularizer_is_squared_frobenius_norm_of_gram_minus_identity():
@@ -86,10 +86,17 @@ def test_rejects_mismatched_sizes():
     DualEmbedding()((tf.ones([2, 3]), tf.ones([2, 4]), tf.ones([2], tf.bool)))
 
 
-def test_keras_contract(tmp_path):
-  inputs = (tf.random.normal([4, 3]), tf.random.normal([4, 3]),
-            tf.constant([True, False, True, True]))
-  keras_testing.check_keras_layer(lambda: DualEmbedding(0.3, 0.5, seed=1), inputs, str(tmp_path))
+@pytest.mark.parametrize("init_kwargs, num_losses", [
+    (dict(dual_weight=0.3, orthogonality_weight=0.5, seed=1), 2),  # eq. (1)+(2), the penalty
+    (dict(dual_weight=0.3, orthogonality_weight=0.0, retraction_steps=0, seed=1), 1),
+])
+def test_layer_contract(init_kwargs, num_losses, tmp_path):
+  user_a, user_b = layer_testing.random_inputs([(4, 3), (4, 3)])
+  layer_testing.run_layer_test(
+      DualEmbedding, init_kwargs, str(tmp_path),
+      input_data=(user_a, user_b, tf.constant([True, False, True, True])),
+      expected_output_shape=[(4, 3), (4, 3)], expected_num_trainable_weights=1,
+      expected_num_losses=num_losses)
 
 
 def test_regularizer_and_constraint_serialize():

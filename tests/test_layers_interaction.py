@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from dasl_tf.layers import CandidateInteraction
-from tests import keras_testing
+from tests import layer_testing
 
 
 def test_matches_numpy_products_and_broadcasts_shared_contexts():
@@ -35,6 +35,10 @@ def test_rejects_bad_arguments():
     CandidateInteraction()([tf.ones([1, 2, 3])])
 
 
-def test_keras_contract(tmp_path):
-  inputs = [tf.random.normal([2, 3, 4]), tf.random.normal([2, 3, 5]), tf.random.normal([2, 6])]
-  keras_testing.check_keras_layer(lambda: CandidateInteraction(l2=0.01), inputs, str(tmp_path))
+@pytest.mark.parametrize("l2, num_losses", [(0.0, 0), (0.01, 2)])
+def test_layer_contract(l2, num_losses, tmp_path):
+  """A per-candidate and a shared context: one projection each."""
+  layer_testing.run_layer_test(
+      CandidateInteraction, dict(l2=l2), str(tmp_path), input_shape=[(2, 3, 4), (2, 3, 5), (2, 6)],
+      expected_output_shape=(2, 3, 8), expected_num_trainable_weights=2,
+      expected_num_losses=num_losses)

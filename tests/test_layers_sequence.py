@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras
 
 from dasl_tf.layers import SequenceEncoder
-from tests import keras_testing
+from tests import layer_testing
 
 
 def _sigmoid(x):
@@ -79,8 +79,14 @@ def test_rejects_bad_units():
     SequenceEncoder(units=0)
 
 
-def test_keras_contract(tmp_path):
-  x = tf.random.normal([2, 4, 3])
+@pytest.mark.parametrize("init_kwargs, output_shape", [
+    (dict(units=5), [(2, 4, 5), (2, 5)]),  # (outputs, state)
+    (dict(units=5, unroll=False), [(2, 4, 5), (2, 5)]),
+    (dict(units=5, return_sequences=False), (2, 5)),
+])
+def test_layer_contract(init_kwargs, output_shape, tmp_path):
   mask = tf.constant([[False, True, True, True], [True, True, True, True]])
-  keras_testing.check_keras_layer(lambda: SequenceEncoder(units=5), x, str(tmp_path),
-                                  call_kwargs={"mask": mask})
+  layer_testing.run_layer_test(
+      SequenceEncoder, init_kwargs, str(tmp_path), input_shape=(2, 4, 3),
+      call_kwargs={"mask": mask}, expected_output_shape=output_shape,
+      expected_num_trainable_weights=3)  # kernel, recurrent kernel, bias

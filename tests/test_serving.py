@@ -22,10 +22,11 @@ from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import model_io
 from dasl_tf import models
-from serving import export
-from serving import signatures
-from serving import spec as spec_lib
-from serving import warmup
+from dasl_tf import publish
+from dasl_tf.serving import export
+from dasl_tf.serving import signatures
+from dasl_tf.serving import spec as spec_lib
+from dasl_tf.serving import warmup
 
 VARIANT = "dasl"
 T = 5
@@ -334,6 +335,20 @@ def test_string_raw_ids_map_like_integer_ids(setup):
 # --- what TensorFlow Serving reads ---------------------------------------------
 
 
+def test_signature_inputs_are_those_the_serving_spec_defines(setup):
+  """``ServingSpec.signature_inputs``, the one definition of the inputs, is what is exported."""
+  string_export = string_id_export(setup)
+  for export_dir, loaded in ((setup.export_dir, setup.loaded),
+                             (string_export.export_dir, string_export.loaded)):
+    serving_spec = spec_lib.ServingSpec.load(export_dir)
+    for signature in spec_lib.SIGNATURES:
+      exported = loaded.signatures[signature].structured_input_signature[1]
+      assert {name: (spec.dtype.name, tuple(spec.shape.as_list()))
+              for name, spec in exported.items()} == {
+                  name: tuple(tensor_input)
+                  for name, tensor_input in serving_spec.signature_inputs(signature).items()}
+
+
 def test_saved_model_cli_lists_the_three_signatures(fresh_process):
   stdout = fresh_process["show_all"]
   sections = re.split(r"signature_def\['(\w+)'\]:", stdout)[1:]
@@ -448,20 +463,113 @@ def test_a_second_export_never_clobbers_the_first(setup):
   assert _tree_digest(setup.model_dir) == setup.model_digest
 
 
-def test_cli_refuses_an_existing_version_and_replaces_it_with_overwrite(setup, capsys):
+@pytest.fixture(scope="module")
+def export_flags():
+  """The ``dasl-export`` flags, defined once for the in-process command-line tests."""
+  export.define_flags()
+
+
+def _run_cli(argv):
+  """Runs ``dasl-export`` in-process; returns its exit code (None or 0 on success)."""
+  with pytest.raises(SystemExit) as exit_info:
+    app.run(export._main, argv=["dasl-export", *argv])
+  return exit_info.value.code
+
+
+def test_cli_refuses_an_existing_version_and_replaces_it_with_overwrite(setup, export_flags,
+                                                                      capsys):
   string_model_dir = string_id_export(setup).model_dir
-  argv = ["dasl-export", "--model_dir", string_model_dir, "--export_base", setup.export_base,
+  argv = ["--model_dir", string_model_dir, "--export_base", setup.export_base,
           "--version", "2", "--top_n", "3"]
-  with pytest.raises(SystemExit) as exit_info:
-    app.run(export._main, argv=argv)
-  assert exit_info.value.code != 0
+  assert _run_cli(argv) != 0
   assert "already exists; pass --overwrite" in capsys.readouterr().err
-  with pytest.raises(SystemExit) as exit_info:
-    app.run(export._main, argv=argv + ["--overwrite"])
-  assert exit_info.value.code in (None, 0)
+  assert _run_cli(argv + ["--overwrite"]) in (None, 0)
   assert spec_lib.ServingSpec.load(os.path.join(setup.export_base, "2")).top_n == 3
-  assert sorted(os.listdir(setup.export_base)) == ["1", "2"]  # no temporary directory left
+  assert sorted(os.listdir(setup.export_base)) == ["1", "2"]  # no staging directory left
   assert _tree_digest(setup.export_dir) == setup.export_digest
+
+
+@pytest.mark.parametrize("version", [0, -3, 2**63])
+def test_versions_outside_int64_or_below_one_are_refused(setup, export_flags, tmp_path, capsys,
+                                                         version):
+  export_base = str(tmp_path / "exports")
+  with pytest.raises(ValueError, match=f"from 1 to {2**63 - 1} .*int64.*got {version}"):
+    export.export_model(setup.model_dir, export_base, version=version)
+  assert _run_cli(["--model_dir", setup.model_dir, "--export_base", export_base,
+                   f"--version={version}"]) != 0
+  assert f"got {version}" in capsys.readouterr().err
+  assert not os.path.exists(export_base)
+
+
+def test_the_version_after_the_largest_int64_is_refused(setup, tmp_path):
+  (tmp_path / str(2**63 - 1)).mkdir()
+  with pytest.raises(ValueError, match=f"got {2**63}"):
+    export.export_model(setup.model_dir, str(tmp_path))
+  assert os.listdir(tmp_path) == [str(2**63 - 1)]
+
+
+def test_overwrite_never_replaces_a_directory_without_a_saved_model(setup, tmp_path):
+  foreign = tmp_path / "5"
+  foreign.mkdir()
+  (foreign / "notes.txt").write_text("not an export")
+  with pytest.raises(FileExistsError, match="not a SavedModel version written by dasl_tf"):
+    export.export_model(setup.model_dir, str(tmp_path), version=5, overwrite=True)
+  assert os.listdir(tmp_path) == ["5"] and os.listdir(foreign) == ["notes.txt"]
+
+
+class _InjectedFailure(RuntimeError):
+  pass
+
+
+@pytest.fixture
+def failing_warmup(monkeypatch):
+  """Makes the export fail after the SavedModel was written; records the directory it wrote."""
+  written = []
+
+  def write_warmup(logs, export_dir):
+    del logs
+    assert os.path.exists(os.path.join(export_dir, "saved_model.pb"))
+    written.append(export_dir)
+    raise _InjectedFailure("killed mid-export")
+
+  monkeypatch.setattr(warmup, "write_warmup", write_warmup)
+  return written
+
+
+def test_a_failed_export_publishes_nothing_and_leaves_no_staging(setup, tmp_path,
+                                                                  failing_warmup):
+  export_base = str(tmp_path / "exports")
+  with pytest.raises(_InjectedFailure):
+    export.export_model(setup.model_dir, export_base, version=3)
+  (staging_dir,) = failing_warmup
+  assert os.path.dirname(staging_dir) == export_base
+  assert staging_dir != os.path.join(export_base, "3")
+  assert os.listdir(export_base) == []
+
+
+def test_a_failed_overwrite_leaves_the_old_version_byte_identical(setup, tmp_path,
+                                                                   failing_warmup):
+  export_base = str(tmp_path / "exports")
+  old_version = os.path.join(export_base, "1")
+  shutil.copytree(setup.export_dir, old_version)
+  digest = _tree_digest(old_version)
+  with pytest.raises(_InjectedFailure):
+    export.export_model(setup.model_dir, export_base, version=1, overwrite=True, top_n=3)
+  assert failing_warmup
+  assert os.listdir(export_base) == ["1"]
+  assert _tree_digest(old_version) == digest
+
+
+def test_a_killed_runs_staging_directory_is_removed_and_never_published(setup, tmp_path):
+  export_base = tmp_path / "exports"
+  leftover = export_base / f"1{publish.STAGING_INFIX}00000000deadbeef-0a1b2c3d"
+  shutil.copytree(setup.export_dir, leftover)
+  (leftover / "from_the_killed_run").write_text("half an export")
+  version_dir = export.export_model(setup.model_dir, str(export_base), top_n=3)
+  assert version_dir == str(export_base / "1")
+  assert os.listdir(export_base) == ["1"]
+  assert not os.path.exists(os.path.join(version_dir, "from_the_killed_run"))
+  assert spec_lib.ServingSpec.load(version_dir).top_n == 3
 
 
 def test_vocabulary_that_does_not_match_the_model_is_rejected(setup, tmp_path):

@@ -1,11 +1,13 @@
-"""The synthetic generator: seeded, raw-log format, and a planted cross-domain signal."""
+"""The synthetic generators: seeded, raw logs or prepared examples, with a planted signal."""
 import csv
 import filecmp
 
 import numpy as np
 import pytest
 
+from dasl_tf import features as F
 from dasl_tf import synthetic
+from tests.references import pairwise_auc
 
 SMALL = synthetic.SyntheticConfig(num_users=150, num_items_a=120, num_items_b=120, seed=3)
 
@@ -13,13 +15,6 @@ SMALL = synthetic.SyntheticConfig(num_users=150, num_items_a=120, num_items_b=12
 def _rows(path):
   with open(path, newline="", encoding="utf-8") as f:
     return list(csv.DictReader(f))
-
-
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-  """Mann-Whitney AUC (ties count one half)."""
-  pos, neg = scores[labels == 1], scores[labels == 0]
-  greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-  return float(greater / (len(pos) * len(neg)))
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path):
@@ -78,8 +73,8 @@ def test_recent_other_domain_history_predicts_clicks_better_than_stale_own_histo
     cross_scores.append(data.item_vectors_b[cross].mean(axis=0) @ target)
     labels.append(int(a.rating[k] >= 4))
   labels = np.asarray(labels)
-  own_auc = _auc(np.asarray(own_scores), labels)
-  cross_auc = _auc(np.asarray(cross_scores), labels)
+  own_auc = pairwise_auc(labels, own_scores)
+  cross_auc = pairwise_auc(labels, cross_scores)
   assert cross_auc > own_auc + 0.03, (cross_auc, own_auc)
   assert cross_auc > 0.6
 
@@ -98,3 +93,102 @@ def test_side_features_carry_part_of_the_signal(tmp_path):
 def test_rejects_bad_config(field, value):
   with pytest.raises(ValueError, match=field):
     synthetic.SyntheticConfig(**{field: value})
+
+
+# ----------------------------------------------------------------------------- prepared examples
+
+PLANTED = synthetic.PlantedConfig(num_users=42, num_items_a=12, num_items_b=15, history_length=4,
+                                  history_noise=0.1)
+
+
+def _real_items(history):
+  return history[history != F.PAD_ID]
+
+
+def test_planted_examples_follow_the_feature_spec():
+  examples = synthetic.planted_examples(PLANTED, examples_per_user=5, seed=0, num_negatives=7,
+                                        num_train_negatives=3)
+  spec = F.FeatureSpec(history_length=4, num_negatives=7, num_train_negatives=3)
+  shapes = spec.shapes(with_negatives=True, with_train_negatives=True)
+  assert sorted(examples) == sorted(shapes)
+  for name, (dtype, shape) in shapes.items():
+    assert examples[name].dtype == dtype and examples[name].shape == (40 * 5,) + shape, name
+  assert sorted(np.unique(examples[F.USER_ID])) == list(range(2, 42))
+  assert set(np.unique(examples[F.DOMAIN])) == {F.DOMAIN_A, F.DOMAIN_B}
+  in_a = examples[F.DOMAIN] == F.DOMAIN_A
+  for rows, vocab_size in ((in_a, 12), (~in_a, 15)):
+    for name in (F.ITEM_ID, F.NEGATIVES, F.TRAIN_NEGATIVES):
+      assert examples[name][rows].min() >= 2 and examples[name][rows].max() < vocab_size, name
+  for name, vocab_size in ((F.HIST_A, 12), (F.HIST_B, 15)):
+    items = _real_items(examples[name])
+    assert items.min() >= 2 and items.max() < vocab_size
+    # Left padding: once a real item, never padding again.
+    assert np.all(np.diff((examples[name] != F.PAD_ID).astype(int), axis=1) >= 0)
+  assert set(np.unique(examples[F.LABEL])) == {0.0, 1.0}
+
+
+def test_planted_examples_are_seeded_and_share_the_tastes_across_seeds():
+  first = synthetic.planted_examples(PLANTED, 5, seed=1, users=[2, 3, 4])
+  second = synthetic.planted_examples(PLANTED, 5, seed=1, users=[2, 3, 4])
+  other = synthetic.planted_examples(PLANTED, 5, seed=2, users=[2, 3, 4])
+  for name in first:
+    np.testing.assert_array_equal(first[name], second[name])
+  assert not np.array_equal(first[F.HIST_B], other[F.HIST_B])
+  assert sorted(np.unique(first[F.USER_ID])) == [2, 3, 4] and first[F.USER_ID].size == 15
+  for examples in (first, other):  # The seed does not change the tastes: user 3 likes odd items.
+    assert (_real_items(examples[F.HIST_B][examples[F.USER_ID] == 3]) % 2).mean() > 0.7
+
+
+def test_planted_signal_is_the_taste_of_user_histories_and_target():
+  examples = synthetic.planted_examples(PLANTED, 200, seed=3, num_train_negatives=2)
+  taste = examples[F.USER_ID] % 2
+  liked = examples[F.ITEM_ID] % 2 == taste
+  assert abs(examples[F.LABEL][liked].mean() - 0.9) < 0.03
+  assert abs(examples[F.LABEL][~liked].mean() - 0.1) < 0.03
+  for name in (F.HIST_A, F.HIST_B):
+    real = examples[name] != F.PAD_ID
+    of_taste = (examples[name] % 2 == taste[:, None])[real]
+    assert abs(of_taste.mean() - 0.9) < 0.02, name  # history_noise = 0.1
+  assert np.all(examples[F.TRAIN_NEGATIVES] % 2 != taste[:, None])
+  lengths = {name: (examples[name] != F.PAD_ID).sum(1) for name in (F.HIST_A, F.HIST_B)}
+  assert lengths[F.HIST_A].min() == 0 and lengths[F.HIST_B].min() == 1  # the defaults
+  assert lengths[F.HIST_A].max() == lengths[F.HIST_B].max() == 4
+
+
+def test_planted_signal_can_live_in_one_domain_history_only():
+  """taste_per_user=False, B revealing: only domain B's history tells a click from a non-click."""
+  config = synthetic.PlantedConfig(num_users=42, history_length=4, min_history_a=4,
+                                   min_history_b=4, click_rate=1.0, taste_per_user=False,
+                                   revealing_domains=(F.DOMAIN_B,))
+  examples = synthetic.planted_examples(config, 100, seed=4)
+  labels = examples[F.LABEL]
+  target_parity = examples[F.ITEM_ID] % 2
+
+  def agreement(taste_guess):
+    """AUC of 'the target has the guessed taste' as a click score."""
+    return pairwise_auc(labels, (target_parity == taste_guess).astype(float))
+
+  assert agreement(examples[F.HIST_B][:, -1] % 2) == 1.0
+  assert abs(agreement(examples[F.HIST_A][:, -1] % 2) - 0.5) < 0.05
+  assert abs(agreement(examples[F.USER_ID] % 2) - 0.5) < 0.05
+
+
+def test_write_examples_round_trips_through_the_feature_spec(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  examples = synthetic.planted_examples(PLANTED, 2, seed=5, num_negatives=3)
+  spec = F.FeatureSpec(history_length=4, num_negatives=3)
+  path = str(tmp_path / "planted.tfrecord")
+  synthetic.write_examples(path, examples, spec)
+  serialized = next(iter(tf.data.TFRecordDataset(path).batch(1000)))
+  parsed = spec.parse(serialized, with_negatives=True)
+  assert sorted(parsed) == sorted(examples)
+  for name, values in examples.items():
+    np.testing.assert_array_equal(parsed[name].numpy(), values)
+
+
+@pytest.mark.parametrize("field,value", [("num_users", 2), ("num_items_b", 3),
+                                         ("min_history_a", 5), ("click_rate", 1.5),
+                                         ("revealing_domains", ("a",))])
+def test_rejects_bad_planted_config(field, value):
+  with pytest.raises(ValueError, match=field):
+    synthetic.PlantedConfig(**{field: value})

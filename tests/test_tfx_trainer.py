@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from dasl_tf import config as config_lib
-from pipelines import tfx_trainer
+from dasl_tf.pipelines import tfx_trainer
 from tests import test_train_support as support
 
 TRAIN_STEPS = 12
@@ -17,12 +17,13 @@ def test_run_fn_trains_evaluates_and_exports_into_serving_model_dir(tmp_path):
   data_dir = support.make_dataset_dir(str(tmp_path / "data"))
   fn_args = tfx_trainer.FnArgs(
       train_files=[os.path.join(data_dir, "train-*")],
-      eval_files=[os.path.join(data_dir, "eval-*")],
+      eval_files=[os.path.join(data_dir, "validation-*")],
       model_run_dir=str(tmp_path / "run"),
       serving_model_dir=str(tmp_path / "serving"),
       train_steps=TRAIN_STEPS,
       eval_steps=None,
       custom_config={"schema_dir": data_dir, "variant": "wide_deep",
+                     "test_files": [os.path.join(data_dir, "test-*")],
                      "config": {"train": {"batch_size": BATCH_SIZE, "train_steps": 1000,
                                           "learning_rate": 0.02}}})
   metrics = tfx_trainer.run_fn(fn_args)

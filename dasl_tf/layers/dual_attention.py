@@ -2,21 +2,26 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras
+
+from dasl_tf import features as F
 
 JOINT = "joint"
 SEPARATE = "separate"
 OWN = "own"
 MODES = (JOINT, SEPARATE, OWN)
 
-QUERY_A, QUERY_B = "query_a", "query_b"
-RECORDS_A, RECORDS_B = "records_a", "records_b"
-MASK_A, MASK_B = "mask_a", "mask_b"
-INPUT_KEYS = (QUERY_A, QUERY_B, RECORDS_A, RECORDS_B, MASK_A, MASK_B)
-HEADS = ("a", "b")
+_DOMAINS = F.DOMAINS
+_OTHER = {F.DOMAIN_A: F.DOMAIN_B, F.DOMAIN_B: F.DOMAIN_A}
+# Per-domain names (inputs and sublayers) end in the domain's letter: query_a, key_b, ...
+_LETTER = F.DOMAIN_SUFFIX
+QUERY = {d: f"query_{letter}" for d, letter in _LETTER.items()}
+RECORDS = {d: f"records_{letter}" for d, letter in _LETTER.items()}
+MASK = {d: f"mask_{letter}" for d, letter in _LETTER.items()}
+INPUT_KEYS = (*QUERY.values(), *RECORDS.values(), *MASK.values())
 
 
 def masked_attention(query: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
@@ -40,6 +45,13 @@ def masked_attention(query: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
 
 def attention_weights(query: tf.Tensor, keys: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   """The weights ``softmax(q K^T / sqrt(d_k))`` of :func:`masked_attention`, padding at 0.
+
+  Example:
+    >>> keys = tf.constant([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    >>> weights = attention_weights(tf.constant([[[2.0, 0.0]]]), keys,
+    ...                             tf.constant([[True, True, False]]))
+    >>> weights.numpy().round(4)  # softmax([2, 0] / sqrt(2)), the padded record at 0
+    array([[[0.8044, 0.1956, 0.    ]]], dtype=float32)
 
   Args:
     query: ``[batch, C, d_k]``.
@@ -74,19 +86,30 @@ class DualAttention(tf_keras.layers.Layer):
   ``"separate"`` mode (the DASL-DA ablation) runs one softmax per domain and
   concatenates ``[softmax(q K_A^T) V_A ; softmax(q K_B^T) V_B]``; ``"own"``
   mode (Single-Domain) attends to the head's own domain only. A head whose
-  attended records are all padding gets 0.
+  attended records are all padding gets 0. :meth:`record_weights` returns the
+  weights that ``call`` multiplies the values by.
+
+  Heads are named by domain, ``dasl_tf.features.DOMAIN_A`` and ``DOMAIN_B``;
+  the inputs of domain A end in ``_a``, those of domain B in ``_b``.
 
   Example:
     >>> layer = DualAttention(key_dim=4)
     >>> inputs = {"query_a": tf.ones([2, 3, 8]), "query_b": tf.ones([2, 3, 8]),
-    ...           "records_a": tf.ones([2, 5, 6]), "records_b": tf.ones([2, 5, 6]),
-    ...           "mask_a": tf.ones([2, 5], tf.bool), "mask_b": tf.ones([2, 5], tf.bool)}
+    ...           "records_a": tf.zeros([2, 5, 6]), "records_b": tf.zeros([2, 5, 6]),
+    ...           "mask_a": tf.ones([2, 5], tf.bool),
+    ...           "mask_b": tf.constant([[False, False, False, True, True]] * 2)}
     >>> att_a, att_b = layer(inputs)
     >>> att_a.shape
     TensorShape([2, 3, 4])
+    >>> weights_a, weights_b = layer.record_weights(inputs)
+    >>> # Equal scores; eq. (6) spreads the weight over the 7 real records of A and B.
+    >>> weights_a[0, 0].numpy().round(4)
+    array([0.1429, 0.1429, 0.1429, 0.1429, 0.1429, 0.    , 0.    , 0.    ,
+           0.1429, 0.1429], dtype=float32)
     >>> (att_b_alone,) = layer({k: v for k, v in inputs.items() if k != "query_a"},
-    ...                        heads=("b",))
-
+    ...                        heads=(F.DOMAIN_B,))
+    >>> bool(tf.reduce_all(att_b_alone == att_b))
+    True
 
   Args:
     key_dim: d_k, the size of queries and keys.
@@ -96,13 +119,14 @@ class DualAttention(tf_keras.layers.Layer):
   Input shape: a dict with ``query_a``/``query_b`` ``[batch, C, q]`` (each
     head's candidates), ``records_a``/``records_b`` ``[batch, T, r]`` and
     ``mask_a``/``mask_b`` bool ``[batch, T]`` (true = real record). With
-    ``heads=("b",)`` (or ``("a",)``) only that head is computed and the other
-    query may be absent.
+    ``heads=(DOMAIN_B,)`` (or ``(DOMAIN_A,)``) only that head is computed and
+    the other query may be absent.
   Output shape: ``(Att_A, Att_B)`` (the heads of ``heads``, in order), each
     ``[batch, C, d_v]``, or ``[batch, C, 2 d_v]`` in ``"separate"`` mode.
 
   Raises:
-    ValueError: a size is not positive, the mode is unknown, or an input is missing.
+    ValueError: a size is not positive, the mode is unknown, a head is not a
+      domain, or an input is missing.
   """
 
   def __init__(self, key_dim: int, value_dim: int = None, mode: str = JOINT, **kwargs):
@@ -123,57 +147,46 @@ class DualAttention(tf_keras.layers.Layer):
     return 2 * self.value_dim if self.mode == SEPARATE else self.value_dim
 
   def build(self, input_shape: Dict[str, tf.TensorShape]):
-    self._check_keys(input_shape, (RECORDS_A, RECORDS_B, MASK_A, MASK_B))
+    self._check_keys(input_shape, (*RECORDS.values(), *MASK.values()))
 
-    def projection(units: int, name: str) -> tf_keras.layers.Dense:
-      return tf_keras.layers.Dense(units, use_bias=False, name=name)
+    def projections(units: int, role: str) -> List[tf_keras.layers.Dense]:
+      """One projection without bias per domain, indexed by domain."""
+      return [tf_keras.layers.Dense(units, use_bias=False, name=f"{role}_{_LETTER[d]}")
+              for d in _DOMAINS]
 
-    self._query = {d: projection(self.key_dim, f"query_{d}") for d in "ab"}
-    self._key = {d: projection(self.key_dim, f"key_{d}") for d in "ab"}
-    self._value = {d: projection(self.value_dim, f"value_{d}") for d in "ab"}
+    self._query = projections(self.key_dim, "query")
+    self._key = projections(self.key_dim, "key")
+    self._value = projections(self.value_dim, "value")
     super().build(input_shape)
 
-  def call(self, inputs: Dict[str, tf.Tensor], heads: Sequence[str] = HEADS
+  def call(self, inputs: Mapping[str, tf.Tensor], heads: Sequence[int] = _DOMAINS
            ) -> Tuple[tf.Tensor, ...]:
     """Each requested head's attention output, in the order of ``heads``.
 
     Args:
       inputs: the input dict; the query of a head not in ``heads`` may be absent.
-      heads: ``"a"``, ``"b"`` or both; a scorer that needs one domain's head
-        computes only that one.
+      heads: ``DOMAIN_A``, ``DOMAIN_B`` or both; a scorer that needs one
+        domain's head computes only that one.
+
+    Returns:
+      One ``[batch, C, output_dim]`` tensor per head of ``heads``.
     """
-    self._check_keys(inputs, [f"query_{head}" for head in heads])
-    keys = {d: self._key[d](inputs[f"records_{d}"]) for d in "ab"}
-    values = {d: self._value[d](inputs[f"records_{d}"]) for d in "ab"}
-    masks = {d: tf.cast(inputs[f"mask_{d}"], tf.bool) for d in "ab"}
+    weights = self._head_weights(inputs, heads)
+    values = [self._value[d](inputs[RECORDS[d]]) for d in _DOMAINS]
     outputs = []
-    for own in heads:
-      other = "b" if own == "a" else "a"
-      query = self._query[own](inputs[f"query_{own}"])
-      if self.mode == JOINT:
-        outputs.append(masked_attention(
-            query, tf.concat([keys[own], keys[other]], 1),
-            tf.concat([values[own], values[other]], 1),
-            tf.concat([masks[own], masks[other]], 1)))
-      elif self.mode == SEPARATE:
-        outputs.append(tf.concat(
-            [masked_attention(query, keys[d], values[d], masks[d]) for d in (own, other)], -1))
-      else:
-        outputs.append(masked_attention(query, keys[own], values[own], masks[own]))
+    for head in heads:
+      parts = [tf.matmul(w, values[d]) for d, w in weights[head].items()]
+      outputs.append(tf.concat(parts, -1) if self.mode == SEPARATE else tf.add_n(parts))
     return tuple(outputs)
 
-  def _check_keys(self, inputs, required: Sequence[str]) -> None:
-    missing = sorted(set(required) - set(inputs))
-    if missing:
-      raise ValueError(f"{self.name}: missing input(s) {missing}; expected keys {INPUT_KEYS}")
+  def record_weights(self, inputs: Mapping[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+    """What each head attends to: the weights ``call`` multiplies the values by.
 
-  def record_weights(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
-    """What each head attends to: its weights over the records of both domains.
-
-    For inspection (the training report's heatmap); ``call`` does not use it.
+    For inspection (the training report's heatmap); computed by the same code
+    as ``call``'s weights.
 
     Args:
-      inputs: as for ``call`` (the layer must be built).
+      inputs: as for ``call``, with both queries (the layer must be built).
 
     Returns:
       ``(W_A, W_B)``, each ``[batch, C, 2T]`` over domain A's T records then
@@ -181,22 +194,51 @@ class DualAttention(tf_keras.layers.Layer):
       ``"separate"``: each domain's half sums to 1 on its own; ``"own"``: the
       other domain's half is 0.
     """
-    keys = {d: self._key[d](inputs[f"records_{d}"]) for d in "ab"}
-    masks = {d: tf.cast(inputs[f"mask_{d}"], tf.bool) for d in "ab"}
-    lengths = {d: tf.shape(keys[d])[1] for d in "ab"}
+    weights = self._head_weights(inputs, _DOMAINS)
     outputs = []
-    for own, other in (("a", "b"), ("b", "a")):
-      query = self._query[own](inputs[f"query_{own}"])
+    for head in _DOMAINS:
+      batch_and_queries = tf.shape(weights[head][head])[:2]
+      outputs.append(tf.concat([
+          weights[head][d] if d in weights[head] else
+          tf.zeros(tf.concat([batch_and_queries, tf.shape(inputs[MASK[d]])[1:]], 0))
+          for d in _DOMAINS], -1))
+    return outputs[0], outputs[1]
+
+  def _head_weights(self, inputs: Mapping[str, tf.Tensor], heads: Sequence[int]
+                    ) -> Dict[int, Dict[int, tf.Tensor]]:
+    """The attention weights of each head of ``heads`` (eq. 6-7 and the ablation modes).
+
+    Returns:
+      ``{head: {domain: [batch, C, T]}}``: each head's weights over the records
+      of the domains it attends to, own domain first. ``"joint"``: one softmax
+      over both domains' records (eq. 6-7), split back per domain;
+      ``"separate"``: one softmax per domain; ``"own"``: the own domain only.
+    """
+    unknown = [head for head in heads if head not in _DOMAINS]
+    if unknown:
+      raise ValueError(f"{self.name}: heads must be domains {_DOMAINS} "
+                       f"(dasl_tf.features.DOMAIN_A/DOMAIN_B), got {list(heads)}")
+    self._check_keys(inputs, [QUERY[head] for head in heads])
+    keys = [self._key[d](inputs[RECORDS[d]]) for d in _DOMAINS]  # Indexed by domain.
+    masks = [tf.cast(inputs[MASK[d]], tf.bool) for d in _DOMAINS]
+    weights = {}
+    for own in heads:
+      other = _OTHER[own]
+      query = self._query[own](inputs[QUERY[own]])
       if self.mode == JOINT:
         joint = attention_weights(query, tf.concat([keys[own], keys[other]], 1),
                                   tf.concat([masks[own], masks[other]], 1))
-        weights = dict(zip((own, other), tf.split(joint, [lengths[own], lengths[other]], -1)))
+        split = tf.split(joint, [tf.shape(keys[own])[1], tf.shape(keys[other])[1]], -1)
+        weights[own] = dict(zip((own, other), split))
       else:
-        weights = {d: attention_weights(query, keys[d], masks[d]) for d in (own, other)}
-        if self.mode == OWN:
-          weights[other] = tf.zeros_like(weights[other])
-      outputs.append(tf.concat([weights["a"], weights["b"]], -1))
-    return outputs[0], outputs[1]
+        attended = (own, other) if self.mode == SEPARATE else (own,)
+        weights[own] = {d: attention_weights(query, keys[d], masks[d]) for d in attended}
+    return weights
+
+  def _check_keys(self, inputs, required: Sequence[str]) -> None:
+    missing = sorted(set(required) - set(inputs))
+    if missing:
+      raise ValueError(f"{self.name}: missing input(s) {missing}; expected keys {INPUT_KEYS}")
 
   def get_config(self):
     config = super().get_config()

@@ -23,7 +23,8 @@ class OrthogonalityRegularizer(tf_keras.regularizers.Regularizer):
   paper needs.
 
   Example:
-    >>> OrthogonalityRegularizer(1.0)(tf.eye(3) * 2.0).numpy()
+    >>> # X = 2 I_3: X^T X - I = 3 I_3, whose squared Frobenius norm is 27.
+    >>> OrthogonalityRegularizer(1.0)(tf.eye(3) * 2.0).numpy().round(4)
     27.0
 
   Args:

@@ -1,20 +1,23 @@
 """Output of ``dasl-prepare``: a staging directory renamed into place, and TFRecord shards.
 
-Everything is written under ``<output_dir>.tmp-<pid>`` and renamed to
-``output_dir`` only when complete, so a failed run leaves nothing half-written
-at ``output_dir``. Shards are ``<split>/part-SSSSS-of-NNNNN.tfrecord[.gz]``,
-written by :class:`dasl_tf.prepare.tfrecord.TFRecordWriter` (no TensorFlow).
+Everything is written into a staging sibling of ``output_dir`` and renamed to
+``output_dir`` only when complete (:func:`dasl_tf.publish.staged_directory`),
+so a failed run leaves nothing half-written at ``output_dir``. With
+``--overwrite`` only a previous output of ``dasl-prepare`` (a directory that
+holds ``schema.json``) is replaced. Shards are
+``<split>/part-SSSSS-of-NNNNN.tfrecord[.gz]``, written by
+:class:`dasl_tf.prepare.tfrecord.TFRecordWriter` (no TensorFlow).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 from typing import Dict, Iterator, List, Sequence
 
 import numpy as np
 
+from dasl_tf import features as F
+from dasl_tf import publish
 from dasl_tf.prepare.config import PrepareError
 from dasl_tf.prepare.tfrecord import TFRecordWriter
 
@@ -34,33 +37,24 @@ def shard_paths(split: str, num_shards: int, compress: bool) -> List[str]:
 
 @contextlib.contextmanager
 def staging_dir(output_dir: str, overwrite: bool) -> Iterator[str]:
-  """Yields a temp directory that becomes ``output_dir`` when the block succeeds.
+  """Yields a staging directory that becomes ``output_dir`` when the block succeeds.
+
+  The block must write ``schema.json``: it marks the directory as an output
+  of ``dasl-prepare`` that a later ``--overwrite`` may replace.
 
   Raises:
-    PrepareError: ``output_dir`` exists and ``overwrite`` is False.
+    PrepareError: ``output_dir`` exists and ``overwrite`` is False, or it
+      exists and holds no ``schema.json`` (it is never replaced then).
   """
-  output_dir = os.path.abspath(output_dir)
-  if os.path.exists(output_dir) and not overwrite:
-    raise PrepareError(f"{output_dir} already exists; pass --overwrite to replace it")
-  parent = os.path.dirname(output_dir)
-  os.makedirs(parent, exist_ok=True)
-  staging = f"{output_dir}.tmp-{os.getpid()}"
-  shutil.rmtree(staging, ignore_errors=True)
-  os.makedirs(staging)
   try:
-    yield staging
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
-  if os.path.exists(output_dir):
-    shutil.rmtree(output_dir)
-  os.rename(staging, output_dir)
+    with publish.staged_directory(os.path.abspath(output_dir), overwrite, F.SCHEMA_FILE,
+                                  "prepared dataset") as staging:
+      yield staging
+  except publish.PublishError as e:
+    raise PrepareError(str(e)) from None
 
 
-def write_json(path: str, value) -> None:
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write("\n")
+write_json = publish.write_json  # stats.json: the package's one JSON format
 
 
 class ShardWriters:

@@ -1,0 +1,136 @@
+"""The run's configuration: defaults, a ``--config`` file and explicit overrides, resolved and checked.
+
+:func:`resolve_config` is what every entry point (``dasl-train``, the TFX
+``run_fn``, ``dasl-experiment``) calls before training; sizes always come
+from the dataset's ``schema.json``. :func:`validate_config` checks the whole
+configuration before any work starts.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from absl import logging
+
+from dasl_tf import config as config_lib
+from dasl_tf import distribute
+from dasl_tf import features as F
+from dasl_tf import models
+
+# Model fields that always come from the dataset's schema.json.
+_DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "history_length", "user_num_dim",
+                   "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes")
+
+def resolve_config(schema: F.DatasetSchema,
+                   base: Optional[config_lib.ExperimentConfig] = None,
+                   model_overrides: Optional[Mapping[str, object]] = None,
+                   train_overrides: Optional[Mapping[str, object]] = None
+                   ) -> config_lib.ExperimentConfig:
+  """The run's configuration: defaults < ``base`` (a ``--config`` file) < explicit overrides.
+
+  Vocabulary and feature sizes always come from the dataset's schema; a base
+  config that disagrees with the dataset is logged and overruled.
+
+  Args:
+    schema: the training data's schema.
+    base: a config read from JSON (keys the file omits keep their defaults).
+    model_overrides: ``ModelConfig`` fields set explicitly (for example by flags).
+    train_overrides: ``TrainConfig`` fields set explicitly.
+
+  Returns:
+    The resolved, validated :class:`~dasl_tf.config.ExperimentConfig`.
+
+  Raises:
+    ConfigError: a value is invalid.
+  """
+  base = base or config_lib.ExperimentConfig()
+  try:
+    model = base.model.replace(**dict(model_overrides or {}))
+    train = base.train.replace(**dict(train_overrides or {}))
+  except TypeError as e:
+    raise config_lib.ConfigError(f"unknown config field: {e}") from e
+  from_dataset = schema.model_config().to_dict()
+  defaults = config_lib.ModelConfig().to_dict()
+  for name in _DATASET_FIELDS:
+    given = getattr(model, name)
+    if given != defaults[name] and given != from_dataset[name]:
+      logging.warning("config sets %s=%s but the dataset has %s; using the dataset's value",
+                      name, given, from_dataset[name])
+  model = schema.model_config(**{k: v for k, v in model.to_dict().items()
+                                 if k not in _DATASET_FIELDS})
+  model, train = _ranking_objective(model, train, schema.feature_spec)
+  experiment = config_lib.ExperimentConfig(model=model, train=train)
+  validate_config(experiment)
+  return experiment
+
+
+def _ranking_objective(model: config_lib.ModelConfig, train: config_lib.TrainConfig,
+                       spec: F.FeatureSpec):
+  """One consistent objective: a ranking loss exactly when training reads negatives.
+
+  ``model.ranking_loss="none"`` trains on no negatives; no negatives (none
+  asked for, or none in the data) make the ranking loss "none".
+  """
+  if model.ranking_loss == config_lib.NO_RANKING_LOSS:
+    return model, train.replace(train_negatives=0)
+  available = spec.num_train_negatives if train.train_negatives == -1 else train.train_negatives
+  if available == 0:
+    logging.info("no sampled training negatives (train.train_negatives=%d, %d in the data): "
+                 "training the CTR objective alone", train.train_negatives,
+                 spec.num_train_negatives)
+    return model.replace(ranking_loss=config_lib.NO_RANKING_LOSS), train.replace(
+        train_negatives=0)
+  return model, train
+
+
+def validate_config(experiment: config_lib.ExperimentConfig) -> None:
+  """Checks the values the training job depends on.
+
+  Raises:
+    ConfigError: naming the field and the accepted values.
+  """
+  train = experiment.train
+  if experiment.model.variant not in models.variants():
+    raise config_lib.ConfigError(
+        f"model.variant={experiment.model.variant!r} is not a registered model; "
+        f"choose one of {models.variants()}")
+  if train.strategy not in distribute.STRATEGIES:
+    raise config_lib.ConfigError(
+        f"train.strategy={train.strategy!r}; choose one of {distribute.STRATEGIES}")
+  positive = {"batch_size": train.batch_size, "learning_rate": train.learning_rate,
+              "epochs": train.epochs}
+  for name, value in positive.items():
+    if not value > 0:
+      raise config_lib.ConfigError(f"train.{name} must be > 0, got {value}")
+  non_negative = {"clipnorm": train.clipnorm, "steps_per_epoch": train.steps_per_epoch,
+                  "train_steps": train.train_steps, "eval_steps": train.eval_steps,
+                  "early_stopping_patience": train.early_stopping_patience,
+                  "shuffle_buffer": train.shuffle_buffer}
+  for name, value in non_negative.items():
+    if value < 0:
+      raise config_lib.ConfigError(f"train.{name} must be >= 0, got {value}")
+  if train.train_negatives < -1:
+    raise config_lib.ConfigError(
+        f"train.train_negatives must be -1 (all stored), 0 (CTR loss only) or a count, "
+        f"got {train.train_negatives}")
+  model = experiment.model
+  if model.ranking_loss not in config_lib.RANKING_LOSSES + (config_lib.NO_RANKING_LOSS,):
+    raise config_lib.ConfigError(f"model.ranking_loss={model.ranking_loss!r}; choose one of "
+                                 f"{config_lib.RANKING_LOSSES} or "
+                                 f"{config_lib.NO_RANKING_LOSS!r}")
+  if not model.ranking_weight >= 0:
+    raise config_lib.ConfigError(f"model.ranking_weight must be >= 0, got {model.ranking_weight}")
+  monitor_mode(train.monitor)
+
+
+def monitor_mode(monitor: str) -> str:
+  """``max`` for AUC-like metrics, ``min`` for losses."""
+  name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
+  if name.startswith("auc"):
+    return "max"
+  if name.startswith("loss") or name.endswith("_loss"):
+    return "min"
+  raise config_lib.ConfigError(
+      f"train.monitor={monitor!r}: expected an AUC or a loss, such as val_auc (mean of both "
+      "heads), val_auc_a, val_auc_b, val_loss, val_loss_a, val_loss_b or val_ranking_loss; "
+      "the validation split is watched, never the test split")
+

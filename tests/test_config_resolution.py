@@ -1,0 +1,56 @@
+"""Configuration resolution: precedence, dataset sizes, and every bad value named."""
+import pytest
+
+from dasl_tf import config as config_lib
+from dasl_tf import config_resolution
+from dasl_tf import features as F
+from tests import test_train_support as support
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+  return support.make_dataset_dir(str(tmp_path_factory.mktemp("data")))
+
+
+def test_resolve_config_precedence_and_dataset_sizes(dataset_dir):
+  schema = F.DatasetSchema.load(dataset_dir)
+  base = config_lib.ExperimentConfig(
+      model=config_lib.ModelConfig(variant="dasl_de", num_users=999, gru_units=5),
+      train=config_lib.TrainConfig(batch_size=7, epochs=4))
+  config = config_resolution.resolve_config(schema, base, {"gru_units": 6}, {"batch_size": 9})
+  assert (config.model.variant, config.model.gru_units) == ("dasl_de", 6)
+  assert (config.train.batch_size, config.train.epochs) == (9, 4)
+  assert config.model.num_users == schema.num_users
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"strategy": "tpu"}, "strategy"),
+    ({"monitor": "precision"}, "monitor"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_resolve_config_rejects_bad_values(dataset_dir, overrides, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_resolution.resolve_config(F.DatasetSchema.load(dataset_dir), None, {}, overrides)
+
+
+def test_resolve_config_rejects_unknown_variant(dataset_dir):
+  with pytest.raises(config_lib.ConfigError, match="registered"):
+    config_resolution.resolve_config(F.DatasetSchema.load(dataset_dir), None, {"variant": "nope"}, {})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train_negatives": -2}, "train_negatives"),
+    ({"clipnorm": -1.0}, "clipnorm"),
+])
+def test_resolve_config_rejects_bad_train_values(dataset_dir, overrides, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_resolution.resolve_config(F.DatasetSchema.load(dataset_dir), None, {}, overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"ranking_loss": "hinge"}, "ranking_loss"),
+    ({"ranking_weight": -1.0}, "ranking_weight"),
+])
+def test_resolve_config_rejects_bad_model_values(dataset_dir, overrides, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_resolution.resolve_config(F.DatasetSchema.load(dataset_dir), None, overrides, {})
