@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Dict, Tuple, Type, TypeVar
+
+from dasl_tf import publish
 
 T = TypeVar("T")
 
-VARIANTS = ("dasl", "dasl_de", "dasl_da", "single_domain")
+# The DASL variants and their two switches: (Dual Embedding, Dual Attention).
+DASL_VARIANTS = {
+    "dasl": (True, True),
+    "dasl_de": (False, True),
+    "dasl_da": (True, False),
+    "single_domain": (False, False),
+}
+VARIANTS = tuple(DASL_VARIANTS)
+RANKING_LOSSES = ("bce", "softmax")
+# ModelConfig.ranking_loss of a model trained for CTR alone (no sampled negatives).
+NO_RANKING_LOSS = "none"
 
 
 class ConfigError(ValueError):
@@ -74,11 +85,8 @@ class _JsonMixin:
       raise ConfigError(f"{path}: {e}") from e
 
   def save(self, path: str) -> None:
-    """Writes the config atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(self.to_json() + "\n")
-    os.replace(tmp, path)
+    """Writes the config as JSON to ``path`` (local or remote), published whole."""
+    publish.write_file(path, self.to_json() + "\n")
 
   def replace(self, **changes):
     return dataclasses.replace(self, **changes)
@@ -94,7 +102,8 @@ class ModelConfig(_JsonMixin):
 
   Attributes:
     variant: "dasl", "dasl_de" (no Dual Embedding), "dasl_da" (attention per
-      domain) or "single_domain" (neither), or a baseline name.
+      domain) or "single_domain" (neither) (:data:`DASL_VARIANTS`), or a
+      baseline name (``popularity``, ``din``, ...).
     num_users: size of the user vocabulary (shared by both domains).
     num_items_a: size of domain A's item vocabulary.
     num_items_b: size of domain B's item vocabulary.
@@ -121,6 +130,12 @@ class ModelConfig(_JsonMixin):
       the candidate embedding with its projected attention output, GRU states
       and user embeddings (:class:`~dasl_tf.layers.CandidateInteraction`), next
       to the paper's concatenation.
+    ranking_loss: the top-n loss over sampled training negatives, "bce" or
+      "softmax" (:mod:`dasl_tf.losses`), or "none" for a CTR model alone;
+      :func:`~dasl_tf.config_resolution.resolve_config` sets "none" when the
+      run trains on no negatives. DASL's heads get a relevance output unless
+      it is "none".
+    ranking_weight: its weight next to the CTR loss.
   """
   variant: str = "dasl"
   num_users: int = 0
@@ -143,14 +158,16 @@ class ModelConfig(_JsonMixin):
   reconstruction_weight: float = 0.1
   unroll_gru: bool = True
   candidate_interactions: bool = True
+  ranking_loss: str = "bce"
+  ranking_weight: float = 1.0
 
   @property
   def dual_embedding(self) -> bool:
-    return self.variant in ("dasl", "dasl_da")
+    return DASL_VARIANTS.get(self.variant, (False, False))[0]
 
   @property
   def dual_attention(self) -> bool:
-    return self.variant in ("dasl", "dasl_de")
+    return DASL_VARIANTS.get(self.variant, (False, False))[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,15 +177,21 @@ class TrainConfig(_JsonMixin):
   Attributes:
     batch_size: global batch size (split across replicas).
     learning_rate: Adam learning rate.
-    clipnorm: gradient clipping by norm (0 disables it).
+    clipnorm: clips each variable's gradient to this L2 norm, variable by
+      variable (Keras ``clipnorm``; not a global norm); 0 disables it.
     epochs: maximum number of epochs; training may stop earlier (early stopping).
     steps_per_epoch: steps per epoch, or 0 for one pass over the training data.
     train_steps: total training steps (TFX ``train_steps``), or 0 to train for
       ``epochs`` epochs; when set, the data repeats and ``epochs`` is derived.
     eval_steps: evaluation steps, or 0 for the whole evaluation split.
     early_stopping_patience: epochs without improvement of the monitored metric.
-    monitor: metric watched by early stopping and best-checkpoint selection.
+    monitor: metric of the validation split watched by early stopping and
+      best-epoch selection; the default, ``val_loss``, is the training
+      objective itself (CTR and ranking terms) on the validation split.
     shuffle_buffer: examples held by the shuffle buffer.
+    train_negatives: sampled negatives per training example fed to the
+      ranking loss: -1 for all the data carries, 0 for the CTR loss alone,
+      else the first ``train_negatives`` of them.
     seed: seed for initialisation, shuffling and negative sampling.
     strategy: "default", "mirrored" or "multi_worker".
   """
@@ -180,8 +203,9 @@ class TrainConfig(_JsonMixin):
   train_steps: int = 0
   eval_steps: int = 0
   early_stopping_patience: int = 2
-  monitor: str = "val_auc"
+  monitor: str = "val_loss"
   shuffle_buffer: int = 20000
+  train_negatives: int = -1
   seed: int = 42
   strategy: str = "default"
 

@@ -86,7 +86,7 @@ def count_records(path: str) -> int:
 def split_files(data_dir: str, split: str) -> List[str]:
   """The shards of one split of a ``dasl-prepare`` output directory.
 
-  ``split`` is ``train``, ``eval`` or a fold name such as ``fold-0``; the list
+  ``split`` is ``train``, ``validation``, ``test`` or a fold name such as ``fold-0``; the list
   of shards comes from ``schema.json`` so no stray file is ever read.
   """
   schema = features_lib.DatasetSchema.load(data_dir)
@@ -110,6 +110,7 @@ def make_dataset(file_patterns: Patterns,
                  shuffle_buffer: int = 20000,
                  seed: Optional[int] = None,
                  with_negatives: bool = False,
+                 train_negatives: int = 0,
                  repeat: bool = False,
                  drop_remainder: bool = False,
                  num_parallel_reads: int = 4,
@@ -128,6 +129,9 @@ def make_dataset(file_patterns: Patterns,
     seed: shuffle seed; fixed seeds give reproducible epochs (each epoch, or
       each ``repeat``, is shuffled differently).
     with_negatives: also parse the ``negatives`` feature (evaluation files).
+    train_negatives: also parse the ``train_negatives`` feature (training
+      files) and keep its first ``train_negatives`` columns; -1 keeps all the
+      files carry, 0 parses none.
     repeat: repeat the data forever (for step-based training).
     drop_remainder: drop the last, smaller batch (needed by some strategies).
     num_parallel_reads: shards interleaved at a time.
@@ -144,6 +148,10 @@ def make_dataset(file_patterns: Patterns,
     FileNotFoundError: a pattern matches no file.
     CorruptRecordsError: a shard is truncated or corrupt (``verify_files``).
   """
+  if train_negatives > feature_spec.num_train_negatives:
+    raise ValueError(f"{train_negatives} training negatives per example asked for, but the "
+                     f"data carries {feature_spec.num_train_negatives} (dasl-prepare "
+                     "--train_negatives)")
   if batch_size < 1 or shuffle_buffer < 1 or parse_window < 1:
     raise ValueError(f"batch_size ({batch_size}), shuffle_buffer ({shuffle_buffer}) and "
                      f"parse_window ({parse_window}) must be at least 1")
@@ -159,7 +167,11 @@ def make_dataset(file_patterns: Patterns,
   file_ds = tf.data.Dataset.from_tensor_slices(files)
 
   def parse(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
-    parsed = feature_spec.parse(serialized, with_label=True, with_negatives=with_negatives)
+    parsed = feature_spec.parse(serialized, with_label=True, with_negatives=with_negatives,
+                                with_train_negatives=train_negatives != 0)
+    if train_negatives > 0 and features_lib.TRAIN_NEGATIVES in parsed:
+      parsed[features_lib.TRAIN_NEGATIVES] = (
+          parsed[features_lib.TRAIN_NEGATIVES][:, :train_negatives])
     label = parsed.pop(features_lib.LABEL)
     return parsed, label
 

@@ -18,8 +18,11 @@ Features (dtype, shape):
   user_cat  int64   [Cu]     categorical user side features, vocabulary indices
   item_num  float32 [Ni]     numeric side features of the target item
   item_cat  int64   [Ci]     categorical side features of the target item
-  negatives int64   [K]      evaluation only: K sampled items the user never
+  negatives int64   [K]      evaluation splits: K sampled items the user never
                              touched in the target's domain (HR@K ranking)
+  train_negatives int64 [k]  training splits: k sampled items of the target's
+                             domain the user had not touched by the target's
+                             time (the top-n training objective)
 
 Importing this module does not import TensorFlow (``dasl-prepare`` runs without
 it): :meth:`FeatureSpec.shapes` gives NumPy dtypes (``np.int64``,
@@ -46,6 +49,10 @@ OOV_ID = 1
 NUM_RESERVED_IDS = 2
 DOMAIN_A = 0
 DOMAIN_B = 1
+# The one spelling of a domain is its index; names of per-domain tensors, layers
+# and metrics end in its suffix (``logit_a``, ``head_b``, ``auc_a``).
+DOMAINS = (DOMAIN_A, DOMAIN_B)
+DOMAIN_SUFFIX = {DOMAIN_A: "a", DOMAIN_B: "b"}
 DEFAULT_HISTORY_LENGTH = 10
 DEFAULT_NUM_NEGATIVES = 99
 
@@ -60,6 +67,7 @@ USER_CAT = "user_cat"
 ITEM_NUM = "item_num"
 ITEM_CAT = "item_cat"
 NEGATIVES = "negatives"
+TRAIN_NEGATIVES = "train_negatives"
 
 SCHEMA_FILE = "schema.json"
 
@@ -75,6 +83,7 @@ class FeatureSpec:
     item_num_dim: Ni, number of numeric item features.
     item_cat_dim: Ci, number of categorical item features.
     num_negatives: K, sampled negatives per evaluation example (0 = none).
+    num_train_negatives: k, sampled negatives per training example (0 = none).
   """
   history_length: int = DEFAULT_HISTORY_LENGTH
   user_num_dim: int = 0
@@ -82,8 +91,10 @@ class FeatureSpec:
   item_num_dim: int = 0
   item_cat_dim: int = 0
   num_negatives: int = 0
+  num_train_negatives: int = 0
 
-  def shapes(self, with_label: bool = True, with_negatives: bool = False
+  def shapes(self, with_label: bool = True, with_negatives: bool = False,
+             with_train_negatives: bool = False
             ) -> Dict[str, Tuple[Type[np.generic], Tuple[int, ...]]]:
     """Returns ``{name: (dtype, per-example shape)}`` of the selected features.
 
@@ -112,16 +123,20 @@ class FeatureSpec:
       spec[LABEL] = (np.float32, ())
     if with_negatives and self.num_negatives:
       spec[NEGATIVES] = (np.int64, (self.num_negatives,))
+    if with_train_negatives and self.num_train_negatives:
+      spec[TRAIN_NEGATIVES] = (np.int64, (self.num_train_negatives,))
     return spec
 
-  def parsing_spec(self, with_label: bool = True, with_negatives: bool = False
+  def parsing_spec(self, with_label: bool = True, with_negatives: bool = False,
+                   with_train_negatives: bool = False
                   ) -> Dict[str, tf.io.FixedLenFeature]:
     """The ``tf.io.parse_example`` spec. Side features default to 0 when absent."""
     # Imported here, not at the top: dasl-prepare runs without TensorFlow.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     parsing = {}
-    for name, (np_dtype, shape) in self.shapes(with_label, with_negatives).items():
+    for name, (np_dtype, shape) in self.shapes(with_label, with_negatives,
+                                               with_train_negatives).items():
       dtype = tf.as_dtype(np_dtype)
       default = None
       if name in (USER_NUM, USER_CAT, ITEM_NUM, ITEM_CAT):
@@ -141,12 +156,14 @@ class FeatureSpec:
     }
 
   def parse(self, serialized: tf.Tensor, with_label: bool = True,
-            with_negatives: bool = False) -> Dict[str, tf.Tensor]:
+            with_negatives: bool = False,
+            with_train_negatives: bool = False) -> Dict[str, tf.Tensor]:
     """Parses a batch of serialized ``tf.Example`` strings."""
     # Imported here, not at the top: dasl-prepare runs without TensorFlow.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    return tf.io.parse_example(serialized, self.parsing_spec(with_label, with_negatives))
+    return tf.io.parse_example(
+        serialized, self.parsing_spec(with_label, with_negatives, with_train_negatives))
 
   def encode(self, features: Mapping[str, object]) -> bytes:
     """Serializes one example (a mapping of feature name to value) to ``tf.Example`` bytes.
@@ -158,7 +175,8 @@ class FeatureSpec:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     names = self.shapes(with_label=LABEL in features,
-                        with_negatives=NEGATIVES in features)
+                        with_negatives=NEGATIVES in features,
+                        with_train_negatives=TRAIN_NEGATIVES in features)
     feature = {}
     for name, (dtype, shape) in names.items():
       if name not in features:

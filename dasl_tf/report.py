@@ -22,17 +22,24 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
 
-from dasl_tf import features as F  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dasl_tf import features as F
+from dasl_tf import metrics as metrics_lib
+from dasl_tf import publish
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 REPORT_FILE = "report.md"
 ROC_FILE = "roc.png"
 CURVES_FILE = "training_curves.png"
 ATTENTION_FILE = "attention.png"
-TABLE_METRICS = ("auc_a", "hr10_a", "auc_b", "hr10_b")
+_OVERALL_METRICS = ("auc_a", "hr10_a", "auc_b", "hr10_b", "examples_a", "examples_b")
+# The experiment tables: every test metric overall and per slice of dasl_tf.metrics.SLICES.
+TABLE_METRICS = _OVERALL_METRICS + tuple(
+    f"{name}_{slice_name}" for slice_name in metrics_lib.SLICES for name in _OVERALL_METRICS)
 
 
 # ----------------------------------------------------------------------------- ROC
@@ -66,11 +73,6 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.nd
   return (np.r_[0.0, false_positives / negatives], np.r_[0.0, true_positives / positives])
 
 
-def area_under_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
-  """Trapezoidal area under a ROC curve."""
-  return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
 def collect_predictions(model, dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
   """Labels, domains and own-domain click probabilities of every example of ``dataset``.
 
@@ -93,11 +95,12 @@ def plot_roc(predictions: Mapping[str, np.ndarray], domain_names: Sequence[str],
   aucs = {}
   for domain, name in enumerate(domain_names):
     in_domain = predictions["domain"] == domain
+    labels, scores = predictions["label"][in_domain], predictions["ctr"][in_domain]
     try:
-      fpr, tpr = roc_curve(predictions["label"][in_domain], predictions["ctr"][in_domain])
+      fpr, tpr = roc_curve(labels, scores)
     except ValueError:
       continue  # a domain with one class (or no example) has no ROC curve
-    aucs[name] = area_under_curve(fpr, tpr)
+    aucs[name] = metrics_lib.roc_auc(labels, scores)
     axis.plot(fpr, tpr, label=f"{name} (AUC {aucs[name]:.4f})")
   axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
   axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per domain")
@@ -116,7 +119,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str) -> N
   epochs = [record["epoch"] for record in history]
   figure, axes = plt.subplots(1, 2, figsize=(10, 4))
   for axis, metric in zip(axes, ("loss", "auc")):
-    for head in ("a", "b"):
+    for head in F.DOMAIN_SUFFIX.values():
       for prefix, style in (("", "-"), ("val_", "--")):
         key = f"{prefix}{metric}_{head}"
         values = [record.get(key, np.nan) for record in history]
@@ -183,7 +186,7 @@ def attention_panels(model, dataset: tf.data.Dataset, per_domain: int
     chosen = [np.nonzero(both & (domain == d))[0][:per_domain] for d in (F.DOMAIN_A, F.DOMAIN_B)]
     if all(c.size for c in chosen):
       panels = []
-      for head, rows in zip(("a", "b"), chosen):
+      for head, rows in zip(F.DOMAIN_SUFFIX.values(), chosen):
         picked = {name: tf.gather(value, rows) for name, value in features.items()}
         panels.append({"weights": np.asarray(model.attention_weights(picked)[head]),
                        "hist_a": picked[F.HIST_A].numpy(), "hist_b": picked[F.HIST_B].numpy()})
@@ -198,7 +201,9 @@ def write_report(model, eval_dataset: tf.data.Dataset,
                  history: Sequence[Mapping[str, float]], metrics: Mapping[str, float],
                  out_dir: str, domain_names: Sequence[str] = ("A", "B"),
                  attention_examples: int = 4) -> str:
-  """Writes ``report.md`` and its plots into ``out_dir`` (replaced atomically).
+  """Writes ``report.md`` and its plots into ``out_dir``, published whole.
+
+  A previous ``out_dir`` is replaced only if it holds ``report.md``.
 
   Args:
     model: the trained model (a ``CrossDomainRanker``).
@@ -212,50 +217,45 @@ def write_report(model, eval_dataset: tf.data.Dataset,
   Returns:
     The path of ``report.md``.
   """
-  tmp = f"{out_dir}.tmp-{os.getpid()}"
-  if tf.io.gfile.exists(tmp):
-    tf.io.gfile.rmtree(tmp)
-  tf.io.gfile.makedirs(tmp)
-  names = list(domain_names)
-  roc_aucs = plot_roc(collect_predictions(model, eval_dataset), names,
-                      os.path.join(tmp, ROC_FILE))
-  sections = [
-      "# Evaluation report", "",
-      f"Model variant: `{model.model_config.variant}`",
-      "", "## Metrics on the evaluation split", "",
-      "| domain | AUC | HR@10 | loss (best epoch) | AUC of the plotted ROC |",
-      "|---|---|---|---|---|"]
-  for head, name in zip(("a", "b"), names):
-    sections.append(
-        f"| {name} | {_fmt(metrics.get(f'auc_{head}'))} | {_fmt(metrics.get(f'hr10_{head}'))} "
-        f"| {_fmt(metrics.get(f'loss_{head}'))} | {_fmt(roc_aucs.get(name))} |")
-  sections += [
-      "", f"Trained on {metrics.get('train_examples', 0):,} examples in "
-      f"{metrics.get('train_seconds', 0.0):.1f} s ({metrics.get('epochs', '?')} epochs; "
-      f"best epoch {metrics.get('best_epoch', '?')}).", "",
-      "## ROC curves", "", f"![ROC per domain]({ROC_FILE})", ""]
-  if history:
-    plot_training_curves(history, os.path.join(tmp, CURVES_FILE))
-    sections += ["## Training curves", "", f"![training curves]({CURVES_FILE})", ""]
-  panels = attention_panels(model, eval_dataset, attention_examples)
-  sections += ["## Dual Attention", ""]
-  if panels is None:
-    sections.append("This model exposes no attention weights.")
-  elif not panels:
-    sections.append("No evaluation batch has examples of both domains whose two histories "
-                    "are non-empty.")
-  else:
-    plot_attention(panels, names, os.path.join(tmp, ATTENTION_FILE))
+  with publish.staged_directory(out_dir, overwrite=True, marker=REPORT_FILE,
+                                what="report directory") as staging:
+    names = list(domain_names)
+    roc_aucs = plot_roc(collect_predictions(model, eval_dataset), names,
+                        os.path.join(staging, ROC_FILE))
+    sections = [
+        "# Evaluation report", "",
+        f"Model variant: `{model.model_config.variant}`",
+        "", "## Metrics on the evaluation split", "",
+        "| domain | AUC | HR@10 | loss (best epoch) | AUC of the plotted ROC |",
+        "|---|---|---|---|---|"]
+    for head, name in zip(F.DOMAIN_SUFFIX.values(), names):
+      sections.append(
+          f"| {name} | {_fmt(metrics.get(f'auc_{head}'))} | {_fmt(metrics.get(f'hr10_{head}'))} "
+          f"| {_fmt(metrics.get(f'loss_{head}'))} | {_fmt(roc_aucs.get(name))} |")
     sections += [
-        "Weights each head put on the records of both histories (columns: domain A's "
-        "history, then domain B's; blank = padding) for evaluation examples of its own "
-        "domain (rows), with the example's target item as the query.", "",
-        f"![attention]({ATTENTION_FILE})"]
-  with tf.io.gfile.GFile(os.path.join(tmp, REPORT_FILE), "w") as f:
-    f.write("\n".join(sections) + "\n")
-  if tf.io.gfile.exists(out_dir):
-    tf.io.gfile.rmtree(out_dir)
-  tf.io.gfile.rename(tmp, out_dir)
+        "", f"Trained on {metrics.get('train_examples', 0):,} examples in "
+        f"{metrics.get('train_seconds', 0.0):.1f} s ({metrics.get('epochs', '?')} epochs; "
+        f"best epoch {metrics.get('best_epoch', '?')}).", "",
+        "## ROC curves", "", f"![ROC per domain]({ROC_FILE})", ""]
+    if history:
+      plot_training_curves(history, os.path.join(staging, CURVES_FILE))
+      sections += ["## Training curves", "", f"![training curves]({CURVES_FILE})", ""]
+    panels = attention_panels(model, eval_dataset, attention_examples)
+    sections += ["## Dual Attention", ""]
+    if panels is None:
+      sections.append("This model exposes no attention weights.")
+    elif not panels:
+      sections.append("No evaluation batch has examples of both domains whose two histories "
+                      "are non-empty.")
+    else:
+      plot_attention(panels, names, os.path.join(staging, ATTENTION_FILE))
+      sections += [
+          "Weights each head put on the records of both histories (columns: domain A's "
+          "history, then domain B's; blank = padding) for evaluation examples of its own "
+          "domain (rows), with the example's target item as the query.", "",
+          f"![attention]({ATTENTION_FILE})"]
+    with tf.io.gfile.GFile(os.path.join(staging, REPORT_FILE), "w") as f:
+      f.write("\n".join(sections) + "\n")
   return os.path.join(out_dir, REPORT_FILE)
 
 
@@ -286,7 +286,7 @@ def summarize_runs(runs: Sequence[Mapping[str, object]],
   for variant, metrics in grouped.items():
     summary[variant] = {}
     for name in metric_names:
-      values = np.array([m[name] for m in metrics], dtype=np.float64)
+      values = np.array([m.get(name, np.nan) for m in metrics], dtype=np.float64)
       summary[variant][name] = {
           "mean": float(values.mean()),
           "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
@@ -296,22 +296,48 @@ def summarize_runs(runs: Sequence[Mapping[str, object]],
 
 def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
                               domain_names: Sequence[str] = ("A", "B"),
-                              title: str = "") -> str:
+                              title: str = "", slice_name: str = "") -> str:
   """A Markdown table (rows = variants; AUC and HR@10 per domain, mean +- std).
 
-  The best mean of each column is in bold.
+  Args:
+    summary: :func:`summarize_runs` of the runs.
+    domain_names: the two domains' names, for the column headers.
+    title: the caption.
+    slice_name: a slice of :data:`dasl_tf.metrics.SLICES` (its examples
+      only), or "" for every test example.
+
+  The best mean of each column is in bold; a slice without examples shows n/a.
   """
+  suffix = f"_{slice_name}" if slice_name else ""
   columns = [("auc_a", f"{domain_names[0]} AUC"), ("hr10_a", f"{domain_names[0]} HR@10"),
              ("auc_b", f"{domain_names[1]} AUC"), ("hr10_b", f"{domain_names[1]} HR@10")]
-  best = {metric: max(row[metric]["mean"] for row in summary.values()) for metric, _ in columns}
+  columns = [(metric + suffix, label) for metric, label in columns]
+  best = {metric: np.nanmax([row[metric]["mean"] for row in summary.values()] + [-np.inf])
+          for metric, _ in columns}
   lines = [f"**{title}**", ""] if title else []
+  examples = [summary[next(iter(summary))][f"examples_{d}{suffix}"]["mean"] for d in "ab"]
   lines.append("| variant | runs | " + " | ".join(label for _, label in columns) + " |")
   lines.append("|---|---|" + "---|" * len(columns))
   for variant, row in summary.items():
     cells = []
     for metric, _ in columns:
-      cell = f"{row[metric]['mean']:.4f} ± {row[metric]['std']:.4f}"
-      cells.append(f"**{cell}**" if row[metric]["mean"] == best[metric] else cell)
+      mean, std = row[metric]["mean"], row[metric]["std"]
+      cell = "n/a" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+      cells.append(f"**{cell}**" if mean == best[metric] else cell)
     runs = row[columns[0][0]]["n"]
     lines.append(f"| {variant} | {runs} | " + " | ".join(cells) + " |")
+  lines.append("")
+  lines.append(f"Test examples: {examples[0]:.0f} ({domain_names[0]}), "
+               f"{examples[1]:.0f} ({domain_names[1]}).")
   return "\n".join(lines) + "\n"
+
+
+def experiment_tables_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
+                               domain_names: Sequence[str] = ("A", "B"),
+                               title: str = "") -> str:
+  """The overall table, then one table per slice of :data:`dasl_tf.metrics.SLICES`."""
+  sections = [experiment_table_markdown(summary, domain_names, title)]
+  for slice_name in metrics_lib.SLICES:
+    caption = f"{title + ': ' if title else ''}slice {slice_name}"
+    sections.append(experiment_table_markdown(summary, domain_names, caption, slice_name))
+  return "\n".join(sections)

@@ -7,8 +7,10 @@ import tf_keras
 from dasl_tf import config as config_lib
 from dasl_tf import data as data_lib
 from dasl_tf import features as F
+from dasl_tf import metrics
 from dasl_tf import model_io
 from dasl_tf import models
+from dasl_tf import synthetic
 from dasl_tf.models import baselines
 from dasl_tf.models.baselines import blocks
 from dasl_tf.models.baselines.conet import CrossConnectionNetwork
@@ -320,51 +322,20 @@ def test_saved_model_round_trip(variant, built_model, tmp_path):
 # ----------------------------------------------------------------------------- learning
 
 
-def _planted_examples(num_examples: int, seed: int):
-  """Each user likes the items of one parity in both domains; histories mostly hold them.
-
-  The label is 1 when the target item has the user's parity (10% flipped), so
-  it can be read from the user id, from either history, and from the item.
-  """
-  rng = np.random.default_rng(seed)
-  taste = np.random.default_rng(99).integers(0, 2, NUM_USERS)
-
-  def liked_items(user, num_items, count):
-    items = rng.integers(1, num_items // 2, count) * 2 + taste[user]
-    noise = rng.random(count) < 0.1
-    return np.where(noise, items ^ 1, items)
-
-  examples = []
-  for _ in range(num_examples):
-    user = int(rng.integers(2, NUM_USERS))
-    domain = int(rng.integers(0, 2))
-    num_items = (NUM_ITEMS_A, NUM_ITEMS_B)[domain]
-    item = int(rng.integers(2, num_items))
-    label = float((item % 2 == taste[user]) ^ (rng.random() < 0.1))
-    examples.append({
-        F.USER_ID: user, F.ITEM_ID: item, F.DOMAIN: domain, F.LABEL: label,
-        F.HIST_A: F.pad_history(liked_items(user, NUM_ITEMS_A, rng.integers(1, T + 1)), T),
-        F.HIST_B: F.pad_history(liked_items(user, NUM_ITEMS_B, rng.integers(1, T + 1)), T)})
-  return examples
-
-
 @pytest.fixture(scope="module")
 def planted_tfrecords(tmp_path_factory):
+  """Each user likes the items of one parity in both domains; histories mostly hold them."""
   directory = tmp_path_factory.mktemp("planted")
   spec = F.feature_spec_for(CONFIG)
+  planted = synthetic.PlantedConfig(num_users=NUM_USERS, num_items_a=NUM_ITEMS_A,
+                                    num_items_b=NUM_ITEMS_B, history_length=T, min_history_a=1,
+                                    min_history_b=1, history_noise=0.1)
   paths = {}
-  for split, (size, seed) in {"train": (1800, 1), "eval": (600, 2)}.items():
+  for split, (per_user, seed) in {"train": (31, 1), "eval": (10, 2)}.items():
     paths[split] = str(directory / f"{split}.tfrecord")
-    with tf.io.TFRecordWriter(paths[split]) as writer:
-      for example in _planted_examples(size, seed):
-        writer.write(spec.encode(example))
+    synthetic.write_examples(paths[split], synthetic.planted_examples(planted, per_user, seed),
+                             spec)
   return paths, spec
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-  """Probability that a random positive outscores a random negative (ties count half)."""
-  pos, neg = scores[labels == 1][:, None], scores[labels == 0][None, :]
-  return float(np.mean(pos > neg) + 0.5 * np.mean(pos == neg))
 
 
 # The sequential cross-domain models take longest to trace and train: `make test-slow`.
@@ -381,6 +352,6 @@ def test_learns_the_planted_signal(variant, planted_tfrecords):
   logits = model(features)
   in_a = features[F.DOMAIN].numpy() == F.DOMAIN_A
   labels = labels.numpy()
-  auc_a = _auc(labels[in_a], logits["logit_a"].numpy()[in_a])
-  auc_b = _auc(labels[~in_a], logits["logit_b"].numpy()[~in_a])
+  auc_a = metrics.roc_auc(labels[in_a], logits["logit_a"].numpy()[in_a])
+  auc_b = metrics.roc_auc(labels[~in_a], logits["logit_b"].numpy()[~in_a])
   assert auc_a > 0.65 and auc_b > 0.65, (auc_a, auc_b)

@@ -7,6 +7,7 @@ import tf_keras
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import model_io
+from dasl_tf import synthetic
 from dasl_tf.models import DASL, build_model
 
 T = 4
@@ -46,7 +47,7 @@ def test_every_variant_builds_and_scores(variant):
   # Items are encoded alike with or without side features: the target as a candidate == call().
   own = tf.where(features[F.DOMAIN] == 0, logits["logit_a"], logits["logit_b"])
   np.testing.assert_allclose(
-      model.score_candidates(features, features[F.ITEM_ID][:, None])[:, 0].numpy(),
+      model.candidate_logits(features, features[F.ITEM_ID][:, None])[:, 0].numpy(),
       own.numpy(), rtol=1e-5, atol=1e-6)
   has_dual_embedding = model.dual_embedding is not None
   assert has_dual_embedding == (variant in ("dasl", "dasl_da"))
@@ -60,16 +61,35 @@ def test_one_domain_batches_run_only_their_head(variant):
   logits_a, logits_b = (x.numpy() for x in model.head_logits(features, candidates))
   for domain, expected in ((F.DOMAIN_A, logits_a), (F.DOMAIN_B, logits_b)):
     with tf.GradientTape() as tape:
-      alone = model.domain_logits(features, candidates, domain)
+      alone = model.domain_outputs(features, candidates, domain)[..., 0]
     other_head = model.heads[1 - domain].trainable_variables
     assert all(g is None for g in tape.gradient(alone, other_head))
     np.testing.assert_allclose(alone.numpy(), expected, rtol=1e-5, atol=1e-6)
     one_domain = dict(features, **{F.DOMAIN: tf.fill([6], tf.constant(domain, tf.int64))})
-    np.testing.assert_allclose(model.score_candidates(one_domain, candidates).numpy(),
+    np.testing.assert_allclose(model.candidate_logits(one_domain, candidates).numpy(),
                                expected, rtol=1e-5, atol=1e-6)
   mixed = np.where(features[F.DOMAIN].numpy()[:, None] == F.DOMAIN_A, logits_a, logits_b)
-  np.testing.assert_allclose(model.score_candidates(features, candidates).numpy(), mixed,
+  np.testing.assert_allclose(model.candidate_logits(features, candidates).numpy(), mixed,
                              rtol=1e-5, atol=1e-6)
+
+
+def test_top_n_scores_add_the_item_prior_of_the_example_domain():
+  """A CTR-only model: score_candidates = own head's logit + b_D(item), unknown ids on the OOV row."""
+  model = build_model(_config(ranking_loss="none"))
+  features = _features()
+  candidates = tf.constant(np.random.default_rng(4).integers(0, 16, (6, 5)))
+  model(features)
+  priors = [np.random.default_rng(d).normal(size=(size, 1)).astype(np.float32)
+            for d, size in ((0, 12), (1, 15))]
+  for layer, prior in zip(model.item_priors, priors):
+    layer.set_weights([prior])
+  ids = candidates.numpy()
+  prior_a = priors[0][np.where(ids < 12, ids, F.OOV_ID), 0]
+  prior_b = priors[1][np.where(ids < 15, ids, F.OOV_ID), 0]
+  expected_prior = np.where(features[F.DOMAIN].numpy()[:, None] == F.DOMAIN_A, prior_a, prior_b)
+  np.testing.assert_allclose(
+      model.score_candidates(features, candidates).numpy(),
+      model.candidate_logits(features, candidates).numpy() + expected_prior, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant, sees_other_domain", [
@@ -126,16 +146,14 @@ def test_saved_model_round_trip(tmp_path):
     np.testing.assert_allclose(restored[name].numpy(), expected[name].numpy(), rtol=1e-5, atol=1e-6)
 
 
-def _planted_dataset(num_examples=512, seed=0):
-  """Labels follow the parity of the last domain-B item: only cross-domain models can read it."""
-  rng = np.random.default_rng(seed)
-  hist_b = rng.integers(2, 15, (num_examples, T))
-  features = {F.USER_ID: rng.integers(2, 20, num_examples),
-              F.ITEM_ID: rng.integers(2, 12, num_examples),
-              F.DOMAIN: rng.integers(0, 2, num_examples),
-              F.HIST_A: rng.integers(2, 12, (num_examples, T)), F.HIST_B: hist_b}
-  labels = (hist_b[:, -1] % 2).astype(np.float32)
-  return tf.data.Dataset.from_tensor_slices((features, labels)).batch(64)
+def _planted_dataset(examples_per_user=28, seed=0):
+  """Each example's taste shows only in its domain-B history: only cross-domain models read it."""
+  planted = synthetic.PlantedConfig(
+      num_users=20, num_items_a=12, num_items_b=15, history_length=T, min_history_a=T,
+      min_history_b=T, click_rate=1.0, taste_per_user=False, revealing_domains=(F.DOMAIN_B,))
+  examples = synthetic.planted_examples(planted, examples_per_user, seed)
+  labels = examples.pop(F.LABEL)
+  return tf.data.Dataset.from_tensor_slices((examples, labels)).batch(64)
 
 
 def test_training_learns_and_keeps_x_orthogonal():
@@ -159,3 +177,82 @@ def test_candidate_interactions_add_one_projection_per_head_input_part():
   parts, d, hidden = 5, 8, 8
   per_head = parts * d * d + parts * d * hidden  # projections + the MLP's wider first layer
   assert with_products.count_params() - paper_head.count_params() == 2 * per_head
+
+
+def _with_train_negatives(features, k=3, seed=5):
+  rng = np.random.default_rng(seed)
+  return dict(features, **{F.TRAIN_NEGATIVES: tf.constant(rng.integers(2, 12, (6, k)))})
+
+
+@pytest.mark.parametrize("variant", config_lib.VARIANTS)
+def test_training_logits_equal_call_and_candidate_scores(variant):
+  """The one-pass, own-head-only training path scores exactly as ``call`` and the scorers."""
+  model = build_model(_config(variant, user_num_dim=2, item_cat_vocab_sizes=(3,)))
+  assert model.has_relevance
+  features = _with_train_negatives(_features(side=True))
+  target, negatives = model.training_logits(features, training=False)
+  logits = model(features)
+  own = tf.where(features[F.DOMAIN] == F.DOMAIN_A, logits["logit_a"], logits["logit_b"])
+  np.testing.assert_allclose(target[:, 0].numpy(), own.numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      negatives.numpy(),
+      model.candidate_outputs(features, features[F.TRAIN_NEGATIVES]).numpy(),
+      rtol=1e-5, atol=1e-6)
+  candidates = tf.concat([features[F.ITEM_ID][:, None], features[F.TRAIN_NEGATIVES]], 1)
+  np.testing.assert_allclose(
+      model.top_n_scores(tf.concat([target[:, None], negatives], 1),
+                         model.item_prior(features, candidates)).numpy(),
+      model.score_candidates(features, candidates).numpy(), rtol=1e-5, atol=1e-6)
+  without = {k: v for k, v in features.items() if k != F.TRAIN_NEGATIVES}
+  target_only, none = model.training_logits(without, training=False)
+  assert none is None
+  np.testing.assert_allclose(target_only[:, 0].numpy(), own.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _other_domain_changed(features, labels, domain):
+  """The batch with everything of the examples *not* of ``domain`` replaced."""
+  rng = np.random.default_rng(11)
+  other = (features[F.DOMAIN].numpy() != domain)
+  changed = {}
+  for name, value in features.items():
+    value = value.numpy()
+    if name == F.DOMAIN:
+      changed[name] = value
+      continue
+    if value.dtype.kind == "f":
+      replacement = rng.normal(5.0, 3.0, value.shape).astype(value.dtype)
+    else:
+      replacement = rng.integers(2, 12, value.shape).astype(value.dtype)
+    mask = other.reshape((-1,) + (1,) * (value.ndim - 1))
+    changed[name] = np.where(mask, replacement, value)
+  return ({k: tf.constant(v) for k, v in changed.items()},
+          tf.constant(np.where(other, 1.0 - labels.numpy(), labels.numpy())))
+
+
+def _scores_after_one_step(config, batch, features, domain):
+  """Head ``domain``'s scores of ``features``' train negatives after one SGD step on ``batch``."""
+  tf_keras.utils.set_random_seed(0)
+  model = build_model(config)
+  model.compile(tf_keras.optimizers.SGD(0.5))
+  model(features)
+  model.train_step(batch)
+  return model.domain_outputs(features, features[F.TRAIN_NEGATIVES], domain).numpy()
+
+
+@pytest.mark.parametrize("domain", [F.DOMAIN_A, F.DOMAIN_B])
+def test_single_domain_heads_learn_only_from_their_domain(domain):
+  """Single-Domain's two heads are independent models trained in one step.
+
+  Changing every feature and label of the other domain's examples (users and
+  their side features included: the user autoencoder's reconstruction loss
+  and batch statistics must not mix domains) leaves this head's training
+  step, and so its scores, unchanged; the same change does move the other head.
+  """
+  config = _config("single_domain", user_num_dim=2, item_cat_vocab_sizes=(3,), dropout=0.0)
+  features = _with_train_negatives(_features(side=True))
+  labels = tf.constant([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+  changed = _other_domain_changed(features, labels, domain)
+  for head, coupled in ((domain, False), (1 - domain, True)):
+    before = _scores_after_one_step(config, (features, labels), features, head)
+    after = _scores_after_one_step(config, changed, features, head)
+    assert (not np.allclose(before, after, rtol=1e-6, atol=1e-6)) == coupled, head

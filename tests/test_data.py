@@ -17,14 +17,20 @@ def _spec(data_dir):
 
 def test_batches_follow_the_feature_spec(synthetic_data_dir):
   spec = _spec(synthetic_data_dir)
-  files = data.split_files(synthetic_data_dir, "eval")
+  files = data.split_files(synthetic_data_dir, "test")
   features, label = next(iter(data.make_dataset(files, spec, 32, with_negatives=True)))
   for name, (dtype, shape) in spec.shapes(with_label=False, with_negatives=True).items():
     assert features[name].dtype == dtype and tuple(features[name].shape) == (32,) + shape, name
   assert set(np.unique(label.numpy())) <= {0.0, 1.0}
   assert set(np.unique(features[F.DOMAIN].numpy())) == {0, 1}, "both domains in a batch"
   train = data.make_dataset(data.split_files(synthetic_data_dir, "train"), spec, 32)
-  assert F.NEGATIVES not in next(iter(train))[0]
+  assert F.NEGATIVES not in next(iter(train))[0] and F.TRAIN_NEGATIVES not in next(iter(train))[0]
+  train = data.make_dataset(data.split_files(synthetic_data_dir, "train"), spec, 32,
+                            train_negatives=2)
+  assert tuple(next(iter(train))[0][F.TRAIN_NEGATIVES].shape) == (32, 2)
+  with pytest.raises(ValueError, match="train_negatives"):
+    data.make_dataset(data.split_files(synthetic_data_dir, "train"), spec, 32,
+                      train_negatives=spec.num_train_negatives + 1)
 
 
 def test_reads_every_record_once_and_seeded_shuffle_is_reproducible(synthetic_data_dir):
@@ -45,8 +51,8 @@ def test_reads_every_record_once_and_seeded_shuffle_is_reproducible(synthetic_da
 
 
 def test_unknown_split_and_missing_files(synthetic_data_dir, tmp_path):
-  with pytest.raises(ValueError, match="no split 'test'.*eval"):
-    data.split_files(synthetic_data_dir, "test")
+  with pytest.raises(ValueError, match="no split 'eval'.*'test', 'train', 'validation'"):
+    data.split_files(synthetic_data_dir, "eval")
   with pytest.raises(FileNotFoundError, match="nothing-"):
     data.make_dataset(str(tmp_path / "nothing-*.tfrecord"), F.FeatureSpec(), 8)
 
@@ -92,14 +98,14 @@ def _file_keys(spec, path):
 def test_evaluation_order_is_a_round_robin_of_the_shards(synthetic_data_dir):
   """Record i of every shard in turn, whatever the parse window and batch size."""
   spec = _spec(synthetic_data_dir)
-  for split in ("train", "eval"):
+  for split in ("train", "test"):
     files = data.split_files(synthetic_data_dir, split)
     per_file = [_file_keys(spec, f) for f in files]
     expected = [shard[i] for i in range(max(map(len, per_file))) for shard in per_file
                 if i < len(shard)]
     for batch_size, window in ((64, 8192), (64, 100), (1000, 7)):
       batches = list(data.make_dataset(files, spec, batch_size, parse_window=window,
-                                       with_negatives=split == "eval"))
+                                       with_negatives=split == "test"))
       assert _keys(batches) == expected, (split, batch_size, window)
       assert [int(label.shape[0]) for _, label in batches[:-1]] == [batch_size] * (len(batches) - 1)
 

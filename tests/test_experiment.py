@@ -13,7 +13,7 @@ def test_experiment_over_folds_writes_runs_and_tables(tmp_path):
   config = support.small_config_json(str(tmp_path / "run.json"), epochs=1)
   output_dir = tmp_path / "experiment"
   proc = support.run_cli(
-      "pipelines.experiment",
+      "dasl_tf.pipelines.experiment",
       [f"--data_dir={data_dir}", f"--output_dir={output_dir}", "--variants=wide_deep",
        f"--folds={support.NUM_FOLDS}", f"--config={config}", "--title=tiny"],
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -48,7 +48,7 @@ def test_two_workers_converge_and_export_the_single_process_signatures(tmp_path)
   for index in range(2):
     tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
     workers.append(support.run_cli(
-        "pipelines.train",
+        "dasl_tf.pipelines.train",
         [f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--config={config}",
          f"--variant={VARIANT}", "--strategy=multi_worker", "--verbose=0",
          f"--serving_model_dir={export_base}"],
@@ -71,7 +71,7 @@ def test_two_workers_converge_and_export_the_single_process_signatures(tmp_path)
       ["checkpoints", "config.json", "final", "history.json", "logs", "metrics.json",
        "report", "schema.json", "vocab"])
 
-  from serving import export  # pylint: disable=g-import-not-at-top
+  from dasl_tf.serving import export  # pylint: disable=g-import-not-at-top
   single_dir = str(tmp_path / "single")
   data = training.TrainingData.from_data_dir(data_dir)
   experiment = config_lib.ExperimentConfig.load(os.path.join(model_dir, "config.json"))

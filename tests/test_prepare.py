@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 from dasl_tf import data
 from dasl_tf import features as F
 from dasl_tf import synthetic
-from dasl_tf.prepare import PrepareConfig, prepare
+from dasl_tf.prepare import PrepareConfig, PrepareError, prepare
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = synthetic.SyntheticConfig(num_users=40, num_items_a=150, num_items_b=150, seed=5)
@@ -34,7 +35,8 @@ def _examples(data_dir, split):
   schema = F.DatasetSchema.load(str(data_dir))
   files = data.split_files(str(data_dir), split)
   ds = data.make_dataset(files, schema.feature_spec, 4096,
-                         with_negatives=schema.feature_spec.num_negatives > 0 and split != "train")
+                         with_negatives=schema.feature_spec.num_negatives > 0 and split != "train",
+                         train_negatives=-1 if split == "train" else 0)
   rows = []
   for features, label in ds:
     values = {k: v.numpy() for k, v in features.items()}
@@ -47,8 +49,9 @@ def _examples(data_dir, split):
 def test_fixture_layout_schema_vocab_and_stats(synthetic_data_dir):
   root = synthetic_data_dir
   schema = F.DatasetSchema.load(root)
-  assert set(schema.splits) == {"train", "eval"}
+  assert set(schema.splits) == {"train", "validation", "test"}
   assert schema.feature_spec.num_negatives == 99
+  assert schema.feature_spec.num_train_negatives == 4
   assert schema.user_num_columns == ("age", "activity")
   assert schema.user_cat_columns == ("segment",)
   assert schema.item_num_columns == ("quality", "price")
@@ -64,7 +67,7 @@ def test_fixture_layout_schema_vocab_and_stats(synthetic_data_dir):
   total = sum(s["examples"] for s in stats["splits"].values())
   assert total == stats["domains"]["A"]["records"] + stats["domains"]["B"]["records"]
   assert stats["users"] == stats["overlap_users"] + stats["users_only_a"] + stats["users_only_b"]
-  assert not glob.glob(root + ".tmp-*")
+  assert not glob.glob(root + ".*")  # no staging sibling is left
 
 
 def test_examples_match_the_raw_log(synthetic_raw, synthetic_data_dir):
@@ -80,22 +83,37 @@ def test_examples_match_the_raw_log(synthetic_raw, synthetic_data_dir):
         user, item, rating, time = line.split(",")
         log[(user, domain, item)] = (int(rating), int(time))
   schema = F.DatasetSchema.load(root)
-  ds = data.make_dataset(data.split_files(root, "eval"), schema.feature_spec, 64,
+  ds = data.make_dataset(data.split_files(root, "test"), schema.feature_spec, 64,
                          with_negatives=True)
   features, label = next(iter(ds))
+  checked = 0
   for i in range(64):
     user = users[features[F.USER_ID][i]]
     domain = int(features[F.DOMAIN][i])
+    negatives = features[F.NEGATIVES][i].numpy()
+    touched = {it for (u, d, it) in log if u == user and d == domain}
+    assert not touched & {items[domain][n] for n in negatives}
+    if int(features[F.ITEM_ID][i]) == F.OOV_ID:
+      continue  # an item first seen after the training records: not in the vocabulary
+    checked += 1
     rating, time = log[(user, domain, items[domain][features[F.ITEM_ID][i]])]
     assert float(label[i]) == float(rating >= 4)
     for d, key in ((0, F.HIST_A), (1, F.HIST_B)):
       hist = features[key][i].numpy()
-      assert (hist[hist > 0] > 1).all() and (np.diff(hist > 0) >= 0).all(), "left padding"
-      for item in hist[hist > 0]:
+      assert (np.diff(hist > 0) >= 0).all(), "left padding"
+      for item in hist[hist > F.OOV_ID]:
         assert log[(user, d, items[d][item])][1] < time
-    negatives = features[F.NEGATIVES][i].numpy()
-    touched = {it for (u, d, it) in log if u == user and d == domain}
-    assert not touched & {items[domain][n] for n in negatives}
+  assert checked > 32
+
+
+def test_vocabularies_hold_the_training_records_only(synthetic_data_dir):
+  """Every training target is in the vocabulary; evaluation-only items map to the OOV id."""
+  schema = F.DatasetSchema.load(synthetic_data_dir)
+  oov = {}
+  for split in ("train", "test"):
+    ds = data.make_dataset(data.split_files(synthetic_data_dir, split), schema.feature_spec, 4096)
+    oov[split] = sum(int((f[F.ITEM_ID] == F.OOV_ID).numpy().sum()) for f, _ in ds)
+  assert oov["train"] == 0 and oov["test"] > 0
 
 
 def test_local_and_beam_drivers_write_the_same_examples(tiny_raw, tmp_path):
@@ -104,7 +122,7 @@ def test_local_and_beam_drivers_write_the_same_examples(tiny_raw, tmp_path):
   stats_beam = prepare(_config(tiny_raw, beam_dir, user_features=tiny_raw["user_features"],
                                runner="beam"))
   assert stats_local["splits"] == stats_beam["splits"]
-  for split in ("train", "eval"):
+  for split in ("train", "validation", "test"):
     assert _examples(local_dir, split) == _examples(beam_dir, split)
   assert open(local_dir / "schema.json").read() == open(beam_dir / "schema.json").read()
 
@@ -162,19 +180,44 @@ def test_side_feature_tables_absent_present_and_partial(tiny_raw, tmp_path):
 def test_existing_output_needs_overwrite_and_failure_leaves_nothing(tiny_raw, tmp_path):
   out = tmp_path / "out"
   prepare(_config(tiny_raw, out))
-  with pytest.raises(ValueError, match="already exists.*--overwrite"):
+  with pytest.raises(PrepareError, match="already exists.*--overwrite"):
     prepare(_config(tiny_raw, out))
-  prepare(_config(tiny_raw, out, overwrite=True, split="kfold", folds=2))
+  prepare(_config(tiny_raw, out, overwrite=True, split="kfold", folds=3))
   assert sorted(os.listdir(out / "vocab")) == ["items_a.txt", "items_b.txt", "users.txt"]
-  assert os.path.isdir(out / "fold-1") and not os.path.exists(out / "train")
+  assert os.path.isdir(out / "fold-2") and not os.path.exists(out / "train")
   failed = tmp_path / "failed"
   with pytest.raises(ValueError, match="num_negatives"):
     prepare(_config(tiny_raw, failed, num_negatives=149))
-  assert not os.path.exists(failed) and not glob.glob(str(failed) + ".tmp-*")
+  assert sorted(os.listdir(tmp_path)) == ["out"]  # no staging or retired sibling is left
+
+
+def _files_under(root):
+  return {os.path.relpath(os.path.join(d, name), root): open(os.path.join(d, name)).read()
+          for d, _, names in os.walk(root) for name in names}
+
+
+def test_overwrite_never_replaces_a_directory_that_prepare_did_not_write(tiny_raw, tmp_path):
+  """``--overwrite`` pointed at a user's directory (no schema.json) refuses and deletes nothing."""
+  users = tmp_path / "home"
+  (users / "thesis").mkdir(parents=True)
+  (users / "thesis" / "chapter1.tex").write_text("years of work")
+  (users / "notes.txt").write_text("keep me")
+  before = _files_under(users)
+  refusal = f"{users} exists but is not a prepared dataset written by dasl_tf"
+  with pytest.raises(PrepareError, match=re.escape(refusal) + ".*no schema.json.*--overwrite"):
+    prepare(_config(tiny_raw, users, overwrite=True))
+  proc = subprocess.run([sys.executable, "-m", "dasl_tf.pipelines.prepare",
+                         "--input_a", tiny_raw["input_a"], "--input_b", tiny_raw["input_b"],
+                         "--output_dir", str(users), "--overwrite"],
+                        capture_output=True, text=True, cwd=REPO_ROOT,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert proc.returncode == 1 and f"dasl-prepare: error: {refusal}" in proc.stderr, proc.stderr
+  assert _files_under(users) == before
+  assert sorted(os.listdir(tmp_path)) == ["home"]
 
 
 def test_cli_runs_without_tensorflow(tiny_raw, tmp_path):
-  """``python -m pipelines.prepare`` never imports TensorFlow, GZIP shards included."""
+  """``python -m dasl_tf.pipelines.prepare`` never imports TensorFlow, GZIP shards included."""
   flags = ["--input_a", tiny_raw["input_a"], "--input_b", tiny_raw["input_b"],
            "--user_features", tiny_raw["user_features"],
            "--item_features_a", tiny_raw["item_features_a"],
@@ -182,13 +225,13 @@ def test_cli_runs_without_tensorflow(tiny_raw, tmp_path):
            "--num_negatives", "10", "--num_shards", "2"]
   script = textwrap.dedent("""
       import sys
-      import pipelines.prepare
-      assert "tensorflow" not in sys.modules, "importing pipelines.prepare imported TensorFlow"
+      import dasl_tf.pipelines.prepare
+      assert "tensorflow" not in sys.modules, "importing dasl_tf.pipelines.prepare imported TensorFlow"
       flags = sys.argv[1:]
       for extra in ([], ["--compress"]):  # the second run replaces the first's output
         sys.argv = ["dasl-prepare", *flags, *extra]
         try:
-          pipelines.prepare.main()
+          dasl_tf.pipelines.prepare.main()
         except SystemExit as e:  # app.run exits when done
           assert e.code in (None, 0), e.code
       leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras"))
@@ -207,5 +250,5 @@ def test_cli_runs_without_tensorflow(tiny_raw, tmp_path):
   prepare(_config(tiny_raw, reference, user_features=tiny_raw["user_features"],
                   item_features_a=tiny_raw["item_features_a"],
                   item_features_b=tiny_raw["item_features_b"]))
-  for split in ("train", "eval"):
+  for split in ("train", "validation", "test"):
     assert _examples(tmp_path / "cli", split) == _examples(reference, split)

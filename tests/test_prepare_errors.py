@@ -25,6 +25,7 @@ def good(tmp_path):
 
 def _run(tmp_path, a, b, **flags):
   flags.setdefault("num_negatives", 0)
+  flags.setdefault("train_negatives", 0)
   return prepare(PrepareConfig(input_a=a, input_b=b, output_dir=str(tmp_path / "out"), **flags))
 
 
@@ -89,13 +90,18 @@ def test_bad_flags():
     PrepareConfig(format="xml", input_a="a", input_b="b", output_dir="o")
   with pytest.raises(PrepareError, match="--category_a"):
     PrepareConfig(input="x.mat", format="mat", output_dir="o")
-  with pytest.raises(PrepareError, match="--eval_fraction"):
-    PrepareConfig(input_a="a", input_b="b", output_dir="o", eval_fraction=1.0)
+  with pytest.raises(PrepareError, match="--validation_fraction"):
+    PrepareConfig(input_a="a", input_b="b", output_dir="o", validation_fraction=1.0)
+  with pytest.raises(PrepareError, match="--test_fraction"):
+    PrepareConfig(input_a="a", input_b="b", output_dir="o", validation_fraction=0.5,
+                  test_fraction=0.5)
+  with pytest.raises(PrepareError, match="--negative_sampling"):
+    PrepareConfig(input_a="a", input_b="b", output_dir="o", negative_sampling="zipf")
 
 
 def test_cli_reports_error_and_exit_code(tmp_path, good):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  command = [sys.executable, "-m", "pipelines.prepare", "--input_a", good[0],
+  command = [sys.executable, "-m", "dasl_tf.pipelines.prepare", "--input_a", good[0],
              "--input_b", str(tmp_path / "missing.csv"), "--output_dir", str(tmp_path / "o")]
   proc = subprocess.run(command, capture_output=True, text=True, env=env,
                         cwd=os.path.dirname(os.path.dirname(__file__)))

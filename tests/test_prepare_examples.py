@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from dasl_tf import features as F
 from dasl_tf.prepare import codec
+from dasl_tf.prepare import examples as examples_lib
 from dasl_tf.prepare import splits
 from dasl_tf.prepare.config import PrepareError
 from dasl_tf.prepare.examples import (ExampleParams, Timelines, build_user_examples,
@@ -15,23 +16,26 @@ from dasl_tf.prepare.examples import (ExampleParams, Timelines, build_user_examp
 T = 3
 
 
-def _params(temporal=True, num_negatives=4, vocab=(40, 40), seed=0):
-  return ExampleParams(history_length=T, temporal=temporal, eval_fraction=0.25,
-                       num_negatives=num_negatives,
-                       negatives_by_split=(False, True) if temporal else (True,) * 3,
-                       item_vocab_sizes=vocab, seed=seed)
+def _params(num_negatives=4, vocab=(40, 40), seed=0, train_negatives=0, cdfs=(None, None)):
+  return ExampleParams(history_length=T, num_negatives=num_negatives,
+                       negatives_by_split=(False, True, True),
+                       item_vocab_sizes=vocab, seed=seed, train_negatives=train_negatives,
+                       train_negatives_by_split=(True, False, False),
+                       train_negative_cdfs=cdfs)
 
 
-def _timeline(times, domains, items, user=5, fold=-1):
+def _timeline(times, domains, items, user=5, split=None):
   n = len(times)
+  if split is None:  # the temporal rule with 10% validation and 25% test
+    split = splits.temporal_split(np.array([0, n]), 0.1, 0.25)
   return Timelines(np.full(n, user, np.int64), np.asarray(items, np.int64),
                    np.asarray(domains, np.int64), (np.arange(n) % 2).astype(np.float32),
-                   np.asarray(times, np.float64), np.full(n, fold, np.int64))
+                   np.asarray(times, np.float64), np.broadcast_to(split, (n,)).astype(np.int64))
 
 
 def _concat(*timelines):
   return Timelines(*(np.concatenate([getattr(t, f) for t in timelines])
-                     for f in ("user", "item", "domain", "label", "timestamp", "fold")))
+                     for f in ("user", "item", "domain", "label", "timestamp", "split")))
 
 
 def test_histories_hold_earlier_items_left_padded_and_exclude_ties():
@@ -73,23 +77,30 @@ def test_users_in_one_call_get_the_examples_they_get_alone():
   """Chunking does not matter: histories, splits and negatives never cross users."""
   first = _timeline([1, 2, 3, 4, 5], [0, 1, 0, 1, 0], [2, 3, 4, 5, 6], user=3)
   second = _timeline([1, 1, 2, 9], [1, 0, 0, 1], [7, 8, 9, 10], user=8)
-  together = build_user_examples(_concat(first, second), _params())
-  alone = [build_user_examples(t, _params()) for t in (first, second)]
-  for field in ("hist_a", "hist_b", "split", "negatives", "item", "user"):
+  params = _params(train_negatives=3)
+  together = build_user_examples(_concat(first, second), params)
+  alone = [build_user_examples(t, params) for t in (first, second)]
+  for field in ("hist_a", "hist_b", "split", "negatives", "train_negatives", "item", "user"):
     np.testing.assert_array_equal(getattr(together, field),
                                   np.concatenate([getattr(a, field) for a in alone]))
 
 
-def test_temporal_split_puts_the_last_fraction_in_eval():
-  counts = splits.temporal_eval_count(np.array([0, 1, 2, 4, 8, 10]), 0.25)
-  assert counts.tolist() == [0, 0, 1, 1, 2, 2]
-  ex = build_user_examples(_timeline(range(8), [0] * 8, range(2, 10)), _params())
-  np.testing.assert_array_equal(ex.split, [0] * 6 + [1] * 2)
+def test_temporal_split_puts_test_last_and_validation_before_it():
+  validation, test = splits.temporal_counts(np.array([0, 1, 2, 3, 4, 8, 10, 20]), 0.1, 0.25)
+  assert test.tolist() == [0, 0, 1, 1, 1, 2, 2, 5]
+  assert validation.tolist() == [0, 0, 0, 1, 1, 1, 1, 2]
+  offsets = np.array([0, 8, 10, 11])  # users of 8, 2 and 1 examples
+  np.testing.assert_array_equal(
+      splits.temporal_split(offsets, 0.1, 0.25),
+      [0] * 5 + [1] + [2] * 2 + [0, 2] + [0])
+  # No validation split asked for: train then test.
+  np.testing.assert_array_equal(splits.temporal_split(np.array([0, 8]), 0.0, 0.25),
+                                [0] * 6 + [2] * 2)
 
 
-def test_kfold_split_puts_every_example_in_the_user_fold():
-  ex = build_user_examples(_timeline(range(4), [0, 1, 0, 1], [2, 3, 4, 5], fold=2),
-                           _params(temporal=False))
+def test_examples_keep_the_split_of_their_record():
+  ex = build_user_examples(_timeline(range(4), [0, 1, 0, 1], [2, 3, 4, 5], split=2),
+                           _params())
   np.testing.assert_array_equal(ex.split, [2] * 4)
   folds = splits.user_folds(103, 5, seed=1)
   assert np.bincount(folds).max() - np.bincount(folds).min() <= 1
@@ -101,7 +112,7 @@ def test_negatives_are_untouched_distinct_seeded_and_only_in_eval():
   timeline = _timeline(range(8), [0, 1] * 4, [2, 3, 4, 5, 6, 7, 8, 9])
   ex = build_user_examples(timeline, _params(num_negatives=20))
   train = ex.split == 0
-  assert not ex.negatives[train].any()
+  assert train.sum() == 5 and not ex.negatives[train].any()
   for row in np.flatnonzero(~train):
     touched = set(timeline.item[timeline.domain == ex.domain[row]].tolist())
     negatives = ex.negatives[row].tolist()
@@ -113,11 +124,17 @@ def test_negatives_are_untouched_distinct_seeded_and_only_in_eval():
   assert not np.array_equal(ex.negatives, other.negatives)
 
 
+def _touched_items(items):
+  """A ``touched`` rule excluding the same items for every row."""
+  items = np.asarray(items)
+  return lambda rows, draws: np.isin(draws, items)
+
+
 def test_sample_negatives_is_uniform_over_untouched_items():
   n = 4000
   users = np.full(n, 1, np.int64)
-  touched = np.array([1 * 12 + item for item in (2, 5, 6)])
-  draws = sample_negatives(0, users, np.arange(n), touched, vocab_size=12, num_negatives=3)
+  draws = sample_negatives(0, users, np.arange(n), _touched_items([2, 5, 6]), vocab_size=12,
+                           num_negatives=3)
   counts = np.bincount(draws.ravel(), minlength=12)
   assert counts[[0, 1, 2, 5, 6]].sum() == 0
   rest = counts[[3, 4, 7, 8, 9, 10, 11]]
@@ -126,13 +143,57 @@ def test_sample_negatives_is_uniform_over_untouched_items():
 
 
 def test_sample_negatives_when_almost_every_item_is_touched():
-  touched = np.array([0 * 200 + item for item in range(2, 195)])
+  touched = _touched_items(range(2, 195))
   draws = sample_negatives(0, np.zeros(2, np.int64), np.arange(2), touched, vocab_size=200,
                            num_negatives=5)
   assert sorted(draws[0].tolist()) == [195, 196, 197, 198, 199]
   with pytest.raises(PrepareError, match="user index 0: only 5 items.*num_negatives"):
     sample_negatives(0, np.zeros(1, np.int64), np.arange(1), touched, vocab_size=200,
                      num_negatives=6)
+
+
+def test_train_negatives_respect_time_never_touched_never_padding_seeded():
+  # One user, domain A items 2..9 at times 0..7 (domain B interleaved), a vocabulary of 14.
+  times = np.arange(16) // 2
+  domains = np.tile([0, 1], 8)
+  items = np.where(domains == 0, 2 + times, 20 + times)
+  timeline = _timeline(times, domains, items, split=0)
+  params = _params(num_negatives=0, vocab=(14, 40), train_negatives=4)
+  ex = build_user_examples(timeline, params)
+  seen_later = set()
+  for row in np.flatnonzero(ex.domain == 0):
+    negatives = ex.train_negatives[row].tolist()
+    touched_by_then = set(items[(domains == 0) & (times <= times[row])].tolist())
+    assert len(set(negatives)) == 4 and not touched_by_then & set(negatives)
+    assert min(negatives) >= 2 and max(negatives) < 14
+    seen_later |= set(negatives) & set(items[(domains == 0) & (times > times[row])].tolist())
+  # Items touched only later are allowed: the future is not looked at.
+  assert seen_later
+  np.testing.assert_array_equal(ex.train_negatives,
+                                build_user_examples(timeline, params).train_negatives)
+  reseeded = build_user_examples(timeline, _params(num_negatives=0, vocab=(14, 40),
+                                                   train_negatives=4, seed=1))
+  assert not np.array_equal(ex.train_negatives, reseeded.train_negatives)
+
+
+def test_train_negatives_only_in_training_splits_and_distinct_from_eval_stream():
+  timeline = _timeline(range(20), [0] * 20, range(2, 22))
+  ex = build_user_examples(timeline, _params(num_negatives=5, vocab=(400, 40),
+                                             train_negatives=5))
+  train = ex.split == 0
+  assert ex.train_negatives[train].all() and not ex.train_negatives[~train].any()
+  assert ex.negatives[~train].all() and not ex.negatives[train].any()
+
+
+def test_popularity_sampling_follows_count_to_the_alpha():
+  counts = np.array([0, 0, 1, 4, 9, 16, 0])
+  cdf = examples_lib.popularity_cdf(counts, 0.5)
+  np.testing.assert_allclose(np.diff(np.r_[0.0, cdf]), [1, 2, 3, 4, 0] / np.float64(10))
+  n = 20000
+  draws = sample_negatives(0, np.zeros(n, np.int64), np.arange(n), _touched_items([]),
+                           vocab_size=7, num_negatives=1, cdf=cdf)
+  share = np.bincount(draws.ravel(), minlength=7)[2:] / n
+  np.testing.assert_allclose(share, [0.1, 0.2, 0.3, 0.4, 0.0], atol=0.015)
 
 
 def test_codec_matches_feature_spec_encode():

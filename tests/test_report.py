@@ -1,5 +1,5 @@
 """The evaluation report: ROC maths against a pairwise reference, plots, experiment tables."""
-import itertools
+import os
 
 import numpy as np
 import pytest
@@ -8,16 +8,9 @@ import tensorflow as tf
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import model_io
+from dasl_tf import publish
 from dasl_tf import report
-
-
-def _pairwise_auc(labels, scores):
-  """P(score of a positive > score of a negative), ties counting one half."""
-  positives = scores[labels == 1]
-  negatives = scores[labels == 0]
-  wins = [1.0 if p > n else 0.5 if p == n else 0.0
-          for p, n in itertools.product(positives, negatives)]
-  return float(np.mean(wins))
+from tests.references import pairwise_auc
 
 
 def test_roc_curve_area_equals_the_pairwise_auc_with_ties():
@@ -27,7 +20,8 @@ def test_roc_curve_area_equals_the_pairwise_auc_with_ties():
   fpr, tpr = report.roc_curve(labels, scores)
   assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
   assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
-  assert report.area_under_curve(fpr, tpr) == pytest.approx(_pairwise_auc(labels, scores))
+  trapezoids = np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2
+  assert trapezoids.sum() == pytest.approx(pairwise_auc(labels, scores))
 
 
 def test_roc_curve_needs_both_classes():
@@ -43,7 +37,7 @@ def test_plots_are_written_as_png(tmp_path):
   for domain, name in enumerate(("Books", "Music")):
     chosen = predictions["domain"] == domain
     assert aucs[name] == pytest.approx(
-        _pairwise_auc(predictions["label"][chosen], predictions["ctr"][chosen]))
+        pairwise_auc(predictions["label"][chosen], predictions["ctr"][chosen]))
   history = [{"epoch": e, "loss_a": 1.0 / e, "val_auc_b": 0.5 + 0.1 * e} for e in (1, 2, 3)]
   report.plot_training_curves(history, str(tmp_path / "curves.png"))
   hist = np.array([[0, 0, 3, 4], [5, 6, 7, 8]])
@@ -71,25 +65,50 @@ def test_summary_and_table_give_mean_and_sample_std_per_variant():
   assert "**0.3500 ± 0.0707**" in de_row  # best Music AUC in bold
 
 
-@pytest.mark.parametrize("variant", ["dasl", "dasl_da", "single_domain"])
-def test_attention_panels_show_each_heads_weights_over_both_histories(variant):
-  history_length = 3
+def test_slice_tables_follow_the_overall_one():
+  runs = [{"variant": variant, "metrics": {
+      "auc_a": 0.7, "hr10_a": 0.2, "auc_b": 0.6, "hr10_b": 0.1, "examples_a": 90,
+      "examples_b": 40, "auc_a_cold_start": cold, "hr10_a_cold_start": cold / 4,
+      "examples_a_cold_start": 30, "examples_b_cold_start": 0, "auc_b_cold_start": np.nan}}
+      for variant, cold in (("dasl", 0.66), ("dasl", 0.70), ("single_domain", 0.60))]
+  tables = report.experiment_tables_markdown(report.summarize_runs(runs), ("DVDs", "Books"),
+                                             "Ciao")
+  sections = tables.split("**Ciao")
+  assert [s.split("**")[0] for s in sections[1:]] == [
+      "", ": slice cold_start", ": slice no_other_domain", ": slice both_domains"]
+  cold = sections[2]
+  assert "Test examples: 30 (DVDs), 0 (Books)." in cold
+  dasl_row = next(line for line in cold.splitlines() if line.startswith("| dasl |"))
+  assert "**0.6800 ± 0.0283**" in dasl_row and "n/a" in dasl_row
+  assert "| single_domain | 1 | 0.6000 ± 0.0000 |" in cold
+
+
+HISTORY_LENGTH = 3
+
+
+def _tiny_model_and_batch(variant, labels=(0.0, 0.0, 0.0, 0.0)):
+  """A small untrained model and a dataset of one batch of four examples."""
   config = config_lib.ModelConfig(variant=variant, num_users=6, num_items_a=8, num_items_b=8,
-                                  history_length=history_length, embedding_dim=4,
+                                  history_length=HISTORY_LENGTH, embedding_dim=4,
                                   gru_units=4, attention_dim=4, hidden_units=(4,))
-  model = model_io.build_model(config)
   features = {
       F.USER_ID: tf.constant([2, 3, 4, 5], tf.int64),
       F.ITEM_ID: tf.constant([2, 3, 4, 5], tf.int64),
       F.DOMAIN: tf.constant([0, 1, 0, 1], tf.int64),
       F.HIST_A: tf.constant([[0, 2, 3], [4, 5, 6], [0, 0, 0], [0, 0, 7]], tf.int64),
       F.HIST_B: tf.constant([[0, 0, 2], [3, 4, 5], [6, 7, 2], [0, 3, 4]], tf.int64)}
-  dataset = tf.data.Dataset.from_tensors((features, tf.zeros(4)))
+  return (model_io.build_model(config),
+          tf.data.Dataset.from_tensors((features, tf.constant(labels))))
+
+
+@pytest.mark.parametrize("variant", ["dasl", "dasl_da", "single_domain"])
+def test_attention_panels_show_each_heads_weights_over_both_histories(variant):
+  model, dataset = _tiny_model_and_batch(variant)
   panels = report.attention_panels(model, dataset, per_domain=2)
   assert [len(p["weights"]) for p in panels] == [1, 2]  # example 2 has no A history
   for head, panel in enumerate(panels):
     weights = panel["weights"]
-    own, other = (weights[:, :history_length], weights[:, history_length:])
+    own, other = (weights[:, :HISTORY_LENGTH], weights[:, HISTORY_LENGTH:])
     if head == 1:
       own, other = other, own
     real = np.concatenate([panel["hist_a"], panel["hist_b"]], 1) != F.PAD_ID
@@ -102,3 +121,22 @@ def test_attention_panels_show_each_heads_weights_over_both_histories(variant):
     else:  # own domain only
       np.testing.assert_allclose(own.sum(1), 1.0, rtol=1e-5)
       assert np.all(other == 0)
+
+
+def test_write_report_publishes_a_whole_directory_and_never_replaces_a_users_one(tmp_path):
+  model, dataset = _tiny_model_and_batch("dasl", labels=(1.0, 0.0, 0.0, 1.0))
+  metrics = {"auc_a": 0.75, "hr10_a": 0.5, "auc_b": 0.25, "hr10_b": 0.125}
+  history = [{"epoch": 1, "loss_a": 0.7, "val_auc_a": 0.6}]
+  out = tmp_path / "report"
+  for curves in (history, []):  # the second report, without curves, replaces the first whole
+    assert report.write_report(model, dataset, curves, metrics, str(out)) == str(out / "report.md")
+  assert sorted(os.listdir(out)) == ["attention.png", "report.md", "roc.png"]
+  assert "| A | 0.7500 | 0.5000 |" in (out / "report.md").read_text()
+  assert sorted(os.listdir(tmp_path)) == ["report"]
+
+  users = tmp_path / "mine"
+  users.mkdir()
+  (users / "notes.txt").write_text("keep me")
+  with pytest.raises(publish.PublishError, match="mine exists but is not a report directory"):
+    report.write_report(model, dataset, history, metrics, str(users))
+  assert os.listdir(users) == ["notes.txt"]

@@ -1,6 +1,8 @@
-"""dasl-train: config precedence, the model directory it leaves, reuse/refusal, kill-and-resume."""
+"""dasl-train: config precedence, the model directory it leaves, reuse/refusal, kill-and-resume,
+validation-only model choices and a test split read once."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -11,7 +13,9 @@ import tensorflow as tf
 import tf_keras
 
 from dasl_tf import config as config_lib
+from dasl_tf import config_resolution
 from dasl_tf import features as F
+from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import training
 from tests import test_train_support as support
 
@@ -33,7 +37,7 @@ def cli_args(dataset_dir, tmp_path_factory):
 
 
 def _train(args, model_dir):
-  proc = support.run_cli("pipelines.train", args + [f"--model_dir={model_dir}"],
+  proc = support.run_cli("dasl_tf.pipelines.train", args + [f"--model_dir={model_dir}"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   output, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, output[-4000:]
@@ -70,7 +74,13 @@ def test_flags_override_config_file_which_overrides_defaults(model_dir, dataset_
 def test_metrics_json_reports_both_heads_and_the_accounting(model_dir, dataset_dir):
   metrics = _read_json(os.path.join(model_dir, "metrics.json"))
   for name in ("auc_a", "auc_b", "hr10_a", "hr10_b"):
-    assert 0.0 <= metrics[name] <= 1.0, name
+    for key in (name, "val_" + name, name + "_cold_start", name + "_both_domains"):
+      assert 0.0 <= metrics[key] <= 1.0, key
+  data = training.TrainingData.from_data_dir(dataset_dir)
+  test_examples = training.count_examples(data.test_files)
+  assert metrics["examples_a"] + metrics["examples_b"] == test_examples
+  assert metrics["val_examples_a"] + metrics["val_examples_b"] == training.count_examples(
+      data.validation_files)
   assert np.isfinite(metrics["loss_a"]) and np.isfinite(metrics["loss_b"])
   assert metrics["epochs"] == EPOCHS
   assert metrics["train_examples"] == EPOCHS * _num_train_examples(dataset_dir)
@@ -101,16 +111,16 @@ def test_finished_run_is_reused_and_another_config_refused(model_dir, dataset_di
   assert training.train_and_evaluate(config, data, model_dir) == _read_json(
       os.path.join(model_dir, "metrics.json"))
   changed = config.replace(train=config.train.replace(learning_rate=0.5))
-  with pytest.raises(training.ModelDirError, match="learning_rate: 0.02 -> 0.5"):
+  with pytest.raises(model_dir_lib.ModelDirError, match="learning_rate: 0.02 -> 0.5"):
     training.train_and_evaluate(changed, data, model_dir)
 
 
 def test_killed_run_resumes_to_the_same_result(cli_args, model_dir, dataset_dir, tmp_path):
   resumed_dir = str(tmp_path / "resumed")
   args = cli_args + [f"--model_dir={resumed_dir}"]
-  proc = support.run_cli("pipelines.train", args, stdout=subprocess.DEVNULL,
+  proc = support.run_cli("dasl_tf.pipelines.train", args, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-  index = os.path.join(resumed_dir, training.CHECKPOINT_DIR, "checkpoint")
+  index = os.path.join(resumed_dir, model_dir_lib.CHECKPOINT_DIR, "checkpoint")
   while not os.path.exists(index) and proc.poll() is None:
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
@@ -128,51 +138,11 @@ def test_killed_run_resumes_to_the_same_result(cli_args, model_dir, dataset_dir,
 
 
 def test_missing_data_flags_fail_with_a_usage_message(tmp_path):
-  proc = support.run_cli("pipelines.train", [f"--model_dir={tmp_path}"],
+  proc = support.run_cli("dasl_tf.pipelines.train", [f"--model_dir={tmp_path}"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   _, errors = proc.communicate(timeout=300)
   assert proc.returncode != 0
   assert "--data_dir" in errors
-
-
-def test_resolve_config_precedence_and_dataset_sizes(dataset_dir):
-  schema = F.DatasetSchema.load(dataset_dir)
-  base = config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(variant="dasl_de", num_users=999, gru_units=5),
-      train=config_lib.TrainConfig(batch_size=7, epochs=4))
-  config = training.resolve_config(schema, base, {"gru_units": 6}, {"batch_size": 9})
-  assert (config.model.variant, config.model.gru_units) == ("dasl_de", 6)
-  assert (config.train.batch_size, config.train.epochs) == (9, 4)
-  assert config.model.num_users == schema.num_users
-
-
-@pytest.mark.parametrize("overrides, message", [
-    ({"strategy": "tpu"}, "strategy"),
-    ({"monitor": "precision"}, "monitor"),
-    ({"batch_size": 0}, "batch_size"),
-])
-def test_resolve_config_rejects_bad_values(dataset_dir, overrides, message):
-  with pytest.raises(config_lib.ConfigError, match=message):
-    training.resolve_config(F.DatasetSchema.load(dataset_dir), None, {}, overrides)
-
-
-def test_resolve_config_rejects_unknown_variant(dataset_dir):
-  with pytest.raises(config_lib.ConfigError, match="registered"):
-    training.resolve_config(F.DatasetSchema.load(dataset_dir), None, {"variant": "nope"}, {})
-
-
-def test_divergence_guard_stops_on_a_non_finite_loss(tmp_path):
-  model = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(2,))])
-  model.compile(optimizer="adam", loss="mse")
-  state = training.TrainingState(model, str(tmp_path / "ckpt"), str(tmp_path / "best"))
-  guard = training._DivergenceGuard(state, learning_rate=0.5)  # pylint: disable=protected-access
-  guard.set_model(model)
-  guard.on_epoch_begin(2)
-  guard.on_train_batch_end(5, {"loss": tf.constant(1.5)})
-  assert not model.stop_training and state.diverged is None
-  guard.on_train_batch_end(6, {"loss": tf.constant(np.nan)})
-  assert model.stop_training
-  assert "epoch 3, step 6" in state.diverged and "learning rate (now 0.5)" in state.diverged
 
 
 @pytest.mark.parametrize("train_steps, steps_per_epoch, expected", [
@@ -186,3 +156,70 @@ def test_schedule_from_epochs_or_steps(train_steps, steps_per_epoch, expected):
   schedule = training._schedule(train, 100)  # pylint: disable=protected-access
   assert (schedule.epochs, schedule.steps_per_epoch, schedule.repeat,
           schedule.examples_per_epoch) == expected
+
+
+def _shuffle_test_labels(dataset_dir, target):
+  """A copy of the dataset whose test records have their labels permuted."""
+  shutil.copytree(dataset_dir, target)
+  schema = F.DatasetSchema.load(target)
+  spec = schema.feature_spec
+  rng = np.random.default_rng(0)
+  for path in schema.splits["test"]:
+    path = os.path.join(target, path)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+    examples = [tf.train.Example.FromString(r) for r in records]
+    labels = rng.permutation([e.features.feature[F.LABEL].float_list.value[0] for e in examples])
+    with tf.io.TFRecordWriter(path) as writer:
+      for example, label in zip(examples, labels):
+        example.features.feature[F.LABEL].float_list.value[:] = [label]
+        writer.write(example.SerializeToString())
+  assert spec == F.DatasetSchema.load(target).feature_spec
+  return target
+
+
+def test_no_model_choice_reads_the_test_split(cli_args, model_dir, dataset_dir, tmp_path):
+  """Shuffling the test labels changes the test figures, never the epochs or the chosen one."""
+  shuffled = _shuffle_test_labels(dataset_dir, str(tmp_path / "shuffled_test"))
+  other_dir = str(tmp_path / "run")
+  _train([a if not a.startswith("--data_dir=") else f"--data_dir={shuffled}" for a in cli_args],
+         other_dir)
+  original = _read_json(os.path.join(model_dir, "metrics.json"))
+  changed = _read_json(os.path.join(other_dir, "metrics.json"))
+  assert changed["best_epoch"] == original["best_epoch"]
+  assert changed["epochs"] == original["epochs"]
+  for name in ("val_auc_a", "val_auc_b", "val_hr10_a"):
+    assert changed[name] == pytest.approx(original[name], abs=1e-6), name
+  assert abs(changed["auc_a"] - original["auc_a"]) > 1e-3  # the test split was read, at the end
+  history = [{k: v for k, v in epoch.items() if "seconds" not in k}
+             for epoch in _read_json(os.path.join(model_dir, "history.json"))]
+  history_changed = [{k: v for k, v in epoch.items() if "seconds" not in k}
+                     for epoch in _read_json(os.path.join(other_dir, "history.json"))]
+  assert history == pytest.approx(history_changed)
+
+
+def test_popularity_is_fitted_by_counting_not_by_epochs(dataset_dir, tmp_path):
+  data = training.TrainingData.from_data_dir(dataset_dir)
+  config = config_resolution.resolve_config(data.schema, None, {"variant": "popularity"},
+                                            {"batch_size": 64})
+  metrics = training.train_and_evaluate(config, data, str(tmp_path / "popularity"),
+                                        write_report=False, verbose=0)
+  assert metrics["epochs"] == 0 and metrics["best_epoch"] == 0
+  assert 0.0 <= metrics["hr10_a"] <= 1.0 and 0.0 <= metrics["val_hr10_b"] <= 1.0
+
+
+def test_folds_test_on_one_validate_on_the_next_and_train_on_the_rest(dataset_dir):
+  names = {}
+  for fold in range(support.NUM_FOLDS):
+    data = training.TrainingData.for_fold(dataset_dir, fold)
+    names[fold] = [{os.path.basename(p).split("-00000-of-")[0] for p in files}
+                   for files in (data.train_files, data.validation_files, data.test_files)]
+  assert names[0] == [{"fold-2"}, {"fold-1"}, {"fold-0"}]
+  assert names[2] == [{"fold-1"}, {"fold-0"}, {"fold-2"}]
+
+
+def test_more_train_negatives_than_stored_is_a_clear_error(dataset_dir, tmp_path):
+  data = training.TrainingData.from_data_dir(dataset_dir)
+  config = config_resolution.resolve_config(
+      data.schema, None, {}, {"train_negatives": support.NUM_TRAIN_NEGATIVES + 1})
+  with pytest.raises(config_lib.ConfigError, match="carries 3 per example"):
+    training.train_and_evaluate(config, data, str(tmp_path / "run"), verbose=0)

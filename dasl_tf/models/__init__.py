@@ -7,4 +7,5 @@ from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import build_model, register, variants
 from dasl_tf.models.dasl import DASL
+from dasl_tf.models.popularity import Popularity
 from dasl_tf.models import baselines

@@ -1,7 +1,7 @@
 """DASL (paper section 3) and its ablations DASL-DE, DASL-DA and Single-Domain (section 5.2)."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras
@@ -10,7 +10,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf.layers import autoencoder
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
-from dasl_tf.layers.dual_attention import DualAttention, JOINT, OWN, SEPARATE
+from dasl_tf.layers.dual_attention import DualAttention, JOINT, MASK, OWN, QUERY, RECORDS, SEPARATE
 from dasl_tf.layers.dual_embedding import DualEmbedding
 from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP
@@ -18,9 +18,23 @@ from dasl_tf.layers.sequence import SequenceEncoder
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import register
 
-DOMAINS = (F.DOMAIN_A, F.DOMAIN_B)
+DOMAINS = F.DOMAINS
 _HISTORIES = (F.HIST_A, F.HIST_B)
-_SUFFIX = ("a", "b")
+_SUFFIX = F.DOMAIN_SUFFIX
+
+
+class _UserContext(NamedTuple):
+  """What the heads read besides the candidates, computed once per example.
+
+  Attributes:
+    parts: per domain ``D`` (only the domains computed), the parts of head D's
+      candidate-independent input: ``u_D``, ``map(u_D')``, ``h_D``, ``h_D'``.
+    records: the GRU outputs ``R_A``, ``R_B`` ``[batch, T, units]``.
+    masks: the real-record masks of the two histories ``[batch, T]``.
+  """
+  parts: Dict[int, List[tf.Tensor]]
+  records: Tuple[tf.Tensor, tf.Tensor]
+  masks: Tuple[tf.Tensor, tf.Tensor]
 
 
 def attention_mode(config: config_lib.ModelConfig) -> str:
@@ -88,11 +102,6 @@ class DASL(CrossDomainRanker):
     if config.variant not in config_lib.VARIANTS:
       raise ValueError(f"DASL: variant must be one of {config_lib.VARIANTS}, "
                        f"got {config.variant!r}")
-    for field in ("num_users", "num_items_a", "num_items_b"):
-      if getattr(config, field) < F.NUM_RESERVED_IDS:
-        raise ValueError(
-            f"DASL: ModelConfig.{field}={getattr(config, field)} is smaller than the "
-            f"{F.NUM_RESERVED_IDS} reserved ids; take vocabulary sizes from schema.json")
     super().__init__(config, name=name, **kwargs)
     self.single_domain = not (config.dual_embedding or config.dual_attention)
     item_vocab = (config.num_items_a, config.num_items_b)
@@ -121,26 +130,36 @@ class DASL(CrossDomainRanker):
         CandidateInteraction(l2=config.l2, name=f"interaction_{_SUFFIX[d]}") for d in DOMAINS
     ] if config.candidate_interactions else None
     self.heads = [
-        MLP(config.hidden_units, 1, dropout=config.dropout, l2=config.l2,
-            name=f"head_{_SUFFIX[d]}") for d in DOMAINS]
+        MLP(config.hidden_units, 2 if self.has_relevance else 1, dropout=config.dropout,
+            l2=config.l2, name=f"head_{_SUFFIX[d]}") for d in DOMAINS]
+
+  @property
+  def has_relevance(self) -> bool:
+    """Each head has a second, relevance output when the model is trained to rank."""
+    return self.model_config.ranking_loss != config_lib.NO_RANKING_LOSS
 
   def call(self, features: Dict[str, tf.Tensor], training: bool = False
            ) -> Dict[str, tf.Tensor]:
     """Logits of the target item under both heads (plus the item reconstruction loss)."""
     target = tf.expand_dims(features[F.ITEM_ID], 1)
-    logits_a, logits_b = self._logits(
+    outputs_a, outputs_b = self._outputs(
         features, target, self._target_side_features(features), training)
-    return {"logit_a": logits_a[:, 0], "logit_b": logits_b[:, 0]}
+    return {"logit_a": outputs_a[:, 0, 0], "logit_b": outputs_b[:, 0, 0]}
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Scores ``[batch, C]`` candidates with both heads."""
-    return tuple(self._logits(features, candidates, (None, None), training))
+    """CTR logits ``[batch, C]`` of candidates under both heads."""
+    return tuple(x[..., 0] for x in self.head_outputs(features, candidates, training))
 
-  def domain_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                    domain: int, training: bool = False) -> tf.Tensor:
-    """Scores ``[batch, C]`` candidates with one head; the other head is not computed."""
-    return self._logits(features, candidates, (None, None), training, heads=(domain,))[0]
+  def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Outputs ``[batch, C, U]`` of candidates under both heads (CTR, then relevance)."""
+    return tuple(self._outputs(features, candidates, (None, None), training))
+
+  def domain_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                     domain: int, training: bool = False) -> tf.Tensor:
+    """Outputs ``[batch, C, U]`` of candidates under one head; the other is not computed."""
+    return self._outputs(features, candidates, (None, None), training, heads=(domain,))[0]
 
   def attention_weights(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """What Dual Attention looked at for each example's target item (for reports).
@@ -151,50 +170,93 @@ class DASL(CrossDomainRanker):
       (padding 0), with the target item as each head's query; see
       :meth:`DualAttention.record_weights` for each variant's normalisation.
     """
-    _, records, masks = self._user_context(features, training=False)
+    context = self._user_context(features, training=False)
     target = tf.expand_dims(features[F.ITEM_ID], 1)
     side_features = self._target_side_features(features)
-    queries = []
+    queries = [self._embed_candidates(d, target, side_features[d], training=False)
+               for d in DOMAINS]
+    inputs = {}
     for d in DOMAINS:
-      inputs = {autoencoder.ID: target}
-      inputs.update(side_features[d] or {})
-      queries.append(self.item_autoencoders[d](inputs, training=False))
-    weights_a, weights_b = self.dual_attention.record_weights({
-        "query_a": queries[0], "query_b": queries[1],
-        "records_a": records[0], "records_b": records[1],
-        "mask_a": masks[0], "mask_b": masks[1]})
+      inputs.update({QUERY[d]: queries[d], RECORDS[d]: context.records[d],
+                     MASK[d]: context.masks[d]})
+    weights_a, weights_b = self.dual_attention.record_weights(inputs)
     return {"a": weights_a[:, 0], "b": weights_b[:, 0]}
 
-  def _logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-              candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
-              training: bool, heads: Sequence[int] = DOMAINS) -> List[tf.Tensor]:
-    """Logits ``[batch, C]`` of the candidates under each head of ``heads``, in order."""
-    contexts, records, masks = self._user_context(features, training)
-    candidate_embeddings = {}
-    for d in heads:
-      inputs = {autoencoder.ID: candidates}
-      inputs.update(candidate_side_features[d] or {})
-      candidate_embeddings[d] = self.item_autoencoders[d](inputs, training=training)
-    attention_inputs = {"records_a": records[0], "records_b": records[1],
-                        "mask_a": masks[0], "mask_b": masks[1]}
-    attention_inputs.update(
-        {f"query_{_SUFFIX[d]}": candidate_embeddings[d] for d in heads})
-    attended = dict(zip(heads, self.dual_attention(
-        attention_inputs, heads=[_SUFFIX[d] for d in heads])))
-    num_candidates = tf.shape(candidates)[1]
-    logits = []
-    for d in heads:
-      context = tf.repeat(tf.expand_dims(tf.concat(contexts[d], -1), 1), num_candidates, axis=1)
-      parts = [context, attended[d], candidate_embeddings[d]]
-      if self.interactions is not None:
-        parts.append(self.interactions[d]([candidate_embeddings[d], attended[d], *contexts[d]]))
-      head_input = tf.concat(parts, axis=-1)
-      logits.append(tf.squeeze(self.heads[d](head_input, training=training), -1))
-    return logits
+  def training_logits(self, features: Dict[str, tf.Tensor], training: bool = False
+                      ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """The target's and the sampled negatives' outputs, by the example's own head only.
 
-  def _user_context(self, features: Dict[str, tf.Tensor], training: bool
-                    ) -> Tuple[List[List[tf.Tensor]], List[tf.Tensor], List[tf.Tensor]]:
-    """Per domain: the parts of the candidate-independent head input, the GRU records, the mask."""
+    The examples of each domain are gathered and scored by their head alone,
+    target and ``train_negatives`` together, then stitched back into batch
+    order. The candidate-independent user context is computed once for the
+    whole batch (Dual Embedding's losses see every overlap user), except for
+    ``single_domain``, where each head's examples get their own context so
+    that nothing of one domain (reconstruction loss, batch statistics) reaches
+    the other head.
+    """
+    negatives = features.get(F.TRAIN_NEGATIVES)
+    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
+    indices = [tf.where(in_a)[:, 0], tf.where(~in_a)[:, 0]]
+    side_features = self._target_side_features(features)
+    context = None if self.single_domain else self._user_context(features, training)
+    per_head = []
+    for d in DOMAINS:
+      take = lambda x, d=d: tf.gather(x, indices[d])  # pylint: disable=cell-var-from-loop
+      if self.single_domain:
+        head_context = self._user_context(tf.nest.map_structure(take, features), training,
+                                          heads=(d,))
+      else:
+        head_context = tf.nest.map_structure(take, context)
+      target_side = side_features[d] and tf.nest.map_structure(take, side_features[d])
+      candidates = self._embed_candidates(
+          d, tf.expand_dims(take(features[F.ITEM_ID]), 1), target_side, training)
+      if negatives is not None:
+        candidates = tf.concat(
+            [candidates, self._embed_candidates(d, take(negatives), None, training)], axis=1)
+      per_head.append(self._head_outputs(d, head_context, candidates, training))
+    outputs = tf.dynamic_stitch([tf.cast(i, tf.int32) for i in indices], per_head)
+    return outputs[:, 0], (outputs[:, 1:] if negatives is not None else None)
+
+  def _outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+               candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
+               training: bool, heads: Sequence[int] = DOMAINS) -> List[tf.Tensor]:
+    """Outputs ``[batch, C, U]`` of the candidates under each head of ``heads``, in order."""
+    context = self._user_context(features, training, heads)
+    return [self._head_outputs(
+        d, context,
+        self._embed_candidates(d, candidates, candidate_side_features[d], training),
+        training) for d in heads]
+
+  def _embed_candidates(self, domain: int, candidates: tf.Tensor,
+                        side_features: Optional[Dict[str, tf.Tensor]],
+                        training: bool) -> tf.Tensor:
+    """``[batch, C, d]`` latents of candidates by the item autoencoder of ``domain``."""
+    inputs = {autoencoder.ID: candidates}
+    inputs.update(side_features or {})
+    return self.item_autoencoders[domain](inputs, training=training)
+
+  def _head_outputs(self, domain: int, context: "_UserContext", candidates: tf.Tensor,
+                    training: bool) -> tf.Tensor:
+    """Head ``domain``'s outputs ``[batch, C, U]`` of embedded candidates ``[batch, C, d]``."""
+    attention_inputs = {QUERY[domain]: candidates}
+    for d in DOMAINS:
+      attention_inputs.update({RECORDS[d]: context.records[d], MASK[d]: context.masks[d]})
+    attended, = self.dual_attention(attention_inputs, heads=[domain])
+    parts = context.parts[domain]
+    num_candidates = tf.shape(candidates)[1]
+    head_input = [tf.repeat(tf.expand_dims(tf.concat(parts, -1), 1), num_candidates, axis=1),
+                  attended, candidates]
+    if self.interactions is not None:
+      head_input.append(self.interactions[domain]([candidates, attended, *parts]))
+    return self.heads[domain](tf.concat(head_input, axis=-1), training=training)
+
+  def _user_context(self, features: Dict[str, tf.Tensor], training: bool,
+                    heads: Sequence[int] = DOMAINS) -> "_UserContext":
+    """The candidate-independent inputs of the heads in ``heads``.
+
+    Single-Domain computes the user autoencoder of those heads' domains only,
+    so a head never trains the other domain's user autoencoder.
+    """
     masks, records, states = [], [], []
     for d in DOMAINS:
       history = features[_HISTORIES[d]]
@@ -209,18 +271,19 @@ class DASL(CrossDomainRanker):
       user_inputs[autoencoder.NUMERIC] = features[F.USER_NUM]
     if F.USER_CAT in features:
       user_inputs[autoencoder.CATEGORICAL] = features[F.USER_CAT]
-    users = [self.user_autoencoders[d](user_inputs, training=training) for d in DOMAINS]
-    contexts = [[users[d]] for d in DOMAINS]
+    user_domains = heads if self.single_domain else DOMAINS
+    users = {d: self.user_autoencoders[d](user_inputs, training=training) for d in user_domains}
+    parts = {d: [users[d]] for d in user_domains}
     if self.dual_embedding is not None:
       overlap = tf.reduce_any(masks[0], axis=1) & tf.reduce_any(masks[1], axis=1)
       a_to_b, b_to_a = self.dual_embedding((users[0], users[1], overlap))
-      contexts[0].append(b_to_a)
-      contexts[1].append(a_to_b)
-    for d in DOMAINS:
-      contexts[d].append(states[d])
+      parts[0].append(b_to_a)
+      parts[1].append(a_to_b)
+    for d in user_domains:
+      parts[d].append(states[d])
       if not self.single_domain:
-        contexts[d].append(states[1 - d])
-    return contexts, records, masks
+        parts[d].append(states[1 - d])
+    return _UserContext(parts=parts, records=tuple(records), masks=tuple(masks))
 
   def _target_side_features(self, features: Dict[str, tf.Tensor]
                             ) -> Tuple[Optional[Dict[str, tf.Tensor]], ...]:

@@ -27,32 +27,33 @@ from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Timelines,
 from dasl_tf.prepare.interactions import Interactions
 
 _NAMESPACE = "dasl_prepare"
-Record = Tuple[float, int, int, int, float]  # (timestamp, domain, row, item, label)
+# (timestamp, domain, row, item, label, split)
+Record = Tuple[float, int, int, int, float, int]
 
 
 def keyed_records(interactions: Interactions) -> Iterator[Tuple[int, Record]]:
-  """Every record as ``(user, (timestamp, domain, row, item, label))``.
+  """Every record as ``(user, (timestamp, domain, row, item, label, split))``.
 
   ``row`` is the record's position in the merged table, so sorting a user's
   records by ``(timestamp, domain, row)`` restores the local driver's order.
   """
   columns = zip(interactions.user.tolist(), interactions.timestamp.tolist(),
                 interactions.domain.tolist(), interactions.item.tolist(),
-                interactions.label.tolist())
-  for row, (user, timestamp, domain, item, label) in enumerate(columns):
-    yield user, (timestamp, domain, row, item, label)
+                interactions.label.tolist(), interactions.split.tolist())
+  for row, (user, timestamp, domain, item, label, split) in enumerate(columns):
+    yield user, (timestamp, domain, row, item, label, split)
 
 
-def timeline_of(user: int, records: Iterable[Record], fold: int) -> Timelines:
+def timeline_of(user: int, records: Iterable[Record]) -> Timelines:
   """A user's timeline from their grouped records (any order)."""
   ordered = sorted(records, key=lambda r: (r[0], r[1], r[2]))
-  timestamp, domain, _, item, label = (np.asarray(c) for c in zip(*ordered))
+  timestamp, domain, _, item, label, split = (np.asarray(c) for c in zip(*ordered))
   return Timelines(np.full(len(item), user, np.int64), item.astype(np.int64),
                    domain.astype(np.int64), label.astype(np.float32),
-                   timestamp.astype(np.float64), np.full(len(item), fold, np.int64))
+                   timestamp.astype(np.float64), split.astype(np.int64))
 
 
-def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
+def run(interactions: Interactions, params: ExampleParams,
         encoder: ExampleEncoder, config: PrepareConfig, staging: str
        ) -> Dict[str, Dict[str, int]]:
   """Runs the pipeline; writes the shards under ``staging``; returns per-split counts."""
@@ -73,15 +74,15 @@ def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
 
     def process(self, element):
       user, records = element
-      fold = int(folds[user]) if len(folds) else -1
-      examples = build_user_examples(timeline_of(user, records, fold), params)
+      examples = build_user_examples(timeline_of(user, records), params)
       for index, name in enumerate(split_names):
         part = examples.take(examples.split == index)
         if not len(part):
           continue
         for key, value in part.counts().items():
           self._counters[(name, key)].inc(value)
-        for record in encoder.encode(part, params.negatives_by_split[index]):
+        for record in encoder.encode(part, params.negatives_by_split[index],
+                                           params.train_negatives_by_split[index]):
           yield beam.pvalue.TaggedOutput(name, record)
 
   compression = CompressionTypes.GZIP if config.compress else CompressionTypes.UNCOMPRESSED

@@ -7,6 +7,8 @@ from typing import Tuple
 FORMATS = ("csv", "tsv", "parquet", "amazon_csv", "amazon_json", "douban", "mat")
 SPLITS = ("temporal", "kfold")
 RUNNERS = ("local", "beam")
+NEGATIVE_SAMPLERS = ("uniform", "popularity")
+TEMPORAL_SPLITS = ("train", "validation", "test")
 
 
 class PrepareError(ValueError):
@@ -34,11 +36,21 @@ class PrepareConfig:
     label_threshold: a rating >= this is a click.
     history_length: T, items per domain history.
     min_item_count: items with fewer records map to the OOV id 1.
-    split: "temporal" (last ``eval_fraction`` of each user's timeline) or
-      "kfold" (users in ``folds`` folds).
-    eval_fraction: share of each user's examples in the temporal eval split.
+    split: "temporal" (per user: the last ``test_fraction`` of the timeline to
+      ``test``, the ``validation_fraction`` before it to ``validation``, the
+      rest to ``train``) or "kfold" (users in ``folds`` folds).
+    validation_fraction: share of each user's examples in the temporal
+      validation split (early stopping and best-epoch selection read it).
+    test_fraction: share of each user's examples in the temporal test split
+      (scored once, at the end of training).
     folds: number of folds of the k-fold split.
     num_negatives: K sampled negatives per evaluation example (0 = none).
+    train_negatives: k sampled negatives per training example (0 = none):
+      items of the target's domain the user has not touched up to the
+      target's time, for the top-n training objective.
+    negative_sampling: distribution of the training negatives, "uniform" or
+      "popularity" (``count ** negative_alpha`` over train records).
+    negative_alpha: the exponent of popularity sampling.
     seed: seed of negatives, folds and shard shuffling.
     user_features: optional user side-feature table (CSV or Parquet).
     item_features_a: optional side-feature table of domain A's items.
@@ -70,9 +82,13 @@ class PrepareConfig:
   history_length: int = 10
   min_item_count: int = 1
   split: str = "temporal"
-  eval_fraction: float = 0.2
+  validation_fraction: float = 0.1
+  test_fraction: float = 0.1
   folds: int = 5
   num_negatives: int = 99
+  train_negatives: int = 4
+  negative_sampling: str = "uniform"
+  negative_alpha: float = 0.75
   seed: int = 42
   user_features: str = ""
   item_features_a: str = ""
@@ -92,6 +108,9 @@ class PrepareConfig:
       raise PrepareError(f"--format={self.format!r} is not one of {', '.join(FORMATS)}")
     if self.split not in SPLITS:
       raise PrepareError(f"--split={self.split!r} is not one of {', '.join(SPLITS)}")
+    if self.negative_sampling not in NEGATIVE_SAMPLERS:
+      raise PrepareError(f"--negative_sampling={self.negative_sampling!r} is not one of "
+                         f"{', '.join(NEGATIVE_SAMPLERS)}")
     if self.runner not in RUNNERS:
       raise PrepareError(f"--runner={self.runner!r} is not one of {', '.join(RUNNERS)}")
     if not self.output_dir:
@@ -110,13 +129,20 @@ class PrepareConfig:
       raise PrepareError("--format=mat reads one file: use --input with --category_a/--category_b")
     checks = (("history_length", self.history_length >= 1),
               ("min_item_count", self.min_item_count >= 1),
-              ("eval_fraction", 0.0 < self.eval_fraction < 1.0),
-              ("folds", self.folds >= 2),
+              ("validation_fraction", 0.0 <= self.validation_fraction < 1.0),
+              ("test_fraction", 0.0 < self.test_fraction < 1.0),
+              ("folds", self.folds >= 3),
               ("num_negatives", self.num_negatives >= 0),
+              ("train_negatives", self.train_negatives >= 0),
+              ("negative_alpha", 0.0 <= self.negative_alpha <= 2.0),
               ("num_shards", self.num_shards >= 1))
     for name, ok in checks:
       if not ok:
         raise PrepareError(f"--{name}={getattr(self, name)!r} is out of range")
+    if self.split == "temporal" and self.validation_fraction + self.test_fraction >= 1.0:
+      raise PrepareError(f"--validation_fraction + --test_fraction = "
+                         f"{self.validation_fraction + self.test_fraction} leaves nothing "
+                         "to train on")
     if len(self.domain_names) != 2:
       raise PrepareError(f"--domain_names needs two names, got {self.domain_names!r}")
     both = set(self.numeric_features) & set(self.categorical_features)
@@ -128,9 +154,16 @@ class PrepareConfig:
   def split_names(self) -> Tuple[str, ...]:
     """Names of the output splits, in order."""
     if self.split == "temporal":
-      return ("train", "eval")
+      return TEMPORAL_SPLITS
     return tuple(f"fold-{k}" for k in range(self.folds))
 
   def carries_negatives(self, split_name: str) -> bool:
-    """Whether examples of a split carry sampled negatives (evaluation splits)."""
+    """Whether examples of a split carry evaluation negatives (HR@K)."""
     return self.num_negatives > 0 and split_name != "train"
+
+  def carries_train_negatives(self, split_name: str) -> bool:
+    """Whether examples of a split carry training negatives (splits trained on).
+
+    Every fold of a k-fold dataset is trained on in the other folds' runs.
+    """
+    return self.train_negatives > 0 and split_name not in ("validation", "test")

@@ -29,13 +29,16 @@ class ExampleEncoder:
   user_features: Optional[SideFeatures] = None
   item_features: Optional[SideFeatures] = None
 
-  def encode(self, examples: Examples, with_negatives: bool) -> List[bytes]:
-    """Serializes every example; ``negatives`` only when ``with_negatives``."""
+  def encode(self, examples: Examples, with_negatives: bool,
+             with_train_negatives: bool = False) -> List[bytes]:
+    """Serializes every example, with its evaluation and training negatives when asked."""
     ints = {F.USER_ID: examples.user, F.ITEM_ID: examples.item, F.DOMAIN: examples.domain,
             F.HIST_A: examples.hist_a, F.HIST_B: examples.hist_b}
     floats = {F.LABEL: examples.label}
     if with_negatives and self.feature_spec.num_negatives:
       ints[F.NEGATIVES] = examples.negatives
+    if with_train_negatives and self.feature_spec.num_train_negatives:
+      ints[F.TRAIN_NEGATIVES] = examples.train_negatives
     if self.user_features is not None:
       matrix = self.user_features.matrices[0]
       if self.feature_spec.user_num_dim:

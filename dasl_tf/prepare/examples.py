@@ -16,22 +16,28 @@ target ``(item_j, domain_j, label_j)`` with
   hist_b = the last T domain-B items of the user with time < t_j,
 
 in time order, left-padded with 0. Records at the *same* time as the target
-are never in its history (no leakage through ties). Split: in the temporal
-split the last ``round(n * eval_fraction)`` examples of a user with n >= 2
-examples (at least one, at most n - 1) go to ``eval``; in the k-fold split
-every example of a user goes to the user's fold. Examples of evaluation splits
-carry ``num_negatives`` distinct items drawn uniformly from the items of the
-target's domain that the user never interacted with.
+are never in its history (no leakage through ties). The example's split is
+the record's (:mod:`dasl_tf.prepare.splits`, assigned before the vocabularies).
+
+Negatives, both drawn per example with a counter-based hash:
+
+* evaluation negatives (``negatives``, K per example of an evaluation
+  split): distinct items drawn uniformly from the items of the target's
+  domain that the user never interacted with (HR@K);
+* training negatives (``train_negatives``, k per example of a split trained
+  on): distinct items of the target's domain that the user has not touched up
+  to the target's time (records at the target's time count as touched, the
+  target included), drawn uniformly or by ``train count ** alpha``. Items the
+  user touches only later may be drawn: the future is not looked at.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS
-from dasl_tf.prepare import splits
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
 
 COUNT_KEYS = ("examples", "positives", "domain_a", "domain_b")
@@ -43,28 +49,62 @@ class ExampleParams:
 
   Attributes:
     history_length: T.
-    temporal: temporal split (else k-fold by user).
-    eval_fraction: share of a user's examples in the temporal eval split.
-    num_negatives: K.
-    negatives_by_split: whether split ``s`` (by index) carries negatives.
+    num_negatives: K, evaluation negatives per example.
+    negatives_by_split: whether split ``s`` (by index) carries evaluation negatives.
     item_vocab_sizes: item vocabulary sizes of domains A and B (reserved ids included).
     seed: seed of the negative sampling.
+    train_negatives: k, training negatives per example.
+    train_negatives_by_split: whether split ``s`` carries training negatives.
+    train_negative_cdfs: per domain, the cumulative distribution over the
+      domain's items (ids 2..) of the training negatives, float64 [V - 2], or
+      None for uniform draws.
   """
   history_length: int
-  temporal: bool
-  eval_fraction: float
   num_negatives: int
   negatives_by_split: Tuple[bool, ...]
   item_vocab_sizes: Tuple[int, int]
   seed: int
+  train_negatives: int = 0
+  train_negatives_by_split: Tuple[bool, ...] = ()
+  train_negative_cdfs: Tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)
 
   @classmethod
-  def from_config(cls, config: PrepareConfig, item_vocab_sizes: Tuple[int, int]
-                 ) -> "ExampleParams":
-    return cls(config.history_length, config.split == "temporal", config.eval_fraction,
-               config.num_negatives,
+  def from_config(cls, config: PrepareConfig, item_vocab_sizes: Tuple[int, int],
+                  train_item_counts: Tuple[np.ndarray, np.ndarray]) -> "ExampleParams":
+    """The parameters of ``config``.
+
+    Args:
+      config: the run's configuration.
+      item_vocab_sizes: item vocabulary sizes of domains A and B.
+      train_item_counts: per domain, records per item index in the splits
+        trained on, int [V] (popularity sampling reads it).
+    """
+    cdfs = (None, None)
+    if config.negative_sampling == "popularity":
+      cdfs = tuple(popularity_cdf(counts, config.negative_alpha)
+                   for counts in train_item_counts)
+    return cls(config.history_length, config.num_negatives,
                tuple(config.carries_negatives(name) for name in config.split_names),
-               tuple(item_vocab_sizes), config.seed)
+               tuple(item_vocab_sizes), config.seed, config.train_negatives,
+               tuple(config.carries_train_negatives(name) for name in config.split_names),
+               cdfs)
+
+
+def popularity_cdf(counts: np.ndarray, alpha: float) -> np.ndarray:
+  """The cumulative distribution ``count ** alpha`` over items 2.. of a vocabulary.
+
+  Args:
+    counts: records per item index, int [V] (the reserved ids 0 and 1 are ignored).
+    alpha: the exponent (0 gives uniform draws).
+
+  Returns:
+    float64 [V - 2], increasing to 1.
+  """
+  weights = np.asarray(counts[NUM_RESERVED_IDS:], dtype=np.float64) ** alpha
+  if not weights.sum() > 0:
+    weights = np.ones_like(weights)
+  cdf = np.cumsum(weights)
+  return cdf / cdf[-1]
 
 
 @dataclasses.dataclass
@@ -74,14 +114,14 @@ class Timelines:
   Attributes:
     user: user index per record, int64 [N] (equal users are contiguous).
     item: int64 [N]. domain: int64 [N]. label: float32 [N]. timestamp: float64 [N].
-    fold: the user's fold per record (k-fold split), else -1, int64 [N].
+    split: the record's split index, int64 [N].
   """
   user: np.ndarray
   item: np.ndarray
   domain: np.ndarray
   label: np.ndarray
   timestamp: np.ndarray
-  fold: np.ndarray
+  split: np.ndarray
 
 
 @dataclasses.dataclass
@@ -92,7 +132,8 @@ class Examples:
     user, item, domain: int64 [n]. label: float32 [n].
     hist_a, hist_b: int64 [n, T].
     split: index of the example's split, int64 [n].
-    negatives: int64 [n, K]; rows of splits without negatives are 0.
+    negatives: evaluation negatives, int64 [n, K]; rows of splits without them are 0.
+    train_negatives: training negatives, int64 [n, k]; rows of splits without them are 0.
   """
   user: np.ndarray
   item: np.ndarray
@@ -102,6 +143,7 @@ class Examples:
   hist_b: np.ndarray
   split: np.ndarray
   negatives: np.ndarray
+  train_negatives: np.ndarray
 
   def __len__(self) -> int:
     return len(self.user)
@@ -213,55 +255,104 @@ def _first_distinct(values: np.ndarray, valid: np.ndarray, count: int
   return out, complete
 
 
-def sample_negatives(seed: int, user: np.ndarray, rank: np.ndarray, touched_keys: np.ndarray,
-                     vocab_size: int, num_negatives: int) -> np.ndarray:
-  """Samples, per row, K distinct items of one domain that the row's user never touched.
+TouchedFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-  Each row takes the first K distinct untouched items of a stream of uniform
-  draws over the domain's items, which is a uniform K-subset of the untouched
-  items. A row whose stream runs short draws from the explicit list of its
-  user's untouched items instead.
+
+def sample_negatives(seed: int, user: np.ndarray, rank: np.ndarray, touched: TouchedFn,
+                     vocab_size: int, num_negatives: int, free_share: float = 1.0,
+                     cdf: Optional[np.ndarray] = None) -> np.ndarray:
+  """Samples, per row, K distinct items of one domain that ``touched`` allows.
+
+  Each row takes the first K distinct allowed items of a stream of draws over
+  the domain's items (uniform, or by ``cdf``), which for uniform draws is a
+  uniform K-subset of the allowed items. A row whose stream runs short takes
+  the rest from the explicit list of its allowed items, in hashed order.
 
   Args:
-    seed: the run's seed.
+    seed: the stream's seed.
     user: user per row, int64 [n].
     rank: the example's position within its user, int64 [n].
-    touched_keys: sorted unique ``user * vocab_size + item`` of every (user,
-      item) pair of the domain in the users' records, int64 [m].
+    touched: ``touched(rows, items)`` -> bool [len(rows), m]: whether each of
+      ``items`` (int64 [len(rows), m]) is excluded for row ``rows[i]``.
     vocab_size: the domain's vocabulary size (ids 2..vocab_size-1 are items).
     num_negatives: K.
+    free_share: a lower bound on the share of items a row may draw (sizes the
+      stream so that few rows fall back).
+    cdf: cumulative draw distribution over ids 2.., float [vocab_size - 2];
+      None draws uniformly.
 
   Returns:
     int64 [n, K].
 
   Raises:
-    PrepareError: a user has fewer than K untouched items.
+    PrepareError: a row has fewer than K allowed items.
   """
   n = len(user)
   num_items = vocab_size - NUM_RESERVED_IDS
-  touched_users = touched_keys // vocab_size
-  busiest = np.bincount(touched_users - touched_users.min()).max() if len(touched_keys) else 0
-  free_share = max(1.0 - busiest / num_items, 1.0 / num_items)
-  # Enough draws that K distinct untouched ones are very likely; the rest fall back.
-  width = min(int(np.ceil((num_negatives + 8) * (1 + num_negatives / num_items) / free_share)),
-              4 * num_negatives) + 8
-  draws = NUM_RESERVED_IDS + hashed_uniform(seed, user, rank, width, np.full(n, num_items))
-  keys = user[:, None] * vocab_size + draws
-  found = np.searchsorted(touched_keys, keys)
-  touched = touched_keys[np.minimum(found, len(touched_keys) - 1)] == keys
-  out, complete = _first_distinct(draws, ~touched, num_negatives)
+  free_share = max(free_share, 1.0 / max(num_items, 1))
+  width = min(int(np.ceil((num_negatives + 8) * (1 + num_negatives / max(num_items, 1))
+                          / free_share)), 4 * num_negatives) + 8
+  if cdf is None:
+    draws = hashed_uniform(seed, user, rank, width, np.full(n, num_items))
+  else:
+    uniform = hashed_uniform(seed, user, rank, width, np.full(n, 2 ** 53)) / 2.0 ** 53
+    draws = np.minimum(np.searchsorted(cdf, uniform, side="right"), num_items - 1)
+  draws = draws + NUM_RESERVED_IDS
+  rows = np.arange(n)
+  out, complete = _first_distinct(draws, ~touched(rows, draws), num_negatives)
   for row in np.flatnonzero(~complete):
-    low, high = np.searchsorted(touched_keys, [user[row] * vocab_size,
-                                               (user[row] + 1) * vocab_size])
-    untouched = np.setdiff1d(np.arange(NUM_RESERVED_IDS, vocab_size),
-                             touched_keys[low:high] - user[row] * vocab_size)
-    if len(untouched) < num_negatives:
-      raise PrepareError(f"user index {user[row]}: only {len(untouched)} items are left to "
-                         f"sample {num_negatives} negatives from; lower --num_negatives")
-    scores = hashed_uniform(seed + 1, user[row:row + 1], rank[row:row + 1], len(untouched),
+    candidates = np.arange(NUM_RESERVED_IDS, vocab_size)
+    allowed = candidates[~touched(np.array([row]), candidates[None, :])[0]]
+    if len(allowed) < num_negatives:
+      raise PrepareError(f"user index {user[row]}: only {len(allowed)} items are left to "
+                         f"sample {num_negatives} negatives from; lower --num_negatives "
+                         "or --train_negatives")
+    scores = hashed_uniform(seed + 1, user[row:row + 1], rank[row:row + 1], len(allowed),
                             np.array([2 ** 62]))[0]
-    out[row] = untouched[np.argsort(scores, kind="stable")[:num_negatives]]
+    out[row] = allowed[np.argsort(scores, kind="stable")[:num_negatives]]
   return out
+
+
+def _key_lookup(keys: np.ndarray, query: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Positions of ``query`` in the sorted unique ``keys`` and whether each is present."""
+  found = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+  present = keys[found] == query if len(keys) else np.zeros(query.shape, dtype=bool)
+  return found, present
+
+
+def _domain_negatives(timelines: Timelines, rows: np.ndarray, rank: np.ndarray, upto: np.ndarray,
+                      domain: int, params: ExampleParams, train: bool) -> np.ndarray:
+  """Evaluation (never touched) or training (not touched by then) negatives of ``rows``.
+
+  ``upto[j]`` is the first position after record ``j``'s time: a training
+  negative's (user, item) pair must not occur before it.
+  """
+  vocab_size = params.item_vocab_sizes[domain]
+  in_domain = np.flatnonzero(timelines.domain == domain)
+  pair_keys = timelines.user[in_domain] * vocab_size + timelines.item[in_domain]
+  keys, first = np.unique(pair_keys, return_index=True)
+  first_position = in_domain[first]
+  user = timelines.user[rows]
+  cutoff = upto[rows]
+
+  def touched(local: np.ndarray, items: np.ndarray) -> np.ndarray:
+    found, present = _key_lookup(keys, user[local, None] * vocab_size + items)
+    if not train:
+      return present
+    return present & (first_position[found] < cutoff[local, None])
+
+  busiest = np.unique(keys // vocab_size, return_counts=True)[1].max() if len(keys) else 0
+  free_share = 1.0 - busiest / max(vocab_size - NUM_RESERVED_IDS, 1)
+  if train:
+    return sample_negatives(params.seed + _TRAIN_STREAM, user, rank[rows], touched,
+                            vocab_size, params.train_negatives, free_share,
+                            params.train_negative_cdfs[domain])
+  return sample_negatives(params.seed, user, rank[rows], touched, vocab_size,
+                          params.num_negatives, free_share)
+
+
+# Offset of the training negatives' seed, so they are drawn independently of evaluation's.
+_TRAIN_STREAM = 2 ** 32
 
 
 def build_user_examples(timelines: Timelines, params: ExampleParams) -> Examples:
@@ -275,25 +366,21 @@ def build_user_examples(timelines: Timelines, params: ExampleParams) -> Examples
     histories.append(last_before(positions, timelines.item[positions], earlier, user_start,
                                  params.history_length))
   rank = np.arange(n) - user_start
-  if params.temporal:
-    size = _run_sizes(user_start)
-    split = (rank >= size - splits.temporal_eval_count(size, params.eval_fraction)
-            ).astype(np.int64)
-  else:
-    split = timelines.fold.astype(np.int64)
-  negatives = np.zeros((n, params.num_negatives), dtype=np.int64)
-  needs = np.asarray(params.negatives_by_split, dtype=bool)[split]
-  if params.num_negatives and needs.any():
+  upto = earlier + _run_sizes(earlier)
+  split = timelines.split.astype(np.int64)
+  sampled = {}
+  for train, count, by_split in ((False, params.num_negatives, params.negatives_by_split),
+                                 (True, params.train_negatives,
+                                  params.train_negatives_by_split)):
+    sampled[train] = np.zeros((n, count), dtype=np.int64)
+    if not count:
+      continue
+    needs = np.asarray(by_split, dtype=bool)[split]
     for domain in (DOMAIN_A, DOMAIN_B):
       rows = np.flatnonzero(needs & (timelines.domain == domain))
-      if not len(rows):
-        continue
-      vocab_size = params.item_vocab_sizes[domain]
-      in_domain = timelines.domain == domain
-      touched_keys = np.unique(timelines.user[in_domain] * vocab_size
-                               + timelines.item[in_domain])
-      negatives[rows] = sample_negatives(params.seed, timelines.user[rows], rank[rows],
-                                         touched_keys, vocab_size, params.num_negatives)
+      if len(rows):
+        sampled[train][rows] = _domain_negatives(timelines, rows, rank, upto, domain, params,
+                                                 train)
   return Examples(timelines.user.astype(np.int64), timelines.item.astype(np.int64),
                   timelines.domain.astype(np.int64), timelines.label.astype(np.float32),
-                  histories[0], histories[1], split, negatives)
+                  histories[0], histories[1], split, sampled[False], sampled[True])

@@ -12,6 +12,12 @@ time ties are broken stably, first by domain and then by file order. A log
 without a time column gets pseudo-times: a user's k-th of n records in the
 domain (file order) is at ``(k + 0.5) / n``, interleaving the user's two
 domains in proportion.
+
+Each record gets its split (:mod:`dasl_tf.prepare.splits`) before the item
+vocabularies are built: they hold the items of the records trained on only
+(the ``train`` split, or every fold of a k-fold split), so an item first seen
+in validation or test maps to the out-of-vocabulary id, as it would at serving
+time.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dasl_tf.features import DOMAIN_A, DOMAIN_B
+from dasl_tf.prepare import splits
 from dasl_tf.prepare import vocab as vocab_lib
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
 from dasl_tf.prepare.readers import RawLog
@@ -119,6 +126,7 @@ class Interactions:
     domain: 0 = A, 1 = B, int64 [N].
     label: float32 [N].
     timestamp: float64 [N].
+    split: index of the record's split (``PrepareConfig.split_names``), int64 [N].
     offsets: start of each user's rows, plus N at the end, int64 [U + 1].
     user_vocab: the user vocabulary (both domains).
     item_vocabs: the item vocabularies of domains A and B.
@@ -128,6 +136,7 @@ class Interactions:
   domain: np.ndarray
   label: np.ndarray
   timestamp: np.ndarray
+  split: np.ndarray
   offsets: np.ndarray
   user_vocab: vocab_lib.Vocabulary
   item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary]
@@ -138,10 +147,10 @@ class Interactions:
 
 
 def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactions:
-  """Builds the vocabularies and the merged, sorted table of both domains.
+  """Builds the merged, sorted table of both domains, its splits and vocabularies.
 
   Raises:
-    PrepareError: a domain has no valid record left.
+    PrepareError: a domain has no valid record left, or none to train on.
   """
   if log_a.file_order != log_b.file_order:
     raise PrepareError("one domain has a timestamp column and the other has not: their "
@@ -152,17 +161,31 @@ def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactio
       raise PrepareError(f"domain {name} ({path}) has no valid record "
                          f"(dropped: {log.dropped})")
   user_vocab, user = vocab_lib.build(np.concatenate([log_a.user, log_b.user]))
-  vocab_a, item_a = vocab_lib.build(log_a.item, config.min_item_count)
-  vocab_b, item_b = vocab_lib.build(log_b.item, config.min_item_count)
+  raw_item = np.concatenate([log_a.item, log_b.item])
   n_a = len(log_a.user)
-  item = np.concatenate([item_a, item_b])
   domain = np.concatenate([np.full(n_a, DOMAIN_A), np.full(len(log_b.user), DOMAIN_B)])
   label = np.concatenate([log_a.label, log_b.label])
   timestamp = np.concatenate([log_a.timestamp, log_b.timestamp])
   row = np.arange(len(user))
   order = np.lexsort((row, domain, timestamp, user))
-  user = user[order]
+  user, raw_item, domain = user[order], raw_item[order], domain[order].astype(np.int64)
   starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
   offsets = np.append(starts, len(user)).astype(np.int64)
-  return Interactions(user, item[order], domain[order].astype(np.int64), label[order],
-                      timestamp[order], offsets, user_vocab, (vocab_a, vocab_b))
+  if config.split == "temporal":
+    split = splits.temporal_split(offsets, config.validation_fraction, config.test_fraction)
+    trained = split == splits.TRAIN
+  else:
+    split = splits.user_folds(user_vocab.size, config.folds, config.seed)[user]
+    trained = np.ones(len(user), dtype=bool)
+  item = np.empty(len(user), dtype=np.int64)
+  item_vocabs = []
+  for d, name in ((DOMAIN_A, "A"), (DOMAIN_B, "B")):
+    rows = domain == d
+    if not (rows & trained).any():
+      raise PrepareError(f"domain {name} has no record in the training split: every user's "
+                         "records of it fall in validation or test")
+    vocabulary, _ = vocab_lib.build(raw_item[rows & trained], config.min_item_count)
+    item[rows] = vocabulary.lookup(raw_item[rows])
+    item_vocabs.append(vocabulary)
+  return Interactions(user, item, domain, label[order], timestamp[order], split, offsets,
+                      user_vocab, tuple(item_vocabs))

@@ -19,7 +19,7 @@ from dasl_tf.prepare.interactions import Interactions
 from dasl_tf.prepare.writer import ShardWriters
 
 
-def timelines(interactions: Interactions, folds: np.ndarray, chunk_records: int
+def timelines(interactions: Interactions, chunk_records: int
              ) -> Iterator[Tuple[int, Timelines]]:
   """Chunks of complete users of about ``chunk_records`` records, with the users done so far."""
   offsets = interactions.offsets
@@ -29,10 +29,9 @@ def timelines(interactions: Interactions, folds: np.ndarray, chunk_records: int
     last = int(np.searchsorted(offsets, offsets[first] + chunk_records, side="right")) - 1
     last = min(max(last, first + 1), num_users)
     rows = slice(offsets[first], offsets[last])
-    user = interactions.user[rows]
-    yield last, Timelines(user, interactions.item[rows], interactions.domain[rows],
-                          interactions.label[rows], interactions.timestamp[rows],
-                          folds[user] if len(folds) else np.full(len(user), -1, np.int64))
+    yield last, Timelines(interactions.user[rows], interactions.item[rows],
+                          interactions.domain[rows], interactions.label[rows],
+                          interactions.timestamp[rows], interactions.split[rows])
     first = last
 
 
@@ -44,18 +43,19 @@ def write_examples(examples: Examples, split_names: Sequence[str], params: Examp
     part = examples.take(examples.split == index)
     if not len(part):
       continue
-    writers.write(name, encoder.encode(part, params.negatives_by_split[index]))
+    writers.write(name, encoder.encode(part, params.negatives_by_split[index],
+                                           params.train_negatives_by_split[index]))
     for key, value in part.counts().items():
       counts[name][key] += value
 
 
-def run(interactions: Interactions, folds: np.ndarray, params: ExampleParams,
+def run(interactions: Interactions, params: ExampleParams,
         encoder: ExampleEncoder, split_names: Sequence[str], writers: ShardWriters,
         chunk_records: int = 50000) -> Dict[str, Dict[str, int]]:
   """Builds and writes every example; returns per-split counts."""
   counts = {name: dict.fromkeys(COUNT_KEYS, 0) for name in split_names}
   num_users = len(interactions.offsets) - 1
-  for done, chunk in timelines(interactions, folds, chunk_records):
+  for done, chunk in timelines(interactions, chunk_records):
     write_examples(build_user_examples(chunk, params), split_names, params, encoder, writers,
                    counts)
     logging.info("prepared %d / %d users", done, num_users)

@@ -12,7 +12,6 @@ import os
 import time
 from typing import Dict
 
-import numpy as np
 from absl import logging
 
 from dasl_tf import features as F
@@ -20,7 +19,6 @@ from dasl_tf.prepare import interactions as interactions_lib
 from dasl_tf.prepare import local
 from dasl_tf.prepare import readers
 from dasl_tf.prepare import side_features
-from dasl_tf.prepare import splits
 from dasl_tf.prepare import stats as stats_lib
 from dasl_tf.prepare import vocab as vocab_lib
 from dasl_tf.prepare import writer as writer_lib
@@ -57,19 +55,18 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
       config.numeric_features, config.categorical_features)
   schema = _schema(config, interactions, user_features, item_features)
   params = ExampleParams.from_config(
-      config, (schema.num_items_a, schema.num_items_b))
-  folds = (splits.user_folds(schema.num_users, config.folds, config.seed)
-           if config.split == "kfold" else np.zeros(0, np.int64))
+      config, (schema.num_items_a, schema.num_items_b),
+      stats_lib.train_item_counts(interactions, config.split_names))
   encoder = ExampleEncoder(schema.feature_spec, user_features, item_features)
   with writer_lib.staging_dir(config.output_dir, config.overwrite) as staging:
     if config.runner == "beam":
       from dasl_tf.prepare import beam_pipeline  # pylint: disable=g-import-not-at-top
-      counts = beam_pipeline.run(interactions, folds, params, encoder, config, staging)
+      counts = beam_pipeline.run(interactions, params, encoder, config, staging)
     else:
       writers = writer_lib.ShardWriters(staging, config.split_names, config.num_shards,
                                         config.compress, config.seed)
       try:
-        counts = local.run(interactions, folds, params, encoder, config.split_names, writers)
+        counts = local.run(interactions, params, encoder, config.split_names, writers)
       finally:
         writers.close()
     vocab_dir = os.path.join(staging, VOCAB_DIR)
@@ -104,7 +101,8 @@ def _schema(config: PrepareConfig, interactions: interactions_lib.Interactions,
       user_cat_dim=len(user_features.categorical_columns) if user_features else 0,
       item_num_dim=len(item_features.numeric_columns) if item_features else 0,
       item_cat_dim=len(item_features.categorical_columns) if item_features else 0,
-      num_negatives=config.num_negatives)
+      num_negatives=config.num_negatives,
+      num_train_negatives=config.train_negatives)
   return F.DatasetSchema(
       feature_spec=spec,
       num_users=interactions.user_vocab.size,

@@ -30,6 +30,19 @@ def domain_stats(name: str, raw: RawLog, clean: CleanLog, interactions: Interact
   }
 
 
+def train_item_counts(interactions: Interactions, split_names) -> tuple:
+  """Per domain, records per item index in the splits trained on, int64 [V].
+
+  In a temporal split that is ``train``; in a k-fold split every fold.
+  """
+  trained = (interactions.split == split_names.index("train") if "train" in split_names
+             else np.ones(len(interactions.split), dtype=bool))
+  return tuple(
+      np.bincount(interactions.item[trained & (interactions.domain == d)],
+                  minlength=interactions.item_vocabs[d].size).astype(np.int64)
+      for d in (DOMAIN_A, DOMAIN_B))
+
+
 def user_stats(interactions: Interactions) -> Dict[str, int]:
   """Users in A only, in B only, and in both (overlap)."""
   starts = interactions.offsets[:-1]

@@ -1,0 +1,111 @@
+"""The top-n ranking losses against NumPy references, and how compute_loss combines them."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dasl_tf import config as config_lib
+from dasl_tf import features as F
+from dasl_tf import losses
+from dasl_tf.models.base import CrossDomainRanker
+
+
+def _numpy_bce(target, negatives, positive):
+  return positive * np.log1p(np.exp(-target)) + np.mean(np.log1p(np.exp(negatives)), axis=1)
+
+
+def _numpy_softmax(target, negatives, labels):
+  logits = np.concatenate([target[:, None], negatives], axis=1)
+  log_softmax = logits[:, 0] - np.log(np.exp(logits).sum(axis=1))
+  return -labels * log_softmax
+
+
+@pytest.mark.parametrize("kind", ["bce", "softmax"])
+def test_ranking_loss_matches_numpy(kind):
+  rng = np.random.default_rng(0)
+  target = rng.normal(size=8).astype(np.float32) * 3
+  negatives = rng.normal(size=(8, 5)).astype(np.float32) * 3
+  labels = rng.integers(0, 2, 8).astype(np.float32)
+  got = losses.sampled_ranking_loss(kind, tf.constant(target), tf.constant(negatives),
+                                    tf.constant(labels)).numpy()
+  expected = (_numpy_bce(target, negatives, labels) if kind == "bce"
+              else _numpy_softmax(target, negatives, labels))
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_ranking_loss_is_an_error():
+  with pytest.raises(ValueError, match="hinge"):
+    losses.sampled_ranking_loss("hinge", tf.zeros([1]), tf.zeros([1, 1]), tf.zeros([1]))
+
+
+_CONFIG = config_lib.ModelConfig(variant="id", num_users=3, num_items_a=30, num_items_b=30)
+
+
+class IdScorer(CrossDomainRanker):
+  """CTR logit = w * id / 10 (head A) or -w * id / 10 (head B); relevance = id / 20 if asked."""
+
+  def __init__(self, config, relevance=False):
+    super().__init__(config)
+    self.w = self.add_weight(name="w", shape=(), initializer="ones")
+    self._relevance = relevance
+
+  @property
+  def has_relevance(self):
+    return self._relevance
+
+  def head_logits(self, features, candidates, training=False):
+    score = self.w * tf.cast(candidates, tf.float32) / 10.0
+    return score, -score
+
+  def head_outputs(self, features, candidates, training=False):
+    outputs = super().head_outputs(features, candidates, training)
+    if not self._relevance:
+      return outputs
+    relevance = tf.cast(candidates, tf.float32)[..., None] / 20.0
+    return tuple(tf.concat([x, relevance], -1) for x in outputs)
+
+
+@pytest.mark.parametrize("kind,weight,relevance", [
+    ("bce", 1.0, False), ("softmax", 0.5, False), ("bce", 0.5, True), ("softmax", 1.0, True)])
+def test_compute_loss_is_ctr_plus_weighted_ranking_loss(kind, weight, relevance):
+  rng = np.random.default_rng(1)
+  n = 12
+  domain = rng.integers(0, 2, n)
+  features = {F.USER_ID: tf.constant(np.full(n, 2)), F.ITEM_ID: tf.constant(rng.integers(2, 30, n)),
+              F.DOMAIN: tf.constant(domain), F.TRAIN_NEGATIVES: tf.constant(
+                  rng.integers(2, 36, (n, 4)))}  # ids >= 30: the OOV row of the prior
+  labels = rng.integers(0, 2, n).astype(np.float32)
+  model = IdScorer(_CONFIG.replace(ranking_loss=kind, ranking_weight=weight), relevance)
+  priors = [rng.normal(size=(30, 1)).astype(np.float32) for _ in range(2)]
+  for layer, prior in zip(model.item_priors, priors):
+    layer.set_weights([prior])
+  loss = float(model.compute_loss((features, tf.constant(labels))))
+
+  sign = np.where(domain == 0, 1.0, -1.0)
+  ids, negative_ids = features[F.ITEM_ID].numpy(), features[F.TRAIN_NEGATIVES].numpy()
+  target = sign * ids / 10.0
+  prior = lambda i: np.where(domain[:, None] == 0, priors[0][np.where(i < 30, i, 1), 0],
+                             priors[1][np.where(i < 30, i, 1), 0])
+  if relevance:
+    target_rank, negatives_rank, positive = ids / 20.0, negative_ids / 20.0, np.ones(n)
+  else:
+    target_rank, negatives_rank, positive = target, sign[:, None] * negative_ids / 10.0, labels
+  target_rank = target_rank + prior(ids[:, None])[:, 0]
+  negatives_rank = negatives_rank + prior(negative_ids)
+  ctr = np.log1p(np.exp(target)) - labels * target  # BCE with logits
+  reference = _numpy_bce if kind == "bce" else _numpy_softmax
+  ranking = reference(target_rank, negatives_rank, positive)
+  assert loss == pytest.approx(np.mean(ctr + weight * ranking), rel=1e-5)
+
+  without = {k: v for k, v in features.items() if k != F.TRAIN_NEGATIVES}
+  ctr_only = float(model.compute_loss((without, tf.constant(labels))))
+  assert ctr_only == pytest.approx(np.mean(ctr), rel=1e-5)
+
+
+@pytest.mark.parametrize("relevance", [False, True])
+def test_top_n_scores_are_relevance_or_ctr_plus_prior(relevance):
+  model = IdScorer(_CONFIG, relevance)
+  outputs = np.array([[[0.5, -1.0], [2.0, 0.3]]], np.float32)[..., :2 if relevance else 1]
+  prior = np.array([[0.2, -0.4]], np.float32)
+  got = model.top_n_scores(tf.constant(outputs), tf.constant(prior)).numpy()
+  expected = outputs[..., 1] + prior if relevance else outputs[..., 0] + prior
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
