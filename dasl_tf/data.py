@@ -92,6 +92,10 @@ def split_files(data_dir: str, split: str) -> List[str]:
   schema = features_lib.DatasetSchema.load(data_dir)
   if split not in schema.splits:
     raise ValueError(f"{data_dir}: no split {split!r}; the dataset has {sorted(schema.splits)}")
+  for path in schema.splits[split]:
+    if os.path.isabs(path) or "://" in path or ".." in path.replace("\\", "/").split("/"):
+      raise ValueError(f"{os.path.join(data_dir, features_lib.SCHEMA_FILE)}: shard {path!r} of "
+                       f"split {split!r} lies outside the data directory; refusing to read it")
   return [os.path.join(data_dir, p) for p in schema.splits[split]]
 
 

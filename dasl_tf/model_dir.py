@@ -14,10 +14,15 @@ leaves either the previous or the new checkpoint, never a half one.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Optional
+import socket
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+
+from absl import logging
 
 import tensorflow as tf
 import tf_keras
@@ -33,6 +38,7 @@ CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT_DIR = os.path.join(CHECKPOINT_DIR, "best")
 LOGS_DIR = "logs"
 REPORT_DIR = "report"
+LOCK_FILE = ".lock"
 # Entries of a model directory that --overwrite may delete (nothing else is touched).
 _RUN_ENTRIES = (model_io.CONFIG_FILE, F.SCHEMA_FILE, model_io.VOCAB_DIR,
                 model_io.FINAL_DIR, CHECKPOINT_DIR, LOGS_DIR, REPORT_DIR, HISTORY_FILE,
@@ -81,6 +87,7 @@ def prepare_model_dir(model_dir: str, experiment: config_lib.ExperimentConfig,
       elif tf.io.gfile.exists(path):
         tf.io.gfile.remove(path)
   if tf.io.gfile.exists(config_path):
+    _check_same_data(model_dir, schema, vocab_dir)
     try:
       previous = config_lib.ExperimentConfig.load(config_path)
     except config_lib.ConfigError as e:
@@ -106,6 +113,106 @@ def prepare_model_dir(model_dir: str, experiment: config_lib.ExperimentConfig,
     _copy_tree(vocab_dir, os.path.join(model_dir, model_io.VOCAB_DIR))
   experiment.save(config_path)
   return False
+
+
+def data_fingerprint(schema: F.DatasetSchema, vocab_dir: Optional[str]) -> str:
+  """A digest of what a trained model depends on: the schema (shards aside) and the vocabularies.
+
+  Two datasets with the same vocabulary sizes but other ids get different
+  fingerprints, so a run is never resumed on a neighbour's data.
+  """
+  digest = hashlib.sha256()
+  schema_fields = json.loads(schema.to_json())
+  schema_fields.pop("splits", None)
+  digest.update(json.dumps(schema_fields, sort_keys=True).encode())
+  if vocab_dir and tf.io.gfile.isdir(vocab_dir):
+    for name in sorted(e.rstrip("/") for e in tf.io.gfile.listdir(vocab_dir)):
+      with tf.io.gfile.GFile(os.path.join(vocab_dir, name), "rb") as f:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+  return digest.hexdigest()
+
+
+def _check_same_data(model_dir: str, schema: F.DatasetSchema, vocab_dir: Optional[str]) -> None:
+  """Refuses to resume ``model_dir`` on data other than the data it was started on.
+
+  Raises:
+    ModelDirError: naming the model directory and the data.
+  """
+  stored_vocab = os.path.join(model_dir, model_io.VOCAB_DIR)
+  stored = data_fingerprint(F.DatasetSchema.load(model_dir),
+                            stored_vocab if vocab_dir else None)
+  if stored != data_fingerprint(schema, vocab_dir):
+    data = os.path.dirname(vocab_dir.rstrip("/")) if vocab_dir else "the given shards"
+    raise ModelDirError(
+        f"{model_dir} holds a run on other data than {data} (their schema.json or "
+        "vocabularies differ): resuming would give users and items another row's "
+        "embedding; choose a new --model_dir or pass --overwrite")
+
+
+@contextlib.contextmanager
+def run_lock(model_dir: str) -> Iterator[None]:
+  """Holds ``<model_dir>/.lock`` while a run uses the directory; a second run is refused.
+
+  The lock file holds the owner's host and process id; a lock whose process is
+  gone (a killed run on this host) is taken over. On remote filesystems
+  (``scheme://``), which have no exclusive create, no lock is taken.
+
+  Raises:
+    ModelDirError: another live process holds the lock.
+  """
+  if "://" in model_dir:
+    logging.warning("%s: no run lock on a remote filesystem; do not start two runs on it",
+                    model_dir)
+    yield
+    return
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, LOCK_FILE)
+  owner = f"{socket.gethostname()} {os.getpid()}"
+  for _ in range(2):
+    try:
+      descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      holder = _read_lock(path)
+      if holder is not None and _alive(holder):
+        raise ModelDirError(
+            f"{model_dir} is in use by another run (process {holder[1]} on {holder[0]}, "
+            f"{path}); wait for it to finish or choose another --model_dir") from None
+      logging.warning("%s: taking over the lock of a run that is gone (%s)", model_dir,
+                      " ".join(map(str, holder)) if holder else "unreadable lock")
+      os.remove(path)
+      continue
+    with os.fdopen(descriptor, "w") as f:
+      f.write(owner + "\n")
+    break
+  else:
+    raise ModelDirError(f"{model_dir}: could not take the run lock {path}")
+  try:
+    yield
+  finally:
+    os.remove(path)
+
+
+def _read_lock(path: str) -> Optional[Tuple[str, int]]:
+  try:
+    with open(path, encoding="utf-8") as f:
+      host, pid = f.read().split()
+    return host, int(pid)
+  except (OSError, ValueError):
+    return None
+
+
+def _alive(holder: Tuple[str, int]) -> bool:
+  """Whether the lock's process still runs (a lock of another host is assumed live)."""
+  host, pid = holder
+  if host != socket.gethostname():
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
 
 
 def _copy_tree(source: str, target: str) -> None:

@@ -25,6 +25,7 @@ when ``metrics.json`` exists; it is published after everything else.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -75,7 +76,14 @@ class TrainingData:
 
   @classmethod
   def from_data_dir(cls, data_dir: str) -> "TrainingData":
-    """The ``train``, ``validation`` and ``test`` splits of a ``dasl-prepare`` output."""
+    """The ``train``, ``validation`` and ``test`` splits of a ``dasl-prepare`` output.
+
+    Raises:
+      FileNotFoundError: the directory has no ``vocab/`` (not a complete output).
+    """
+    if _vocab_dir_of(data_dir) is None:
+      raise FileNotFoundError(f"{data_dir} has no {model_io.VOCAB_DIR}/: not a complete "
+                              "dasl-prepare output (re-run dasl-prepare)")
     return cls(train_files=tuple(data_lib.split_files(data_dir, "train")),
                validation_files=tuple(data_lib.split_files(data_dir, "validation")),
                test_files=tuple(data_lib.split_files(data_dir, "test")),
@@ -222,28 +230,35 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
     (``null`` in the file).
 
   Raises:
-    ModelDirError: ``model_dir`` holds a run with another configuration.
+    ModelDirError: ``model_dir`` holds a run with another configuration or on
+      other data, or another run is using it.
+    ConfigError: an export is asked for but the data has no vocabularies.
     TrainingDivergedError: the loss became NaN or infinite.
   """
   config_resolution.validate_config(experiment)
+  if export_fn is not None and data.vocab_dir is None:
+    raise config_lib.ConfigError(
+        "exporting needs the dataset's vocab/ (raw ids -> rows), and the training data "
+        "has none: give the dasl-prepare output directory (or a --schema_dir holding vocab/)")
   strategy = distribute.make_strategy(experiment.train.strategy)
   chief = distribute.is_chief(strategy)
-  if chief:
-    finished = model_dir_lib.prepare_model_dir(model_dir, experiment, data.schema,
-                                               data.vocab_dir, overwrite)
-  else:
-    finished = tf.io.gfile.exists(os.path.join(model_dir, METRICS_FILE))
-  if finished:
-    logging.info("%s already holds the finished run; nothing to do", model_dir)
-    return model_dir_lib.read_json(os.path.join(model_dir, METRICS_FILE))
+  with model_dir_lib.run_lock(model_dir) if chief else contextlib.nullcontext():
+    if chief:
+      finished = model_dir_lib.prepare_model_dir(model_dir, experiment, data.schema,
+                                                 data.vocab_dir, overwrite)
+    else:
+      finished = tf.io.gfile.exists(os.path.join(model_dir, METRICS_FILE))
+    if finished:
+      logging.info("%s already holds the finished run; nothing to do", model_dir)
+      return model_dir_lib.read_json(os.path.join(model_dir, METRICS_FILE))
 
-  write_dir = model_dir if chief else tempfile.mkdtemp(prefix="dasl-worker-")
-  try:
-    return _run(experiment, data, strategy, chief, model_dir, write_dir, export_fn,
-                write_report, verbose)
-  finally:
-    if not chief:
-      tf.io.gfile.rmtree(write_dir)
+    write_dir = model_dir if chief else tempfile.mkdtemp(prefix="dasl-worker-")
+    try:
+      return _run(experiment, data, strategy, chief, model_dir, write_dir, export_fn,
+                  write_report, verbose)
+    finally:
+      if not chief:
+        tf.io.gfile.rmtree(write_dir)
 
 
 def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,

@@ -201,7 +201,7 @@ class ServingModule:
   def _serve_examples(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     features = self._spec.parse(inputs[spec_lib.EXAMPLES], with_label=False)
     checks = [self._domain_check(features[F.DOMAIN])]
-    checks += self._index_checks(features)
+    checks += self._feature_checks(features)
     features = {name: _checked(value, checks) for name, value in features.items()}
     return self._predict_ctr(features)
 
@@ -279,8 +279,8 @@ class ServingModule:
     for name in spec_lib.SIDE_FEATURES:
       if name in inputs:
         features[name] = tf.ensure_shape(inputs[name], (None,) + shapes[name][1])
-    index_checks = self._index_checks(
-        {name: features[name] for name in (F.USER_CAT, F.ITEM_CAT) if name in features})
+    index_checks = self._feature_checks(
+        {name: features[name] for name in spec_lib.SIDE_FEATURES if name in features})
     return {name: _checked(value, index_checks) for name, value in features.items()}
 
   def _history(self, indices: tf.Tensor) -> tf.Tensor:
@@ -302,8 +302,8 @@ class ServingModule:
     return _assert(tf.reduce_all(valid),
                    f"{F.DOMAIN} must be {F.DOMAIN_A} (A) or {F.DOMAIN_B} (B); got:", [domain])
 
-  def _index_checks(self, features: Dict[str, tf.Tensor]):
-    """Assertions that vocabulary-index features lie inside the model's vocabularies."""
+  def _feature_checks(self, features: Dict[str, tf.Tensor]):
+    """Assertions that index features lie in their vocabularies and numeric ones are finite."""
     config = self._config
     upper = {
         F.USER_ID: config.num_users,
@@ -312,7 +312,9 @@ class ServingModule:
         F.USER_CAT: list(config.user_cat_vocab_sizes),
         F.ITEM_CAT: list(config.item_cat_vocab_sizes),
     }
-    checks = []
+    checks = [_assert(tf.reduce_all(tf.math.is_finite(features[name])),
+                      f"{name} holds NaN or infinite values; got:", [features[name]])
+              for name in (F.USER_NUM, F.ITEM_NUM) if name in features]
     for name, value in features.items():
       if name == F.ITEM_ID:
         bound = tf.where(tf.equal(features[F.DOMAIN], F.DOMAIN_A),

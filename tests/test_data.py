@@ -3,6 +3,7 @@ import collections
 import gzip
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -55,6 +56,16 @@ def test_unknown_split_and_missing_files(synthetic_data_dir, tmp_path):
     data.split_files(synthetic_data_dir, "eval")
   with pytest.raises(FileNotFoundError, match="nothing-"):
     data.make_dataset(str(tmp_path / "nothing-*.tfrecord"), F.FeatureSpec(), 8)
+
+
+@pytest.mark.parametrize("shard", ["/etc/passwd", "../elsewhere/train.tfrecord",
+                                   "train/../../x.tfrecord", "s3://bucket/train.tfrecord"])
+def test_shard_paths_outside_the_data_directory_are_refused(synthetic_data_dir, tmp_path, shard):
+  schema = F.DatasetSchema.load(synthetic_data_dir)
+  F.DatasetSchema(**{**schema.__dict__, "splits": {"train": (shard,)}}).save(str(tmp_path))
+  with pytest.raises(ValueError, match=rf"schema.json: shard '{re.escape(shard)}' of split "
+                     "'train' lies outside the data directory"):
+    data.split_files(str(tmp_path), "train")
 
 
 def test_truncated_shard_is_named(synthetic_data_dir, tmp_path):

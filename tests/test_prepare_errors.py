@@ -95,6 +95,9 @@ def test_bad_flags():
   with pytest.raises(PrepareError, match="--test_fraction"):
     PrepareConfig(input_a="a", input_b="b", output_dir="o", validation_fraction=0.5,
                   test_fraction=0.5)
+  for bad in (float("nan"), float("inf")):
+    with pytest.raises(PrepareError, match="--label_threshold"):
+      PrepareConfig(input_a="a", input_b="b", output_dir="o", label_threshold=bad)
   with pytest.raises(PrepareError, match="--negative_sampling"):
     PrepareConfig(input_a="a", input_b="b", output_dir="o", negative_sampling="zipf")
 

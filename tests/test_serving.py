@@ -590,3 +590,33 @@ def test_loading_weights_that_do_not_cover_the_model_fails_by_name(setup, tmp_pa
   edited.save(os.path.join(model_dir, model_io.CONFIG_FILE))
   with pytest.raises(ValueError, match=r"saved weights do not match .*config\.json"):
     model_io.load_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def side_feature_export(setup):
+  """An export of a model with numeric user and item side features."""
+  model_config = setup.experiment.model.replace(user_num_dim=2, item_num_dim=1)
+  experiment = config_lib.ExperimentConfig(model=model_config)
+  model = model_io.build_model(model_config)
+  model_dir = _model_dir(str(setup.root / "model_side_features"), model, experiment, "int")
+  export_dir = export.export_model(model_dir, str(setup.root / "side_exports"), top_n=TOP_N)
+  return tf.saved_model.load(export_dir)
+
+
+@pytest.mark.parametrize("name, bad", [(F.USER_NUM, np.nan), (F.ITEM_NUM, np.inf),
+                                       (F.USER_NUM, -np.inf)])
+def test_non_finite_numeric_features_are_rejected_not_scored(side_feature_export, name, bad):
+  request = {k: tf.constant(v) for k, v in predict_request().items()}
+  numeric = {F.USER_NUM: np.ones((3, 2), np.float32), F.ITEM_NUM: np.ones((3, 1), np.float32)}
+  scores = side_feature_export.signatures[spec_lib.PREDICT](
+      **request, **{k: tf.constant(v) for k, v in numeric.items()})
+  assert np.isfinite(scores["ctr"].numpy()).all()
+  numeric[name][1, 0] = bad
+  with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} holds NaN or infinite"):
+    side_feature_export.signatures[spec_lib.PREDICT](
+        **request, **{k: tf.constant(v) for k, v in numeric.items()})
+  example = _example(**{name: [1.0, bad] if name == F.USER_NUM else [bad]},
+                     **{other: [1.0] * width for other, width in ((F.USER_NUM, 2), (F.ITEM_NUM, 1))
+                        if other != name})
+  with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} holds NaN or infinite"):
+    side_feature_export.signatures[spec_lib.SERVING_DEFAULT](examples=tf.constant([example]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Tuple
 
 FORMATS = ("csv", "tsv", "parquet", "amazon_csv", "amazon_json", "douban", "mat")
@@ -86,7 +87,7 @@ class PrepareConfig:
   test_fraction: float = 0.1
   folds: int = 5
   num_negatives: int = 99
-  train_negatives: int = 4
+  train_negatives: int = 16
   negative_sampling: str = "uniform"
   negative_alpha: float = 0.75
   seed: int = 42
@@ -135,7 +136,8 @@ class PrepareConfig:
               ("num_negatives", self.num_negatives >= 0),
               ("train_negatives", self.train_negatives >= 0),
               ("negative_alpha", 0.0 <= self.negative_alpha <= 2.0),
-              ("num_shards", self.num_shards >= 1))
+              ("num_shards", self.num_shards >= 1),
+              ("label_threshold", math.isfinite(self.label_threshold)))
     for name, ok in checks:
       if not ok:
         raise PrepareError(f"--{name}={getattr(self, name)!r} is out of range")
