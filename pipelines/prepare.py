@@ -64,7 +64,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("folds", 5, "k-fold split: number of folds (at least 3).")
     flags.DEFINE_integer("num_negatives", 99, "Sampled negatives per evaluation example "
                          "(HR@10; 0 = none).")
-    flags.DEFINE_integer("train_negatives", 4, "Sampled negatives stored per training example "
+    flags.DEFINE_integer("train_negatives", config_lib.PrepareConfig.train_negatives,
+                         "Sampled negatives stored per training example "
                          "(0 = none): items of the target's domain the user has not touched "
                          "up to the target's time, for the top-n training objective.")
     flags.DEFINE_enum("negative_sampling", config_lib.PrepareConfig.negative_sampling,

@@ -10,7 +10,7 @@ from dasl_tf import features as F
 from dasl_tf import metrics
 from dasl_tf import model_io
 from dasl_tf import models
-from dasl_tf import synthetic
+from dasl_tf import planted
 from dasl_tf.models import baselines
 from dasl_tf.models.baselines import blocks
 from dasl_tf.models.baselines.conet import CrossConnectionNetwork
@@ -102,7 +102,9 @@ def test_single_domain_towers_share_no_variable(variant, built_model):
   names_a = {v.name for v in model.tower_a.trainable_variables}
   names_b = {v.name for v in model.tower_b.trainable_variables}
   assert names_a and names_b and not names_a & names_b
-  assert len(model.trainable_variables) == len(names_a) + len(names_b)
+  priors = [v.name for layer in model.item_priors for v in layer.trainable_variables]
+  assert len(priors) == 2 and not set(priors) & (names_a | names_b)  # one per domain
+  assert len(model.trainable_variables) == len(names_a) + len(names_b) + len(priors)
 
 
 def test_unknown_vocabulary_is_rejected_with_its_name():
@@ -327,14 +329,14 @@ def planted_tfrecords(tmp_path_factory):
   """Each user likes the items of one parity in both domains; histories mostly hold them."""
   directory = tmp_path_factory.mktemp("planted")
   spec = F.feature_spec_for(CONFIG)
-  planted = synthetic.PlantedConfig(num_users=NUM_USERS, num_items_a=NUM_ITEMS_A,
-                                    num_items_b=NUM_ITEMS_B, history_length=T, min_history_a=1,
-                                    min_history_b=1, history_noise=0.1)
+  taste_model = planted.PlantedConfig(num_users=NUM_USERS, num_items_a=NUM_ITEMS_A,
+                                      num_items_b=NUM_ITEMS_B, history_length=T,
+                                      min_history_a=1, min_history_b=1, history_noise=0.1)
   paths = {}
   for split, (per_user, seed) in {"train": (31, 1), "eval": (10, 2)}.items():
     paths[split] = str(directory / f"{split}.tfrecord")
-    synthetic.write_examples(paths[split], synthetic.planted_examples(planted, per_user, seed),
-                             spec)
+    planted.write_examples(paths[split],
+                           planted.planted_examples(taste_model, per_user, seed), spec)
   return paths, spec
 
 

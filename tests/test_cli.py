@@ -10,14 +10,19 @@ from tests.conftest import REPO_ROOT
 
 # Each module with a command line, and flags its --help must list.
 OWN_FLAGS = {
-    "dasl_tf.pipelines.prepare": ("--input_a", "--output_dir", "--validation_fraction", "--test_fraction",
-                          "--train_negatives", "--negative_sampling", "--negative_alpha"),
-    "dasl_tf.serving.export": ("--model_dir", "--export_base", "--version", "--overwrite", "--top_n",
-                       "--id_dtype", "--model_name"),
-    "dasl_tf.pipelines.experiment": ("--data_dir", "--output_dir", "--variants", "--folds", "--seeds"),
+    "dasl_tf.pipelines.prepare": ("--input_a", "--output_dir", "--validation_fraction",
+                                  "--test_fraction", "--train_negatives", "--negative_sampling",
+                                  "--negative_alpha"),
+    "dasl_tf.pipelines.train": ("--data_dir", "--model_dir", "--validation_files",
+                                "--test_files", "--train_negatives", "--ranking_loss",
+                                "--ranking_weight", "--monitor", "--serving_model_dir"),
+    "dasl_tf.serving.export": ("--model_dir", "--export_base", "--version", "--overwrite",
+                               "--top_n", "--id_dtype", "--model_name"),
+    "dasl_tf.pipelines.experiment": ("--data_dir", "--output_dir", "--variants", "--folds",
+                                     "--seeds"),
     "dasl_tf.pipelines.demo": ("--output_dir", "--num_users", "--seed"),
     "dasl_tf.serving.client": ("--spec", "--signature", "--request", "--transport", "--form",
-                       "--dry_run"),
+                               "--dry_run"),
 }
 # How the module is started: as ``python -m``, and as a console script does it
 # (the main module is a wrapper that imports the module and calls main()).
@@ -49,7 +54,7 @@ def test_prepare_help_describes_the_split_and_negatives_flags():
   for name in ("--validation_fraction", "--test_fraction", "--train_negatives"):
     assert f"{name}:" in help_text
   flat = " ".join(help_text.split())
-  assert "(default: '0.1')" in flat and "(default: '4')" in flat and "(default: '0.75')" in flat
+  assert "(default: '0.1')" in flat and "(default: '16')" in flat and "(default: '0.75')" in flat
 
 
 def test_experiment_compares_popularity_by_default():

@@ -7,7 +7,7 @@ import tf_keras
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import model_io
-from dasl_tf import synthetic
+from dasl_tf import planted
 from dasl_tf.models import DASL, build_model
 
 T = 4
@@ -148,10 +148,10 @@ def test_saved_model_round_trip(tmp_path):
 
 def _planted_dataset(examples_per_user=28, seed=0):
   """Each example's taste shows only in its domain-B history: only cross-domain models read it."""
-  planted = synthetic.PlantedConfig(
+  taste_model = planted.PlantedConfig(
       num_users=20, num_items_a=12, num_items_b=15, history_length=T, min_history_a=T,
       min_history_b=T, click_rate=1.0, taste_per_user=False, revealing_domains=(F.DOMAIN_B,))
-  examples = synthetic.planted_examples(planted, examples_per_user, seed)
+  examples = planted.planted_examples(taste_model, examples_per_user, seed)
   labels = examples.pop(F.LABEL)
   return tf.data.Dataset.from_tensor_slices((examples, labels)).batch(64)
 

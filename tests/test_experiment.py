@@ -3,8 +3,6 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from tests import test_train_support as support
 
 
@@ -30,4 +28,6 @@ def test_experiment_over_folds_writes_runs_and_tables(tmp_path):
   assert summary["wide_deep"]["auc_a"]["n"] == support.NUM_FOLDS
   assert abs(summary["wide_deep"]["auc_a"]["mean"] - sum(aucs) / len(aucs)) < 1e-9
   table = (output_dir / "table.md").read_text()
-  assert "**tiny**" in table and "| wide_deep | 2 |" in table and "±" in table
+  assert "**tiny**" in table and f"| wide_deep | {support.NUM_FOLDS} |" in table and "±" in table
+  for slice_name in ("cold_start", "no_other_domain", "both_domains"):
+    assert f"**tiny: slice {slice_name}**" in table

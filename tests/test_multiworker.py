@@ -4,7 +4,6 @@ import os
 import socket
 import subprocess
 
-import pytest
 import tensorflow as tf
 
 from dasl_tf import config as config_lib

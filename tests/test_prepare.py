@@ -51,7 +51,7 @@ def test_fixture_layout_schema_vocab_and_stats(synthetic_data_dir):
   schema = F.DatasetSchema.load(root)
   assert set(schema.splits) == {"train", "validation", "test"}
   assert schema.feature_spec.num_negatives == 99
-  assert schema.feature_spec.num_train_negatives == 4
+  assert schema.feature_spec.num_train_negatives == 16
   assert schema.user_num_columns == ("age", "activity")
   assert schema.user_cat_columns == ("segment",)
   assert schema.item_num_columns == ("quality", "price")

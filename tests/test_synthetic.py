@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dasl_tf import features as F
+from dasl_tf import planted
 from dasl_tf import synthetic
 from tests.references import pairwise_auc
 
@@ -97,7 +98,7 @@ def test_rejects_bad_config(field, value):
 
 # ----------------------------------------------------------------------------- prepared examples
 
-PLANTED = synthetic.PlantedConfig(num_users=42, num_items_a=12, num_items_b=15, history_length=4,
+PLANTED = planted.PlantedConfig(num_users=42, num_items_a=12, num_items_b=15, history_length=4,
                                   history_noise=0.1)
 
 
@@ -106,7 +107,7 @@ def _real_items(history):
 
 
 def test_planted_examples_follow_the_feature_spec():
-  examples = synthetic.planted_examples(PLANTED, examples_per_user=5, seed=0, num_negatives=7,
+  examples = planted.planted_examples(PLANTED, examples_per_user=5, seed=0, num_negatives=7,
                                         num_train_negatives=3)
   spec = F.FeatureSpec(history_length=4, num_negatives=7, num_train_negatives=3)
   shapes = spec.shapes(with_negatives=True, with_train_negatives=True)
@@ -128,9 +129,9 @@ def test_planted_examples_follow_the_feature_spec():
 
 
 def test_planted_examples_are_seeded_and_share_the_tastes_across_seeds():
-  first = synthetic.planted_examples(PLANTED, 5, seed=1, users=[2, 3, 4])
-  second = synthetic.planted_examples(PLANTED, 5, seed=1, users=[2, 3, 4])
-  other = synthetic.planted_examples(PLANTED, 5, seed=2, users=[2, 3, 4])
+  first = planted.planted_examples(PLANTED, 5, seed=1, users=[2, 3, 4])
+  second = planted.planted_examples(PLANTED, 5, seed=1, users=[2, 3, 4])
+  other = planted.planted_examples(PLANTED, 5, seed=2, users=[2, 3, 4])
   for name in first:
     np.testing.assert_array_equal(first[name], second[name])
   assert not np.array_equal(first[F.HIST_B], other[F.HIST_B])
@@ -140,7 +141,7 @@ def test_planted_examples_are_seeded_and_share_the_tastes_across_seeds():
 
 
 def test_planted_signal_is_the_taste_of_user_histories_and_target():
-  examples = synthetic.planted_examples(PLANTED, 200, seed=3, num_train_negatives=2)
+  examples = planted.planted_examples(PLANTED, 200, seed=3, num_train_negatives=2)
   taste = examples[F.USER_ID] % 2
   liked = examples[F.ITEM_ID] % 2 == taste
   assert abs(examples[F.LABEL][liked].mean() - 0.9) < 0.03
@@ -149,7 +150,10 @@ def test_planted_signal_is_the_taste_of_user_histories_and_target():
     real = examples[name] != F.PAD_ID
     of_taste = (examples[name] % 2 == taste[:, None])[real]
     assert abs(of_taste.mean() - 0.9) < 0.02, name  # history_noise = 0.1
-  assert np.all(examples[F.TRAIN_NEGATIVES] % 2 != taste[:, None])
+  negatives = examples[F.TRAIN_NEGATIVES]  # uniform over the domain, as dasl-prepare draws them
+  assert abs((negatives % 2 == taste[:, None]).mean() - 0.5) < 0.05
+  limit = np.where(examples[F.DOMAIN] == F.DOMAIN_A, PLANTED.num_items_a, PLANTED.num_items_b)
+  assert (negatives >= F.NUM_RESERVED_IDS).all() and (negatives < limit[:, None]).all()
   lengths = {name: (examples[name] != F.PAD_ID).sum(1) for name in (F.HIST_A, F.HIST_B)}
   assert lengths[F.HIST_A].min() == 0 and lengths[F.HIST_B].min() == 1  # the defaults
   assert lengths[F.HIST_A].max() == lengths[F.HIST_B].max() == 4
@@ -157,10 +161,10 @@ def test_planted_signal_is_the_taste_of_user_histories_and_target():
 
 def test_planted_signal_can_live_in_one_domain_history_only():
   """taste_per_user=False, B revealing: only domain B's history tells a click from a non-click."""
-  config = synthetic.PlantedConfig(num_users=42, history_length=4, min_history_a=4,
+  config = planted.PlantedConfig(num_users=42, history_length=4, min_history_a=4,
                                    min_history_b=4, click_rate=1.0, taste_per_user=False,
                                    revealing_domains=(F.DOMAIN_B,))
-  examples = synthetic.planted_examples(config, 100, seed=4)
+  examples = planted.planted_examples(config, 100, seed=4)
   labels = examples[F.LABEL]
   target_parity = examples[F.ITEM_ID] % 2
 
@@ -175,10 +179,10 @@ def test_planted_signal_can_live_in_one_domain_history_only():
 
 def test_write_examples_round_trips_through_the_feature_spec(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  examples = synthetic.planted_examples(PLANTED, 2, seed=5, num_negatives=3)
+  examples = planted.planted_examples(PLANTED, 2, seed=5, num_negatives=3)
   spec = F.FeatureSpec(history_length=4, num_negatives=3)
   path = str(tmp_path / "planted.tfrecord")
-  synthetic.write_examples(path, examples, spec)
+  planted.write_examples(path, examples, spec)
   serialized = next(iter(tf.data.TFRecordDataset(path).batch(1000)))
   parsed = spec.parse(serialized, with_negatives=True)
   assert sorted(parsed) == sorted(examples)
@@ -191,4 +195,15 @@ def test_write_examples_round_trips_through_the_feature_spec(tmp_path):
                                          ("revealing_domains", ("a",))])
 def test_rejects_bad_planted_config(field, value):
   with pytest.raises(ValueError, match=field):
-    synthetic.PlantedConfig(**{field: value})
+    planted.PlantedConfig(**{field: value})
+
+
+def test_pick_rate_biases_targets_towards_the_taste():
+  config = planted.PlantedConfig(num_users=42, num_items_a=12, num_items_b=15, pick_rate=0.8)
+  examples = planted.planted_examples(config, 200, seed=5)
+  of_taste = examples[F.ITEM_ID] % 2 == examples[F.USER_ID] % 2
+  assert abs(of_taste.mean() - 0.8) < 0.03
+  uniform = planted.planted_examples(PLANTED, 200, seed=5)
+  assert abs((uniform[F.ITEM_ID] % 2 == uniform[F.USER_ID] % 2).mean() - 0.5) < 0.03
+  with pytest.raises(ValueError, match="pick_rate"):
+    planted.PlantedConfig(pick_rate=1.5)

@@ -1,12 +1,12 @@
 """Shared helpers of the training tests: a tiny two-domain dataset with a learnable signal.
 
-Users and items belong to one of two tastes (:func:`dasl_tf.synthetic.planted_examples`):
+Users and items belong to one of two tastes (:func:`dasl_tf.planted.planted_examples`):
 a user mostly clicks items of his own taste, and his histories in both domains
 hold items of his taste. The directory looks like
 the output of ``dasl-prepare`` (``schema.json``, ``vocab/``, train, validation
 and test shards, and ``fold-k`` shards), so every training entry point can read
-it. Training records carry ``train_negatives`` (items of the other taste, which
-the user would not click), evaluation records ``negatives``.
+it. Training records carry ``train_negatives``, evaluation records ``negatives``
+(both uniform, as ``dasl-prepare`` draws them).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from dasl_tf import features as F
-from dasl_tf import synthetic
+from dasl_tf import planted
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 HISTORY_LENGTH = 4
@@ -33,27 +33,27 @@ def make_dataset_dir(root: str, num_users: int = 40, per_user: int = 16, num_ite
   """Writes the tiny dataset under ``root``; returns the directory."""
   spec = F.FeatureSpec(history_length=HISTORY_LENGTH, num_negatives=NUM_NEGATIVES,
                        num_train_negatives=NUM_TRAIN_NEGATIVES)
-  planted = synthetic.PlantedConfig(num_users=num_users + F.NUM_RESERVED_IDS,
-                                    num_items_a=num_items, num_items_b=num_items,
-                                    history_length=HISTORY_LENGTH)
-  users = np.arange(F.NUM_RESERVED_IDS, planted.num_users)
+  taste_model = planted.PlantedConfig(num_users=num_users + F.NUM_RESERVED_IDS,
+                                      num_items_a=num_items, num_items_b=num_items,
+                                      history_length=HISTORY_LENGTH)
+  users = np.arange(F.NUM_RESERVED_IDS, taste_model.num_users)
   splits = {
-      "train": synthetic.planted_examples(planted, per_user, seed,
-                                          num_train_negatives=NUM_TRAIN_NEGATIVES),
-      "validation": synthetic.planted_examples(planted, per_user // 3, seed + 1,
-                                               num_negatives=NUM_NEGATIVES),
-      "test": synthetic.planted_examples(planted, per_user // 3, seed + 2,
-                                         num_negatives=NUM_NEGATIVES),
+      "train": planted.planted_examples(taste_model, per_user, seed,
+                                        num_train_negatives=NUM_TRAIN_NEGATIVES),
+      "validation": planted.planted_examples(taste_model, per_user // 3, seed + 1,
+                                             num_negatives=NUM_NEGATIVES),
+      "test": planted.planted_examples(taste_model, per_user // 3, seed + 2,
+                                       num_negatives=NUM_NEGATIVES),
   }
   for fold in range(NUM_FOLDS):
-    splits[f"fold-{fold}"] = synthetic.planted_examples(
-        planted, per_user, seed + 3 + fold, users=users[fold::NUM_FOLDS],
+    splits[f"fold-{fold}"] = planted.planted_examples(
+        taste_model, per_user, seed + 3 + fold, users=users[fold::NUM_FOLDS],
         num_negatives=NUM_NEGATIVES, num_train_negatives=NUM_TRAIN_NEGATIVES)
   os.makedirs(os.path.join(root, "vocab"), exist_ok=True)
   paths = {}
   for name, examples in splits.items():
     paths[name] = (f"{name}-00000-of-00001.tfrecord",)
-    synthetic.write_examples(os.path.join(root, paths[name][0]), examples, spec)
+    planted.write_examples(os.path.join(root, paths[name][0]), examples, spec)
   for vocab, size in (("users.txt", num_users), ("items_a.txt", num_items - 2),
                       ("items_b.txt", num_items - 2)):
     with open(os.path.join(root, "vocab", vocab), "w", encoding="utf-8") as f:
@@ -67,8 +67,10 @@ def make_dataset_dir(root: str, num_users: int = 40, per_user: int = 16, num_ite
 def small_config_json(path: str, **train) -> str:
   """A small-model ExperimentConfig JSON (fast on 2 CPU cores); ``train`` overrides fields."""
   import json  # pylint: disable=g-import-not-at-top
+  # The planted targets are uniform over the items (no top-n signal to learn), so the
+  # ranking loss is down-weighted: on 640 examples its noise would swamp the CTR signal.
   values = {"model": {"embedding_dim": 8, "gru_units": 8, "attention_dim": 8,
-                      "hidden_units": [16], "autoencoder_units": [8]},
+                      "hidden_units": [16], "autoencoder_units": [8], "ranking_weight": 0.1},
             "train": {"batch_size": 32, "learning_rate": 0.01, "epochs": 3,
                       "shuffle_buffer": 1000, **train}}
   with open(path, "w", encoding="utf-8") as f:
