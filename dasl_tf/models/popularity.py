@@ -10,7 +10,7 @@ so it is the bar a personalised top-n must clear.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import tensorflow as tf
 import tf_keras
@@ -46,9 +46,6 @@ class Popularity(CrossDomainRanker):
   """
 
   learns = False
-
-  def __init__(self, config: config_lib.ModelConfig, name: Optional[str] = None, **kwargs):
-    super().__init__(config, name=name, **kwargs)
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
