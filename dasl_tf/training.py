@@ -48,7 +48,7 @@ from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import model_io
 from dasl_tf import publish
 from dasl_tf import report as report_lib
-from dasl_tf.model_dir import METRICS_FILE, ModelDirError  # noqa: F401  (re-exported)
+from dasl_tf.model_dir import METRICS_FILE
 
 VALIDATION_PREFIX = "val_"
 
