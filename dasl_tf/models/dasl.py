@@ -18,9 +18,7 @@ from dasl_tf.layers.sequence import SequenceEncoder
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import register
 
-DOMAINS = F.DOMAINS
 _HISTORIES = (F.HIST_A, F.HIST_B)
-_SUFFIX = F.DOMAIN_SUFFIX
 
 
 class _UserContext(NamedTuple):
@@ -110,28 +108,28 @@ class DASL(CrossDomainRanker):
             config.num_users, config.embedding_dim, config.user_num_dim,
             config.user_cat_vocab_sizes, config.autoencoder_units,
             reconstruction_weight=config.reconstruction_weight, l2=config.l2,
-            oov_id=F.OOV_ID, name=f"user_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
+            oov_id=F.OOV_ID, name=f"user_autoencoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
     self.item_autoencoders = [
         FeatureAutoencoder(
             item_vocab[d], config.embedding_dim, config.item_num_dim,
             config.item_cat_vocab_sizes, config.autoencoder_units,
             reconstruction_weight=config.reconstruction_weight, l2=config.l2,
             oov_id=F.OOV_ID, encode_side_features=False,
-            name=f"item_autoencoder_{_SUFFIX[d]}") for d in DOMAINS]
+            name=f"item_autoencoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
     self.sequence_encoders = [
         SequenceEncoder(config.gru_units, unroll=config.unroll_gru,
-                        name=f"sequence_encoder_{_SUFFIX[d]}") for d in DOMAINS]
+                        name=f"sequence_encoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
     self.dual_embedding = DualEmbedding(
         config.dual_embedding_weight, config.orthogonality_weight,
         name="dual_embedding") if config.dual_embedding else None
     self.dual_attention = DualAttention(config.attention_dim, mode=attention_mode(config),
                                         name="dual_attention")
     self.interactions = [
-        CandidateInteraction(l2=config.l2, name=f"interaction_{_SUFFIX[d]}") for d in DOMAINS
+        CandidateInteraction(l2=config.l2, name=f"interaction_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS
     ] if config.candidate_interactions else None
     self.heads = [
         MLP(config.hidden_units, 2 if self.has_relevance else 1, dropout=config.dropout,
-            l2=config.l2, name=f"head_{_SUFFIX[d]}") for d in DOMAINS]
+            l2=config.l2, name=f"head_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
 
   @property
   def has_relevance(self) -> bool:
@@ -174,9 +172,9 @@ class DASL(CrossDomainRanker):
     target = tf.expand_dims(features[F.ITEM_ID], 1)
     side_features = self._target_side_features(features)
     queries = [self._embed_candidates(d, target, side_features[d], training=False)
-               for d in DOMAINS]
+               for d in F.DOMAINS]
     inputs = {}
-    for d in DOMAINS:
+    for d in F.DOMAINS:
       inputs.update({QUERY[d]: queries[d], RECORDS[d]: context.records[d],
                      MASK[d]: context.masks[d]})
     weights_a, weights_b = self.dual_attention.record_weights(inputs)
@@ -200,7 +198,7 @@ class DASL(CrossDomainRanker):
     side_features = self._target_side_features(features)
     context = None if self.single_domain else self._user_context(features, training)
     per_head = []
-    for d in DOMAINS:
+    for d in F.DOMAINS:
       take = lambda x, d=d: tf.gather(x, indices[d])  # pylint: disable=cell-var-from-loop
       if self.single_domain:
         head_context = self._user_context(tf.nest.map_structure(take, features), training,
@@ -219,7 +217,7 @@ class DASL(CrossDomainRanker):
 
   def _outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
-               training: bool, heads: Sequence[int] = DOMAINS) -> List[tf.Tensor]:
+               training: bool, heads: Sequence[int] = F.DOMAINS) -> List[tf.Tensor]:
     """Outputs ``[batch, C, U]`` of the candidates under each head of ``heads``, in order."""
     context = self._user_context(features, training, heads)
     return [self._head_outputs(
@@ -239,7 +237,7 @@ class DASL(CrossDomainRanker):
                     training: bool) -> tf.Tensor:
     """Head ``domain``'s outputs ``[batch, C, U]`` of embedded candidates ``[batch, C, d]``."""
     attention_inputs = {QUERY[domain]: candidates}
-    for d in DOMAINS:
+    for d in F.DOMAINS:
       attention_inputs.update({RECORDS[d]: context.records[d], MASK[d]: context.masks[d]})
     attended, = self.dual_attention(attention_inputs, heads=[domain])
     parts = context.parts[domain]
@@ -251,14 +249,14 @@ class DASL(CrossDomainRanker):
     return self.heads[domain](tf.concat(head_input, axis=-1), training=training)
 
   def _user_context(self, features: Dict[str, tf.Tensor], training: bool,
-                    heads: Sequence[int] = DOMAINS) -> "_UserContext":
+                    heads: Sequence[int] = F.DOMAINS) -> "_UserContext":
     """The candidate-independent inputs of the heads in ``heads``.
 
     Single-Domain computes the user autoencoder of those heads' domains only,
     so a head never trains the other domain's user autoencoder.
     """
     masks, records, states = [], [], []
-    for d in DOMAINS:
+    for d in F.DOMAINS:
       history = features[_HISTORIES[d]]
       mask = tf.not_equal(history, F.PAD_ID)
       outputs, state = self.sequence_encoders[d](
@@ -271,7 +269,7 @@ class DASL(CrossDomainRanker):
       user_inputs[autoencoder.NUMERIC] = features[F.USER_NUM]
     if F.USER_CAT in features:
       user_inputs[autoencoder.CATEGORICAL] = features[F.USER_CAT]
-    user_domains = heads if self.single_domain else DOMAINS
+    user_domains = heads if self.single_domain else F.DOMAINS
     users = {d: self.user_autoencoders[d](user_inputs, training=training) for d in user_domains}
     parts = {d: [users[d]] for d in user_domains}
     if self.dual_embedding is not None:
@@ -296,7 +294,7 @@ class DASL(CrossDomainRanker):
     if not side:
       return (None, None)
     per_domain = []
-    for d in DOMAINS:
+    for d in F.DOMAINS:
       in_domain = tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32)
       per_domain.append(dict(side, **{autoencoder.SAMPLE_WEIGHT: in_domain[:, None]}))
     return tuple(per_domain)
