@@ -171,29 +171,42 @@ class FeatureSpec:
     Raises:
       ValueError: a feature of the spec is missing or has the wrong length.
     """
-    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
     names = self.shapes(with_label=LABEL in features,
                         with_negatives=NEGATIVES in features,
                         with_train_negatives=TRAIN_NEGATIVES in features)
-    feature = {}
+    values = {}
     for name, (dtype, shape) in names.items():
       if name not in features:
         raise ValueError(f"example is missing feature {name!r}")
-      values = np.asarray(features[name]).reshape(-1)
+      values[name] = np.asarray(features[name]).reshape(-1).astype(dtype)
       expected = int(np.prod(shape)) if shape else 1
-      if values.size != expected:
+      if values[name].size != expected:
         raise ValueError(
-            f"feature {name!r} has {values.size} values, the spec wants {expected}")
-      if dtype is np.int64:
-        feature[name] = tf.train.Feature(
-            int64_list=tf.train.Int64List(value=values.astype(np.int64)))
-      else:
-        feature[name] = tf.train.Feature(
-            float_list=tf.train.FloatList(value=values.astype(np.float32)))
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+            f"feature {name!r} has {values[name].size} values, the spec wants {expected}")
+    return example_bytes(values)
+
+
+def example_bytes(features: Mapping[str, np.ndarray]) -> bytes:
+  """Serializes flat arrays to ``tf.Example`` bytes, the list kind chosen by dtype.
+
+  Integers become an ``int64_list``, floats a ``float_list``, ``str``/``bytes``
+  objects a ``bytes_list`` (text as UTF-8).
+  """
+  # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  feature = {}
+  for name, values in features.items():
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind in "iu":
+      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values.astype(np.int64)))
+    elif values.dtype.kind == "f":
+      feature[name] = tf.train.Feature(
+          float_list=tf.train.FloatList(value=values.astype(np.float32)))
+    else:
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[v.encode("utf-8") if isinstance(v, str) else v for v in values]))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 @dataclasses.dataclass(frozen=True)

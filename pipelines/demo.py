@@ -43,7 +43,7 @@ files = sorted(tf.io.gfile.glob(data_dir + "/test/*"))
 compression = "GZIP" if files[0].endswith(".gz") else ""
 dataset = tf.data.TFRecordDataset(files[:1], compression_type=compression).take(5)
 records = [r.numpy() for r in dataset]
-scores = loaded.signatures["serving_default"](examples=tf.constant(records))
+scores = loaded.signatures["serving_indices"](examples=tf.constant(records))
 foreign = [m for m in ("dasl_tf", "tensorflow_recommenders") if m in sys.modules]
 with open(out_path, "w") as f:
   json.dump({"ctr": [round(float(s), 4) for s in scores["ctr"].numpy()],

@@ -1,7 +1,8 @@
 """Serving for dasl_tf: export to TensorFlow Serving, its configs, and a client.
 
 * ``dasl_tf.serving.export``: ``dasl-export``, a trained model dir -> ``<base>/<version>/``.
-* ``dasl_tf.serving.signatures``: the ``serving_default``, ``predict`` and ``recommend`` signatures.
+* ``dasl_tf.serving.signatures``: the ``serving_default`` (raw-id ``tf.Example``),
+  ``serving_indices``, ``predict``, ``recommend``, ``regress`` and ``classify`` signatures.
 * ``dasl_tf.serving.warmup``: ``assets.extra/tf_serving_warmup_requests``.
 * ``dasl_tf.serving.spec``: the request contract of an export (``serving_spec.json``) and
   the inputs of each signature, defined once.

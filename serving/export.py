@@ -7,8 +7,10 @@ Usage::
 writes ``exports/dasl/<N>/`` (default: one more than the highest existing
 integer version, or 1) with
 
-* ``saved_model.pb`` + ``variables/``: the ``serving_default``, ``predict`` and
-  ``recommend`` signatures (:mod:`dasl_tf.serving.signatures`), standard ops only;
+* ``saved_model.pb`` + ``variables/``: the ``serving_default`` (raw-id
+  ``tf.Example``), ``serving_indices``, ``predict``, ``recommend``, ``regress``
+  and ``classify`` signatures (:mod:`dasl_tf.serving.signatures`), standard ops
+  only;
 * ``assets/``: the raw-id vocabularies the ``predict``/``recommend`` lookups read;
 * ``assets.extra/tf_serving_warmup_requests``: warmup ``PredictionLog`` records;
 * ``assets.extra/serving_spec.json``: the request contract for clients.
@@ -59,6 +61,9 @@ def define_flags() -> None:
                       "vocabulary entry is an integer")
     flags.DEFINE_string("model_name", "dasl", "name the model is served under (warmup "
                         "requests and clients use it)")
+    flags.DEFINE_integer("candidates_per_request", spec_lib.DEFAULT_CANDIDATES_PER_REQUEST,
+                         "recommend: the width clients pad candidate lists to, so that "
+                         "TensorFlow Serving can batch any two requests")
   flags.mark_flags_as_required(["model_dir", "export_base"])
 
 
@@ -72,7 +77,8 @@ def existing_versions(export_base: str) -> list:
 
 def export_model(model_dir: str, export_base: str, version: Optional[int] = None,
                  overwrite: bool = False, top_n: int = 10, id_dtype: str = "auto",
-                 model_name: str = "dasl") -> str:
+                 model_name: str = "dasl",
+                 candidates_per_request: int = spec_lib.DEFAULT_CANDIDATES_PER_REQUEST) -> str:
   """Exports the finished model of ``model_dir`` as ``<export_base>/<version>``.
 
   Args:
@@ -84,6 +90,8 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     id_dtype: "int64", "string", or "auto" (int64 when every vocabulary entry is
       a canonical non-negative integer).
     model_name: the served model name.
+    candidates_per_request: the candidate-list width of ``recommend`` requests
+      (see :class:`~dasl_tf.serving.spec.ServingSpec`).
 
   Returns:
     The path of the written version directory.
@@ -92,8 +100,8 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     FileExistsError: the version exists and ``overwrite`` is False, or it
       holds no ``saved_model.pb`` (then it is never replaced).
     FileNotFoundError: ``model_dir`` holds no finished model.
-    ValueError: a version outside [1, 2**63 - 1], or vocabularies that do not
-      match the model.
+    ValueError: a version outside [1, 2**63 - 1], vocabularies that do not
+      match the model, or a top_n or candidates_per_request below 1.
   """
   if version is None:
     version = (existing_versions(export_base) or [0])[-1] + 1
@@ -105,7 +113,8 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     with publish.staged_directory(
         final_dir, overwrite, marker=tf.saved_model.SAVED_MODEL_FILENAME_PB,
         what="SavedModel version") as staging_dir:
-      _write_version(model_dir, staging_dir, top_n, id_dtype, model_name)
+      _write_version(model_dir, staging_dir, top_n, id_dtype, model_name,
+                     candidates_per_request)
   except publish.PublishError as e:
     raise FileExistsError(str(e)) from e
   logging.info("exported version %d to %s", version, final_dir)
@@ -113,7 +122,7 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
 
 
 def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
-                   model_name: str) -> None:
+                   model_name: str, candidates_per_request: int) -> None:
   """Writes the SavedModel, warmup requests and serving spec of ``model_dir`` to ``export_dir``."""
   model, experiment, _ = model_io.load_model(model_dir)
   vocab_dir = os.path.join(model_dir, model_io.VOCAB_DIR)
@@ -121,7 +130,7 @@ def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
     id_dtype = signatures.infer_id_dtype(vocab_dir)
   serving_spec = spec_lib.ServingSpec(
       feature_spec=F.feature_spec_for(experiment.model), id_dtype=id_dtype, top_n=top_n,
-      model_name=model_name)
+      model_name=model_name, candidates_per_request=candidates_per_request)
   module = signatures.ServingModule(model, experiment.model, vocab_dir, serving_spec)
   logging.info("writing SavedModel (%s ids) to %s", id_dtype, export_dir)
   module.save(export_dir)
@@ -136,7 +145,7 @@ def _main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     export_model(FLAGS.model_dir, FLAGS.export_base, FLAGS.version, FLAGS.overwrite,
-                 FLAGS.top_n, FLAGS.id_dtype, FLAGS.model_name)
+                 FLAGS.top_n, FLAGS.id_dtype, FLAGS.model_name, FLAGS.candidates_per_request)
   except (FileExistsError, FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from e
 

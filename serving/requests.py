@@ -12,8 +12,16 @@ takes a list of *rows* (one mapping per example):
   if it has any.
 * ``recommend``: ``user_id``, ``domain``, ``hist_a``, ``hist_b``, the user side
   features, and ``candidates`` (raw item ids of ``domain``).
-* ``serving_default``: the features of :mod:`dasl_tf.features` as vocabulary
+* ``serving_default``, ``regress``, ``classify``: the rows of ``predict``, sent
+  as ``tf.Example`` records of raw ids (histories as lists of at most T ids).
+  The Regress and Classify APIs of TensorFlow Serving take the same rows as
+  ``examples`` (:meth:`RequestBuilder.api_examples`).
+* ``serving_indices``: the features of :mod:`dasl_tf.features` as vocabulary
   indices (what ``dasl-prepare`` writes); histories may be shorter than T.
+
+``recommend`` candidate lists are padded to the export's
+``candidates_per_request``, so that every request has the same shape and
+TensorFlow Serving's batching can join any two of them.
 
 Example::
 
@@ -60,8 +68,10 @@ class RequestBuilder:
       return self.predict_inputs(rows)
     if signature == spec_lib.RECOMMEND:
       return self.recommend_inputs(rows, pad_candidates_to)
+    if signature == spec_lib.SERVING_INDICES:
+      return self.index_example_inputs(rows)
     spec_lib.check_signature(signature)
-    return self.example_inputs(rows)
+    return self.example_inputs(rows, signature)
 
   def predict_inputs(self, rows: Sequence[Mapping]) -> Inputs:
     """Columnar inputs of the ``predict`` signature.
@@ -76,18 +86,57 @@ class RequestBuilder:
                        pad_candidates_to: Optional[int] = None) -> Inputs:
     """Columnar inputs of the ``recommend`` signature.
 
-    Candidate lists are right-padded with the padding id to the longest list,
-    or to ``pad_candidates_to`` (requests that TensorFlow Serving batches
-    together must have equal shapes).
+    Candidate lists are right-padded with the padding id to
+    ``pad_candidates_to``, by default the export's ``candidates_per_request``:
+    requests that TensorFlow Serving batches together must have equal shapes.
 
     Raises:
       ValueError: as :meth:`predict_inputs`; also an empty candidate list or
-        more candidates than ``pad_candidates_to``.
+        more candidates than the padded width.
     """
     return self._raw_inputs(rows, spec_lib.RECOMMEND, pad_candidates_to)
 
-  def example_inputs(self, rows: Sequence[Mapping]) -> Inputs:
-    """Inputs of ``serving_default``: rows of vocabulary indices as ``tf.Example`` bytes.
+  def example_inputs(self, rows: Sequence[Mapping],
+                     signature: str = spec_lib.SERVING_DEFAULT) -> Inputs:
+    """Inputs of ``serving_default``, ``regress`` or ``classify``: raw-id ``tf.Example`` bytes.
+
+    Args:
+      rows: rows as :meth:`predict_inputs` takes them.
+      signature: one of :data:`~dasl_tf.serving.spec.RAW_EXAMPLE_SIGNATURES`
+        (its input is ``examples`` or ``inputs``).
+
+    Raises:
+      ValueError: as :meth:`predict_inputs`, or another signature.
+    """
+    if signature not in spec_lib.RAW_EXAMPLE_SIGNATURES:
+      raise ValueError(f"{signature!r} does not take raw-id tf.Examples; those that do are "
+                       f"{spec_lib.RAW_EXAMPLE_SIGNATURES}")
+    serialized = [F.example_bytes(self._example_arrays(example))
+                  for example in self._raw_examples(rows)]
+    (name,) = self.spec.signature_inputs(signature)
+    return {name: np.array(serialized, dtype=object)}
+
+  def api_examples(self, rows: Sequence[Mapping]) -> List[dict]:
+    """The ``examples`` of a REST ``:regress`` or ``:classify`` body, one JSON object per row.
+
+    TensorFlow Serving turns each into a ``tf.Example``: integer lists into
+    ``int64_list``, numbers with a fraction into ``float_list``, text into
+    ``bytes_list``. Float side features are therefore written as floats, and
+    an empty history is left out (a missing history is an empty one).
+
+    Raises:
+      ValueError: as :meth:`predict_inputs`.
+    """
+    examples = []
+    for example in self._raw_examples(rows):
+      examples.append({name: [float(v) for v in value] if value.dtype.kind == "f"
+                       else _json_value(value)
+                       for name, value in self._example_arrays(example).items()
+                       if value.size or name not in (F.HIST_A, F.HIST_B)})
+    return examples
+
+  def index_example_inputs(self, rows: Sequence[Mapping]) -> Inputs:
+    """Inputs of ``serving_indices``: rows of vocabulary indices as ``tf.Example`` bytes.
 
     Raises:
       ValueError: a row misses a feature, has a wrong length or a history
@@ -189,11 +238,29 @@ class RequestBuilder:
     return value
 
   def _padded_candidates(self, lists: List[list], pad_to: Optional[int]) -> List[list]:
+    width = self.spec.candidates_per_request if pad_to is None else pad_to
     longest = max(len(ids) for ids in lists)
-    width = longest if pad_to is None else pad_to
     if longest > width:
-      raise ValueError(f"a row has {longest} candidates, more than pad_candidates_to={pad_to}")
+      raise ValueError(
+          f"a row has {longest} candidates, more than the {width} a request carries "
+          "(pad_candidates_to, by default the export's candidates_per_request); send more "
+          "requests, or pass a larger pad_candidates_to and batch only equal widths")
     return [ids + [self.spec.padding_id] * (width - len(ids)) for ids in lists]
+
+  def _raw_examples(self, rows: Sequence[Mapping]) -> List[Dict[str, np.ndarray]]:
+    """The checked ``predict`` fields of each row, one mapping per row."""
+    columns = self.predict_inputs(rows)
+    return [{name: value[i] for name, value in columns.items()} for i in range(len(rows))]
+
+  def _example_arrays(self, example: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The ``tf.Example`` features of one checked row: histories without their padding."""
+    arrays = {}
+    for name, value in example.items():
+      value = np.asarray(value).reshape(-1)
+      if name in (F.HIST_A, F.HIST_B):
+        value = value[value != self.spec.padding_id]
+      arrays[name] = value
+    return arrays
 
 
 def _check_rows(rows: Sequence[Mapping]) -> None:

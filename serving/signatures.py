@@ -1,22 +1,32 @@
-"""The three serving signatures of an exported model, built from standard TensorFlow ops only.
+"""The serving signatures of an exported model, built from standard TensorFlow ops only.
 
-* ``serving_default``: ``examples`` (serialized ``tf.Example`` [batch], vocabulary
-  indices as written by ``dasl-prepare``) -> ``ctr_a``, ``ctr_b``, ``ctr``
-  (float32 [batch]; ``ctr`` is the head of the example's own domain).
-* ``predict``: raw tensors with raw ids -> the same three outputs. Raw ids are
-  mapped to vocabulary indices in the graph by hash tables initialised from the
-  vocabulary files (assets of the SavedModel). An unknown id maps to OOV (1);
-  the padding id (-1 for int64 ids, "" for string ids) maps to padding (0).
-  Histories hold at most T ids per row and are left-padded to T in the graph.
+* ``serving_default``: ``examples`` (serialized ``tf.Example`` [batch] with the
+  raw ids of the logs: the features of ``predict``, histories as lists of at
+  most T ids, most recent last) -> ``ctr_a``, ``ctr_b``, ``ctr`` (float32
+  [batch]; ``ctr`` is the head of the example's own domain).
+* ``serving_indices``: the same outputs from ``tf.Example`` records of
+  vocabulary indices, as ``dasl-prepare`` writes them (for scoring prepared
+  data, e.g. by a TFX Evaluator).
+* ``predict``: raw tensors with raw ids -> the same three outputs.
+* ``regress`` and ``classify``: what TensorFlow Serving's Regress and Classify
+  APIs call: ``inputs`` (raw-id ``tf.Example`` [batch], as ``serving_default``)
+  -> ``outputs`` = ``ctr`` (Regress), or ``scores`` [batch, 2] = (1 - ctr, ctr)
+  with ``classes`` ("0", "1") (Classify).
 * ``recommend``: one user per row, ``candidates`` [batch, N] raw item ids of the
   row's ``domain`` -> ``item_ids`` and ``scores`` [batch, min(top_n, N)], the
-  candidates with the highest click probability, best first (paper section
-  3.4). Padding candidates are never ranked above a real one; they come back
-  with the padding id and score 0.
+  candidates with the highest top-n score, best first (paper section 3.4).
+  Padding candidates are never ranked above a real one; they come back with
+  the padding id and score 0.
+
+Raw ids are mapped to vocabulary indices in the graph by hash tables
+initialised from the vocabulary files (assets of the SavedModel). An unknown id
+maps to OOV (1); the padding id (-1 for int64 ids, "" for string ids) maps to
+padding (0). Histories hold at most T ids per row and are left-padded to T in
+the graph.
 
 Every input is validated in the graph (batch sizes agree, history lengths,
-domains, index ranges), so a malformed request fails with a message that names
-the input instead of returning a wrong score.
+domains, index ranges, finite numbers), so a malformed request fails with a
+message that names the input instead of returning a wrong score.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ import os
 from typing import Dict
 
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
@@ -131,7 +142,7 @@ def _checked(tensor: tf.Tensor, checks) -> tf.Tensor:
 
 
 class ServingModule:
-  """The three signatures of an export, and the objects they read.
+  """The signatures of an export, and the objects they read.
 
   ``root`` is what gets saved: the model's variables and the vocabularies.
   Only those are saved (not the Keras model), so loading an export needs no
@@ -174,9 +185,16 @@ class ServingModule:
         model.score_candidates,
         input_signature=[model_inputs, tf.TensorSpec([None, None], tf.int64)], autograph=False)
 
-    self.serving_default = self._signature_function(self._serve_examples, spec_lib.SERVING_DEFAULT)
-    self.predict = self._signature_function(self._predict, spec_lib.PREDICT)
-    self.recommend = self._signature_function(self._recommend, spec_lib.RECOMMEND)
+    bodies = {
+        spec_lib.SERVING_DEFAULT: self._serve_raw_examples,
+        spec_lib.SERVING_INDICES: self._serve_index_examples,
+        spec_lib.PREDICT: self._predict,
+        spec_lib.RECOMMEND: self._recommend,
+        spec_lib.REGRESS: self._regress,
+        spec_lib.CLASSIFY: self._classify,
+    }
+    self.functions = {signature: self._signature_function(body, signature)
+                      for signature, body in bodies.items()}
 
   def _signature_function(self, body, signature: str):
     """``body`` as a ``tf.function`` of the inputs :mod:`dasl_tf.serving.spec` defines for ``signature``."""
@@ -185,25 +203,49 @@ class ServingModule:
     return tf.function(body, input_signature=[inputs], autograph=False)
 
   def save(self, export_dir: str) -> None:
-    """Writes the SavedModel (graph, variables, vocabulary assets) to ``export_dir``."""
+    """Writes the SavedModel (graph, variables, vocabulary assets) to ``export_dir``.
+
+    ``tf.saved_model.save`` marks every signature as a Predict one; the method
+    names of ``regress`` and ``classify`` are then set in ``saved_model.pb``,
+    as TensorFlow Serving's Regress and Classify APIs require.
+    """
     tf.saved_model.save(self.root, export_dir, signatures=self.signatures())
+    path = os.path.join(export_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+      saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+      for signature, method_name in spec_lib.METHOD_NAMES.items():
+        meta_graph.signature_def[signature].method_name = method_name
+    with tf.io.gfile.GFile(path, "wb") as f:
+      f.write(saved_model.SerializeToString())
 
   def signatures(self) -> Dict[str, object]:
     """The ``signatures`` argument of ``tf.saved_model.save``."""
-    return {
-        spec_lib.SERVING_DEFAULT: self.serving_default.get_concrete_function(),
-        spec_lib.PREDICT: self.predict.get_concrete_function(),
-        spec_lib.RECOMMEND: self.recommend.get_concrete_function(),
-    }
+    return {signature: function.get_concrete_function()
+            for signature, function in self.functions.items()}
 
   # --- the signature bodies -------------------------------------------------
 
-  def _serve_examples(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def _serve_index_examples(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     features = self._spec.parse(inputs[spec_lib.EXAMPLES], with_label=False)
     checks = [self._domain_check(features[F.DOMAIN])]
     checks += self._feature_checks(features)
     features = {name: _checked(value, checks) for name, value in features.items()}
     return self._predict_ctr(features)
+
+  def _serve_raw_examples(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    return self._predict(self._parse_raw_examples(inputs[spec_lib.EXAMPLES]))
+
+  def _regress(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    ctr = self._predict(self._parse_raw_examples(inputs[spec_lib.API_INPUTS]))["ctr"]
+    return {spec_lib.REGRESS_OUTPUTS: ctr}
+
+  def _classify(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    ctr = self._predict(self._parse_raw_examples(inputs[spec_lib.API_INPUTS]))["ctr"]
+    classes = tf.constant([spec_lib.CLASSES])
+    return {spec_lib.CLASSIFY_SCORES: tf.stack([1.0 - ctr, ctr], axis=1),
+            spec_lib.CLASSIFY_CLASSES: tf.repeat(classes, tf.shape(ctr)[0], axis=0)}
 
   def _predict(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     inputs = self._validated(inputs, spec_lib.PREDICT)
@@ -233,6 +275,42 @@ class ServingModule:
         spec_lib.ITEM_IDS: tf.gather(raw_candidates, best.indices, batch_dims=1),
         spec_lib.SCORES: tf.sigmoid(best.values),
     }
+
+  def _parse_raw_examples(self, serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The ``predict`` inputs of raw-id ``tf.Example`` records; histories left-padded to T.
+
+    ``user_id``, ``item_id`` and ``domain`` are required (one value each); a
+    missing history is an empty one; side features are required when the
+    model has them. A history of more than T ids is rejected.
+    """
+    id_dtype = tf.as_dtype(self.serving_spec.id_dtype)
+    parsing = {F.USER_ID: tf.io.FixedLenFeature([], id_dtype),
+               F.ITEM_ID: tf.io.FixedLenFeature([], id_dtype),
+               F.DOMAIN: tf.io.FixedLenFeature([], tf.int64),
+               F.HIST_A: tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64),
+               F.HIST_B: tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64)}
+    for name, (dtype, shape) in self._spec.shapes(with_label=False).items():
+      if name in spec_lib.SIDE_FEATURES:
+        parsing[name] = tf.io.FixedLenFeature(shape, tf.as_dtype(dtype))
+    parsed = tf.io.parse_example(tf.ensure_shape(serialized, [None]), parsing)
+    for name in (F.HIST_A, F.HIST_B):
+      parsed[name] = self._left_padded(parsed[name], name)
+    return parsed
+
+  def _left_padded(self, ragged: tf.RaggedTensor, name: str) -> tf.Tensor:
+    """[batch, T] ids: each row's ids last, the padding id before them; rows over T fail."""
+    t = self._spec.history_length
+    lengths = ragged.row_lengths()
+    check = _assert(tf.reduce_all(lengths <= t),
+                    f"{name} holds more than history_length={t} ids per example (send the "
+                    f"most recent {t}, most recent last); ids per example:", [lengths])
+    padding = tf.constant(self.serving_spec.padding_id, ragged.dtype)
+    right_padded = ragged.to_tensor(default_value=padding, shape=[None, t])
+    source = tf.range(t, dtype=tf.int64)[None, :] - (t - lengths)[:, None]
+    left_padded = tf.where(source >= 0,
+                           tf.gather(right_padded, tf.maximum(source, 0), batch_dims=1),
+                           padding)
+    return _checked(left_padded, [check])
 
   # --- input validation and id mapping --------------------------------------
 

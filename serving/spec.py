@@ -21,11 +21,29 @@ import numpy as np
 from dasl_tf import features as F
 
 SERVING_DEFAULT = "serving_default"
+SERVING_INDICES = "serving_indices"
 PREDICT = "predict"
 RECOMMEND = "recommend"
-SIGNATURES = (SERVING_DEFAULT, PREDICT, RECOMMEND)
+REGRESS = "regress"
+CLASSIFY = "classify"
+SIGNATURES = (SERVING_DEFAULT, SERVING_INDICES, PREDICT, RECOMMEND, REGRESS, CLASSIFY)
+# Signatures whose input is serialized tf.Examples of raw ids (the features of
+# ``predict``): TensorFlow Serving's Predict API calls ``serving_default``, its
+# Regress and Classify APIs call ``regress`` and ``classify``.
+RAW_EXAMPLE_SIGNATURES = (SERVING_DEFAULT, REGRESS, CLASSIFY)
+# The method names TensorFlow Serving checks before its Regress and Classify
+# APIs run a signature (every other signature is a Predict one).
+METHOD_NAMES = {REGRESS: "tensorflow/serving/regress",
+                CLASSIFY: "tensorflow/serving/classify"}
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"
 
 EXAMPLES = "examples"
+# TensorFlow Serving's fixed input and output keys of Regress and Classify.
+API_INPUTS = "inputs"
+REGRESS_OUTPUTS = "outputs"
+CLASSIFY_CLASSES = "classes"
+CLASSIFY_SCORES = "scores"
+CLASSES = ("0", "1")
 CANDIDATES = "candidates"
 CTR_OUTPUTS = ("ctr_a", "ctr_b", "ctr")
 ITEM_IDS = "item_ids"
@@ -33,20 +51,34 @@ SCORES = "scores"
 
 ID_DTYPES = ("int64", "string")
 PADDING_IDS = {"int64": -1, "string": ""}
+DEFAULT_CANDIDATES_PER_REQUEST = 100
 
 SIDE_FEATURES = (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)
 USER_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT)
+RAW_FEATURES = (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + SIDE_FEATURES
 # The inputs of each signature, in the order requests list them; side features
 # are inputs only of a model that has them.
 SIGNATURE_INPUTS = {
     SERVING_DEFAULT: (EXAMPLES,),
-    PREDICT: (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + SIDE_FEATURES,
+    SERVING_INDICES: (EXAMPLES,),
+    PREDICT: RAW_FEATURES,
     RECOMMEND: (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B, CANDIDATES) + USER_SIDE_FEATURES,
+    REGRESS: (API_INPUTS,),
+    CLASSIFY: (API_INPUTS,),
+}
+# The outputs of each signature.
+SIGNATURE_OUTPUTS = {
+    SERVING_DEFAULT: CTR_OUTPUTS,
+    SERVING_INDICES: CTR_OUTPUTS,
+    PREDICT: CTR_OUTPUTS,
+    RECOMMEND: (ITEM_IDS, SCORES),
+    REGRESS: (REGRESS_OUTPUTS,),
+    CLASSIFY: (CLASSIFY_SCORES, CLASSIFY_CLASSES),
 }
 # Inputs holding raw ids (dtype: the export's ``id_dtype``).
 RAW_ID_INPUTS = (F.USER_ID, F.ITEM_ID, F.HIST_A, F.HIST_B, CANDIDATES)
 # Inputs with one value per row ([batch]); the others are [batch, n].
-SCALAR_INPUTS = (EXAMPLES, F.USER_ID, F.ITEM_ID, F.DOMAIN)
+SCALAR_INPUTS = (EXAMPLES, API_INPUTS, F.USER_ID, F.ITEM_ID, F.DOMAIN)
 
 ASSETS_EXTRA = "assets.extra"
 SPEC_FILE = "serving_spec.json"
@@ -74,24 +106,31 @@ class ServingSpec:
   """The request contract of one export.
 
   Attributes:
-    feature_spec: shapes of the model inputs; ``serving_default`` parses
+    feature_spec: shapes of the model inputs; ``serving_indices`` parses
       ``tf.Example`` records written with it (vocabulary indices).
-    id_dtype: dtype of raw user and item ids in ``predict`` and ``recommend``:
+    id_dtype: dtype of raw user and item ids in every other signature:
       "int64" or "string".
     top_n: items returned per row by ``recommend`` (fewer when a request sends
       fewer candidates).
     model_name: the name TensorFlow Serving serves the model under.
+    candidates_per_request: the width clients pad every ``recommend``
+      candidate list to, so that any two requests have equal shapes and
+      TensorFlow Serving's batching can join them.
   """
   feature_spec: F.FeatureSpec
   id_dtype: str = "int64"
   top_n: int = 10
   model_name: str = "dasl"
+  candidates_per_request: int = DEFAULT_CANDIDATES_PER_REQUEST
 
   def __post_init__(self):
     if self.id_dtype not in ID_DTYPES:
       raise ValueError(f"id_dtype must be one of {ID_DTYPES}, got {self.id_dtype!r}")
     if self.top_n < 1:
       raise ValueError(f"top_n must be at least 1, got {self.top_n}")
+    if self.candidates_per_request < 1:
+      raise ValueError(
+          f"candidates_per_request must be at least 1, got {self.candidates_per_request}")
 
   @property
   def padding_id(self):
@@ -119,7 +158,7 @@ class ServingSpec:
       elif name in RAW_ID_INPUTS:
         dtype = self.id_dtype
       else:
-        dtype = "string" if name == EXAMPLES else "int64"
+        dtype = "string" if name in (EXAMPLES, API_INPUTS) else "int64"
       inputs[name] = TensorInput(dtype, (None,) if name in SCALAR_INPUTS else (None, None))
     return inputs
 

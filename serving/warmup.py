@@ -2,9 +2,11 @@
 
 TensorFlow Serving replays these ``PredictionLog`` records when it loads a
 version, before the version takes traffic, so the first real request does not
-pay for graph initialisation. One request per signature is written, built by
-:class:`dasl_tf.serving.client.DaslClient` from the first ids of the vocabularies, so
-warmup exercises the same request path as real clients.
+pay for graph initialisation. One request per signature is written (a
+``predict_log``, or a ``regress_log``/``classify_log`` for the signatures of
+those APIs), built by :class:`dasl_tf.serving.client.DaslClient` from the first
+ids of the vocabularies, so warmup exercises the same request path as real
+clients.
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ from dasl_tf.serving import spec as spec_lib
 from dasl_tf.serving.client import DaslClient
 
 WARMUP_FILE = "tf_serving_warmup_requests"
-WARMUP_CANDIDATES = 100
 
 
 def _first_ids(vocab_dir: str, file_name: str, count: int, id_dtype: str) -> list:
@@ -35,7 +36,8 @@ def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
   t = serving_spec.history_length
   dtype = serving_spec.id_dtype
   users = _first_ids(vocab_dir, signatures.USERS_VOCAB, 2, dtype)
-  items_a = _first_ids(vocab_dir, signatures.ITEMS_A_VOCAB, WARMUP_CANDIDATES, dtype)
+  items_a = _first_ids(vocab_dir, signatures.ITEMS_A_VOCAB,
+                       serving_spec.candidates_per_request, dtype)
   items_b = _first_ids(vocab_dir, signatures.ITEMS_B_VOCAB, t, dtype)
   shapes = serving_spec.feature_spec.shapes(with_label=False)
   side = {name: [0] * shape[0] for name, (_, shape) in shapes.items()
@@ -56,7 +58,8 @@ def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
        F.HIST_A: [first_index], F.HIST_B: [first_index], **side}
       for domain in (F.DOMAIN_A, F.DOMAIN_B)]
   requests = {
-      spec_lib.SERVING_DEFAULT: client.example_inputs(example_rows),
+      spec_lib.SERVING_DEFAULT: client.example_inputs(predict_rows),
+      spec_lib.SERVING_INDICES: client.index_example_inputs(example_rows),
       spec_lib.PREDICT: client.predict_inputs(predict_rows),
       spec_lib.RECOMMEND: client.recommend_inputs(recommend_rows),
   }
@@ -64,6 +67,11 @@ def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
   for signature, inputs in requests.items():
     log = prediction_log_pb2.PredictionLog()
     log.predict_log.request.CopyFrom(client.grpc_request(signature, inputs))
+    logs.append(log)
+  for signature, api_log in ((spec_lib.REGRESS, "regress_log"),
+                             (spec_lib.CLASSIFY, "classify_log")):
+    log = prediction_log_pb2.PredictionLog()
+    getattr(log, api_log).request.CopyFrom(client.api_request(signature, predict_rows))
     logs.append(log)
   return logs
 

@@ -167,10 +167,50 @@ def recommend_request():
 
 
 def examples_request():
+  """``serving_indices`` inputs: the features of ``predict_request`` as vocabulary indices."""
   features = indexed_features(predict_request())
   spec = F.FeatureSpec(history_length=T)
   rows = [{name: value[i] for name, value in features.items()} for i in range(3)]
   return {spec_lib.EXAMPLES: np.array([spec.encode(row) for row in rows], dtype=object)}
+
+
+def raw_example(**features):
+  """A ``tf.Example`` of raw ids: int lists as int64_list, floats as float_list, str as bytes."""
+  proto = {}
+  for name, values in features.items():
+    values = list(np.asarray(values).reshape(-1).tolist())
+    if values and isinstance(values[0], str):
+      proto[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[v.encode() for v in values]))
+    elif values and isinstance(values[0], float):
+      proto[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    else:
+      proto[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+  return tf.train.Example(features=tf.train.Features(feature=proto)).SerializeToString()
+
+
+def raw_examples_request(key=spec_lib.EXAMPLES):
+  """``serving_default`` (or ``regress``/``classify``) inputs equal to ``predict_request``.
+
+  Histories are sent unpadded (the padding ids of ``predict_request`` dropped).
+  """
+  request = predict_request()
+  examples = []
+  for i in range(len(request[F.USER_ID])):
+    examples.append(raw_example(**{
+        name: value[i][value[i] != PAD] if value.ndim == 2 else value[i]
+        for name, value in request.items()}))
+  return {key: np.array(examples, dtype=object)}
+
+
+def expected_api_outputs(model):
+  """What ``regress`` and ``classify`` return for ``raw_examples_request(API_INPUTS)``."""
+  ctr = expected_ctr(model, predict_request())["ctr"]
+  return {
+      spec_lib.REGRESS: {spec_lib.REGRESS_OUTPUTS: ctr},
+      spec_lib.CLASSIFY: {spec_lib.CLASSIFY_SCORES: np.stack([1.0 - ctr, ctr], axis=1),
+                          spec_lib.CLASSIFY_CLASSES: np.array([[b"0", b"1"]] * len(ctr))},
+  }
 
 
 def expected_ctr(model, request):
@@ -201,7 +241,7 @@ def call_signature(loaded, signature, request):
 def assert_outputs_close(actual, expected):
   assert sorted(actual) == sorted(expected)
   for name, value in expected.items():
-    if np.asarray(value).dtype.kind in "iuSO":
+    if np.asarray(value).dtype.kind in "iuSUO":
       np.testing.assert_array_equal(actual[name], value, err_msg=name)
     else:
       np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
@@ -226,7 +266,9 @@ for signature, inputs in json.load(open(requests_path)).items():
       dtype, value = "string", [base64.b64decode(v) for v in value]
     tensors[name] = tf.constant(value, dtype=dtype)
   result = loaded.signatures[signature](**tensors)
-  outputs[signature] = {name: value.numpy().tolist() for name, value in result.items()}
+  outputs[signature] = {
+      name: (value.numpy().astype(str) if value.dtype == tf.string else value.numpy()).tolist()
+      for name, value in result.items()}
 saved_model = saved_model_pb2.SavedModel()
 with open(export_dir + "/saved_model.pb", "rb") as f:
   saved_model.ParseFromString(f.read())
@@ -260,10 +302,13 @@ def _json_request(request):
 
 @pytest.fixture(scope="module")
 def fresh_process(setup, tmp_path_factory):
-  """Runs the three signatures and `saved_model_cli show --all` in a TensorFlow-only process."""
+  """Runs every signature and `saved_model_cli show --all` in a TensorFlow-only process."""
   tmp_path = tmp_path_factory.mktemp("fresh_process")
-  requests = {spec_lib.SERVING_DEFAULT: examples_request(), spec_lib.PREDICT: predict_request(),
-              spec_lib.RECOMMEND: recommend_request()}
+  requests = {spec_lib.SERVING_DEFAULT: raw_examples_request(),
+              spec_lib.SERVING_INDICES: examples_request(), spec_lib.PREDICT: predict_request(),
+              spec_lib.RECOMMEND: recommend_request(),
+              spec_lib.REGRESS: raw_examples_request(spec_lib.API_INPUTS),
+              spec_lib.CLASSIFY: raw_examples_request(spec_lib.API_INPUTS)}
   requests_path, out_path = tmp_path / "requests.json", tmp_path / "out.json"
   requests_path.write_text(json.dumps({k: _json_request(v) for k, v in requests.items()}))
   env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
@@ -283,9 +328,14 @@ def test_export_loads_without_dasl_tf_and_matches_the_model(setup, fresh_process
              for signature, out in result["outputs"].items()}
   expected_examples = expected_ctr(setup.model, predict_request())
   assert_outputs_close(outputs[spec_lib.SERVING_DEFAULT], expected_examples)
+  assert_outputs_close(outputs[spec_lib.SERVING_INDICES], expected_examples)
   assert_outputs_close(outputs[spec_lib.PREDICT], expected_examples)
   assert_outputs_close(outputs[spec_lib.RECOMMEND],
                        expected_recommendations(setup.model, recommend_request()))
+  for signature, expected in expected_api_outputs(setup.model).items():
+    expected = {name: value.astype(str) if value.dtype.kind == "S" else value
+                for name, value in expected.items()}
+    assert_outputs_close(outputs[signature], expected)
 
 
 def test_ctr_is_the_head_of_the_examples_domain(setup):
@@ -349,36 +399,61 @@ def test_signature_inputs_are_those_the_serving_spec_defines(setup):
                   for name, tensor_input in serving_spec.signature_inputs(signature).items()}
 
 
-def test_saved_model_cli_lists_the_three_signatures(fresh_process):
+def test_saved_model_cli_lists_every_signature_with_its_method(fresh_process):
   stdout = fresh_process["show_all"]
   sections = re.split(r"signature_def\['(\w+)'\]:", stdout)[1:]
-  found = {}
+  found, methods = {}, {}
   for name, body in zip(sections[::2], sections[1::2]):
     inputs, outputs = body.split("The given SavedModel SignatureDef contains the following output")
     pattern = r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))"
     found[name] = (set(re.findall(pattern, inputs)), set(re.findall(pattern, outputs)))
+    methods[name] = re.search(r"Method name is: (\S*)", outputs).group(1)
   ctr = {(name, "DT_FLOAT", "(-1)") for name in spec_lib.CTR_OUTPUTS}
   raw = {(F.USER_ID, "DT_INT64", "(-1)"), (F.DOMAIN, "DT_INT64", "(-1)"),
          (F.HIST_A, "DT_INT64", "(-1, -1)"), (F.HIST_B, "DT_INT64", "(-1, -1)")}
-  assert found[spec_lib.SERVING_DEFAULT] == ({(spec_lib.EXAMPLES, "DT_STRING", "(-1)")}, ctr)
+  examples = {(spec_lib.EXAMPLES, "DT_STRING", "(-1)")}
+  api_inputs = {(spec_lib.API_INPUTS, "DT_STRING", "(-1)")}
+  assert found[spec_lib.SERVING_DEFAULT] == (examples, ctr)
+  assert found[spec_lib.SERVING_INDICES] == (examples, ctr)
   assert found[spec_lib.PREDICT] == (raw | {(F.ITEM_ID, "DT_INT64", "(-1)")}, ctr)
   assert found[spec_lib.RECOMMEND] == (
       raw | {(spec_lib.CANDIDATES, "DT_INT64", "(-1, -1)")},
       {(spec_lib.ITEM_IDS, "DT_INT64", "(-1, -1)"), (spec_lib.SCORES, "DT_FLOAT", "(-1, -1)")})
+  # The keys and method names TensorFlow Serving's Regress and Classify APIs require.
+  assert found[spec_lib.REGRESS] == (api_inputs, {("outputs", "DT_FLOAT", "(-1)")})
+  assert found[spec_lib.CLASSIFY] == (
+      api_inputs, {("scores", "DT_FLOAT", "(-1, 2)"), ("classes", "DT_STRING", "(-1, 2)")})
+  assert methods == {
+      "__saved_model_init_op": "",
+      spec_lib.SERVING_DEFAULT: "tensorflow/serving/predict",
+      spec_lib.SERVING_INDICES: "tensorflow/serving/predict",
+      spec_lib.PREDICT: "tensorflow/serving/predict",
+      spec_lib.RECOMMEND: "tensorflow/serving/predict",
+      spec_lib.REGRESS: "tensorflow/serving/regress",
+      spec_lib.CLASSIFY: "tensorflow/serving/classify"}
 
 
 def test_warmup_records_parse_and_run(setup):
+  """Each signature has one warmup record, of the log kind its API replays, and it runs."""
   logs = warmup.read_warmup(setup.export_dir)
-  assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(
-      spec_lib.SIGNATURES)
+  kinds = {log.WhichOneof("log_type") for log in logs}
+  assert kinds == {"predict_log", "regress_log", "classify_log"}
+  called = []
   for log in logs:
-    request = log.predict_log.request
+    kind = log.WhichOneof("log_type")
+    request = getattr(log, kind).request
     assert request.model_spec.name == "dasl"
-    inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-    outputs = call_signature(setup.loaded, request.model_spec.signature_name, inputs)
-    for value in outputs.values():
-      if value.dtype.kind == "f":
-        assert np.all((value >= 0) & (value <= 1))
+    signature = request.model_spec.signature_name
+    if kind == "predict_log":
+      inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    else:
+      assert signature == {"regress_log": spec_lib.REGRESS, "classify_log": spec_lib.CLASSIFY}[kind]
+      inputs = {spec_lib.API_INPUTS: np.array(
+          [e.SerializeToString() for e in request.input.example_list.examples], dtype=object)}
+    outputs = call_signature(setup.loaded, signature, inputs)
+    assert sorted(outputs) == sorted(spec_lib.SIGNATURE_OUTPUTS[signature])
+    called.append(signature)
+  assert sorted(called) == sorted(spec_lib.SIGNATURES)
 
 
 # --- bad requests ------------------------------------------------------------------
@@ -408,9 +483,57 @@ def _example(**overrides):
     ({F.HIST_A: [0, 0, 0, 0, RAW["items_a"][1] + 2]}, "hist_a holds an index outside"),
     ({F.ITEM_ID: [RAW["items_b"][1] + 2], F.DOMAIN: [1]}, "item_id holds an index outside"),
 ])
-def test_serving_default_rejects_bad_examples(setup, overrides, message):
+def test_serving_indices_rejects_bad_examples(setup, overrides, message):
   with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-    setup.loaded.signatures[spec_lib.SERVING_DEFAULT](examples=tf.constant([_example(**overrides)]))
+    setup.loaded.signatures[spec_lib.SERVING_INDICES](examples=tf.constant([_example(**overrides)]))
+
+
+_RAW = {F.USER_ID: 1000, F.ITEM_ID: 5000, F.DOMAIN: 0, F.HIST_A: [5001], F.HIST_B: [7001]}
+
+
+@pytest.mark.parametrize("signature", spec_lib.RAW_EXAMPLE_SIGNATURES)
+@pytest.mark.parametrize("overrides, message", [
+    ({F.USER_ID: None}, "user_id .*is required"),
+    ({F.ITEM_ID: [5000, 5001]}, "item_id"),
+    ({F.USER_ID: [1000.0]}, "user_id"),
+    ({F.USER_ID: ["1000"]}, "user_id"),
+    ({F.HIST_A: [5001] * (T + 1)}, "hist_a holds more than history_length=5"),
+    ({F.DOMAIN: 2}, "domain must be 0"),
+])
+def test_raw_example_signatures_reject_bad_examples(setup, signature, overrides, message):
+  features = {k: v for k, v in dict(_RAW, **overrides).items() if v is not None}
+  (name,) = spec_lib.SIGNATURE_INPUTS[signature]
+  good = setup.loaded.signatures[signature](**{name: tf.constant([raw_example(**_RAW)])})
+  assert all(np.isfinite(v.numpy()).all() for v in good.values() if v.dtype.is_floating)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    setup.loaded.signatures[signature](**{name: tf.constant([raw_example(**features)])})
+
+
+def test_raw_examples_map_unknown_ids_to_oov_and_missing_histories_to_empty(setup):
+  """Unknown raw ids score as OOV (1), never as an error or another row; no history = empty."""
+  request = {F.USER_ID: np.array([UNKNOWN], np.int64), F.ITEM_ID: np.array([UNKNOWN], np.int64),
+             F.DOMAIN: np.array([1], np.int64), F.HIST_A: np.full((1, T), PAD, np.int64),
+             F.HIST_B: np.array([[PAD, PAD, PAD, UNKNOWN, 7002]], np.int64)}
+  expected = expected_ctr(setup.model, request)
+  assert indexed_features(request)[F.USER_ID].tolist() == [F.OOV_ID]
+  example = raw_example(user_id=UNKNOWN, item_id=UNKNOWN, domain=1, hist_b=[UNKNOWN, 7002])
+  outputs = call_signature(setup.loaded, spec_lib.SERVING_DEFAULT,
+                           {spec_lib.EXAMPLES: np.array([example], dtype=object)})
+  assert_outputs_close(outputs, expected)
+
+
+def test_index_examples_sent_to_serving_default_are_not_read_as_indices(setup):
+  """The old contract (indices) through the raw-id signature: raw ids 2.. are unknown ids."""
+  indices = call_signature(setup.loaded, spec_lib.SERVING_INDICES, examples_request())
+  as_raw = call_signature(setup.loaded, spec_lib.SERVING_DEFAULT, examples_request())
+  features = indexed_features(predict_request())
+  oov = {F.USER_ID: np.full(3, F.OOV_ID), F.ITEM_ID: np.full(3, F.OOV_ID),
+         F.DOMAIN: features[F.DOMAIN],
+         F.HIST_A: np.full((3, T), F.OOV_ID), F.HIST_B: np.full((3, T), F.OOV_ID)}
+  expected = {name: value.numpy() for name, value in setup.model.predict_ctr(
+      {k: tf.constant(v) for k, v in oov.items()}).items()}
+  assert_outputs_close(as_raw, expected)
+  assert not np.allclose(as_raw["ctr"], indices["ctr"])
 
 
 def _bad_predict(name, value):
@@ -615,8 +738,10 @@ def test_non_finite_numeric_features_are_rejected_not_scored(side_feature_export
   with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} holds NaN or infinite"):
     side_feature_export.signatures[spec_lib.PREDICT](
         **request, **{k: tf.constant(v) for k, v in numeric.items()})
-  example = _example(**{name: [1.0, bad] if name == F.USER_NUM else [bad]},
-                     **{other: [1.0] * width for other, width in ((F.USER_NUM, 2), (F.ITEM_NUM, 1))
-                        if other != name})
-  with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} holds NaN or infinite"):
-    side_feature_export.signatures[spec_lib.SERVING_DEFAULT](examples=tf.constant([example]))
+  numeric_features = {name: [1.0, bad] if name == F.USER_NUM else [bad]}
+  numeric_features.update({other: [1.0] * width for other, width in
+                           ((F.USER_NUM, 2), (F.ITEM_NUM, 1)) if other != name})
+  for signature, example in ((spec_lib.SERVING_INDICES, _example(**numeric_features)),
+                             (spec_lib.SERVING_DEFAULT, raw_example(**_RAW, **numeric_features))):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} holds NaN or infinite"):
+      side_feature_export.signatures[signature](examples=tf.constant([example]))

@@ -39,7 +39,7 @@ def test_run_fn_trains_evaluates_and_exports_into_serving_model_dir(tmp_path):
   loaded = tf.saved_model.load(fn_args.serving_model_dir)  # TFX layout: no version directory
   eval_shard = tf.io.gfile.glob(fn_args.eval_files[0])[0]
   records = [r.numpy() for r in tf.data.TFRecordDataset(eval_shard).take(3)]
-  scores = loaded.signatures["serving_default"](examples=tf.constant(records))
+  scores = loaded.signatures["serving_indices"](examples=tf.constant(records))
   assert scores["ctr"].shape == (3,)
   assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]
 
