@@ -140,7 +140,7 @@ def test_kfold_split_with_gzip_shards(tiny_raw, tmp_path):
 def test_min_item_count_maps_rare_items_to_oov(tiny_raw, tmp_path):
   stats = prepare(_config(tiny_raw, tmp_path / "out", min_item_count=3))
   items_a = open(tmp_path / "out" / "vocab" / "items_a.txt").read().split()
-  assert stats["domains"]["A"]["items"] == len(items_a)
+  assert stats["domains"]["A"]["vocabulary_items"] == len(items_a) < stats["domains"]["A"]["items"]
   rows = _examples(tmp_path / "out", "train")
   # sorted feature keys: domain, hist_a, hist_b, item_id, user_id -> item_id is index 4.
   assert any(row[4] == (F.OOV_ID,) for row in rows)

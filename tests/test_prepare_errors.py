@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dasl_tf.prepare import PrepareConfig, PrepareError, prepare
@@ -16,11 +17,15 @@ def _csv(path, *rows, header=HEADER):
   return str(path)
 
 
+def _timeline(prefix, time_of=str):
+  """Rows of users u1, u2 with 5 items each (ratings 5, 4, 2, 5, 1), wide enough for 3 splits."""
+  return [f"u{u},{prefix}{k},{(5, 4, 2, 5, 1)[k]},{time_of(10 * u + k)}"
+          for u in (1, 2) for k in range(5)]
+
+
 @pytest.fixture
 def good(tmp_path):
-  a = _csv(tmp_path / "a.csv", "u1,i1,5,1", "u2,i2,4,2", "u1,i3,2,3")
-  b = _csv(tmp_path / "b.csv", "u1,j1,5,1", "u2,j2,1,2")
-  return a, b
+  return _csv(tmp_path / "a.csv", *_timeline("i")), _csv(tmp_path / "b.csv", *_timeline("j"))
 
 
 def _run(tmp_path, a, b, **flags):
@@ -111,3 +116,159 @@ def test_cli_reports_error_and_exit_code(tmp_path, good):
   assert proc.returncode != 0
   assert "dasl-prepare: error: input not found" in proc.stderr and "missing.csv" in proc.stderr
   assert not os.path.exists(tmp_path / "o")
+
+
+# --- numbers that are not data -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["inf", "nan", "1e400", "-inf"])
+@pytest.mark.parametrize("field", ["rating", "timestamp"])
+def test_non_finite_numbers_are_errors_naming_the_line(tmp_path, good, cell, field):
+  row = f"u3,i9,{cell},4" if field == "rating" else f"u3,i9,5,{cell}"
+  bad = _csv(tmp_path / "bad.csv", "u1,i1,5,1", row)
+  with pytest.raises(PrepareError, match=rf"bad.csv:3: column '{field}' must be a finite "
+                                         rf"number, got '{cell}'"):
+    _run(tmp_path, bad, good[1])
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_blanks_and_full_width_digits_read_as_python_reads_them(tmp_path, good):
+  """Cells Arrow cannot cast (" 4", "５") are read, not a traceback; their values are kept."""
+  rows = _timeline("i")
+  rows[0], rows[1], rows[2] = "u1,i0, 4,10", "u1,i1,５,11", "u1,i2,2 ,12"
+  stats = _run(tmp_path, _csv(tmp_path / "a.csv", *rows), good[1])
+  assert stats["domains"]["A"]["records"] == 10
+  # 4, 5, 2 as written, then 5, 1 and u2's 5, 4, 2, 5, 1: six clicks (>= 4) of ten.
+  assert stats["domains"]["A"]["positive_rate"] == pytest.approx(0.6)
+  bad = _csv(tmp_path / "bad.csv", "u1,i1, 4,1", "u2,i2,4 stars,2")
+  with pytest.raises(PrepareError, match="bad.csv:3: column 'rating' must be numeric, "
+                                         "got '4 stars'"):
+    _run(tmp_path, bad, good[1])
+
+
+@pytest.mark.parametrize("time_cell, message", [
+    ("-5", "bad.csv:3: column 'timestamp' holds a negative time -5.0"),
+    ("4102444800", "bad.csv:3: column 'timestamp' holds a time in the future: .*2100-01-01"),
+    ("4102444800000", "bad.csv:3: .*in the future.*2100-01-01 as milliseconds"),
+])
+def test_negative_and_future_times_are_errors(tmp_path, good, time_cell, message):
+  first = "1600000000000" if len(time_cell) > 11 else "1600000000"
+  bad = _csv(tmp_path / "bad.csv", f"u1,i1,5,{first}", f"u2,i2,4,{time_cell}")
+  with pytest.raises(PrepareError, match=message):
+    _run(tmp_path, bad, good[1])
+
+
+def test_milliseconds_against_seconds_are_an_error_naming_both_inputs(tmp_path):
+  """Today's failure: every record of one domain sorted after the other's, histories empty."""
+  a = _csv(tmp_path / "a.csv", *_timeline("i", lambda t: 1600000000000 + 1000 * t))
+  b = _csv(tmp_path / "b.csv", *_timeline("j", lambda t: 1600000000 + t))
+  with pytest.raises(PrepareError, match=r"different units \(.*a.csv: milliseconds .*; "
+                                         r".*b.csv: seconds"):
+    _run(tmp_path, a, b)
+  mixed = _csv(tmp_path / "mixed.csv", "u1,i1,5,1600000000000", "u2,i2,4,1600000100")
+  with pytest.raises(PrepareError, match="mixed.csv: column 'timestamp' mixes milliseconds"):
+    _run(tmp_path, mixed, b)
+  # Both in milliseconds is consistent, and prepares.
+  b_ms = _csv(tmp_path / "b_ms.csv", *_timeline("j", lambda t: 1600000000000 + 1000 * t))
+  assert _run(tmp_path, a, b_ms)["domains"]["B"]["records"] == 10
+
+
+@pytest.mark.parametrize("raw_id", ["i\n2", "i\u20282", "i\r2", "i\x852"])
+def test_ids_holding_line_breaks_are_errors(tmp_path, good, raw_id):
+  path = tmp_path / "bad.csv"
+  path.write_text(f'{HEADER}\nu1,i1,5,1\nu2,"{raw_id}",4,2\n', encoding="utf-8")
+  with pytest.raises(PrepareError, match=r"bad.csv:3: 'item_id' id .* holds a line break"):
+    _run(tmp_path, str(path), good[1])
+
+
+# --- .mat and Parquet ----------------------------------------------------------------------
+
+
+def _mat(tmp_path, matrix, name="ratings.mat"):
+  import scipy.io  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / name)
+  scipy.io.savemat(path, {"rating": np.asarray(matrix, dtype=np.float64)})
+  return path
+
+
+def _run_mat(tmp_path, path):
+  return prepare(PrepareConfig(format="mat", input=path, category_a="1", category_b="2",
+                               output_dir=str(tmp_path / "out"), num_negatives=0,
+                               train_negatives=0))
+
+
+# Users 1 and 2, items 10.. of category 1 and 20.. of category 2, five each.
+MAT_ROWS = [[u, 10 * c + k, c, 5, 0, 100 * c + 10 * u + k]
+            for c in (1, 2) for u in (1, 2) for k in range(5)]
+
+
+@pytest.mark.parametrize("column, value", [(0, np.nan), (1, 10.5), (2, np.inf)])
+def test_mat_ids_must_be_whole_numbers(tmp_path, column, value):
+  rows = [list(r) for r in MAT_ROWS]
+  rows[1][column] = value
+  name = ("user", "item", "category")[column]
+  with pytest.raises(PrepareError, match=rf"ratings.mat \(row 1\): column '{name}' must hold "
+                                         "whole-number ids"):
+    _run_mat(tmp_path, _mat(tmp_path, rows))
+
+
+def test_mat_fractional_ratings_are_kept_not_truncated(tmp_path):
+  """A 3.5 must not become 3: with the threshold 3.5 it is a click."""
+  rows = [list(r) for r in MAT_ROWS]
+  rows[13][3] = 3.5
+  stats = prepare(PrepareConfig(format="mat", input=_mat(tmp_path, rows), category_a="1",
+                                category_b="2", output_dir=str(tmp_path / "out"),
+                                num_negatives=0, train_negatives=0, label_threshold=3.5))
+  assert stats["domains"]["B"]["positive_rate"] == 1.0
+  rows[13][3] = 3.4
+  stats = prepare(PrepareConfig(format="mat", input=_mat(tmp_path, rows, "b.mat"),
+                                category_a="1", category_b="2",
+                                output_dir=str(tmp_path / "out2"), num_negatives=0,
+                                train_negatives=0, label_threshold=3.5))
+  assert stats["domains"]["B"]["positive_rate"] == pytest.approx(0.9)
+  rows[13][3] = np.nan
+  with pytest.raises(PrepareError, match=r"\(row 13\): column 'rating' must be a finite number"):
+    _run_mat(tmp_path, _mat(tmp_path, rows, "nan.mat"))
+
+
+def test_mat_v73_is_named_as_such(tmp_path):
+  path = tmp_path / "v73.mat"
+  # The 128-byte header MATLAB writes before an HDF5 v7.3 file.
+  header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+  path.write_bytes(header.ljust(116) + b"\x00" * 8 + b"\x00\x02IM" + b"\x89HDF\r\n\x1a\n" * 64)
+  with pytest.raises(PrepareError, match="v73.mat: a MATLAB v7.3 \\(HDF5\\) .mat file"):
+    _run_mat(tmp_path, str(path))
+
+
+def test_list_typed_parquet_columns_are_named_with_their_type(tmp_path, good):
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  table = pa.table({"user_id": ["u1", "u2"], "item_id": [["i1"], ["i2", "i3"]],
+                    "rating": [5, 4], "timestamp": [1, 2]})
+  path = str(tmp_path / "a.parquet")
+  pq.write_table(table, path)
+  b = str(tmp_path / "b.parquet")
+  pq.write_table(pa.table({"user_id": ["u1"], "item_id": ["j1"], "rating": [5],
+                           "timestamp": [1]}), b)
+  with pytest.raises(PrepareError, match=r"a.parquet: column 'item_id' has the nested type "
+                                         r"list<.*string.*>"):
+    _run(tmp_path, path, b, format="parquet")
+
+
+# --- output and memory ---------------------------------------------------------------------------
+
+
+def test_an_unwritable_output_dir_is_an_error_and_nothing_is_left(tmp_path, good):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(PrepareError, match="cannot write the prepared dataset"):
+    prepare(PrepareConfig(input_a=good[0], input_b=good[1], output_dir=str(blocker / "out"),
+                          num_negatives=0, train_negatives=0))
+  assert blocker.read_text() == "not a directory"
+
+
+def test_a_history_length_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path, good):
+  with pytest.raises(PrepareError, match=r"--history_length=1000000000 .* needs about "
+                                         r"[0-9.]+ GiB .* more than half of the"):
+    _run(tmp_path, *good, history_length=10**9)
+  assert not os.path.exists(tmp_path / "out")

@@ -14,6 +14,8 @@ def test_douban_book_music(shared_data, tmp_path):
   assert (stats["domains"]["A"]["records"], stats["domains"]["B"]["records"]) == (96041, 69709)
   assert (stats["domains"]["A"]["users"], stats["domains"]["B"]["users"]) == (2110, 1672)
   assert (stats["domains"]["A"]["items"], stats["domains"]["B"]["items"]) == (6777, 5567)
+  # One music item occurs only in validation or test: it is not in the vocabulary.
+  assert stats["domains"]["B"]["vocabulary_items"] == 5566
   assert stats["overlap_users"] == 1566
   assert any("no timestamp column" in w for w in stats["warnings"])
   assert sum(s["examples"] for s in stats["splits"].values()) == 96041 + 69709

@@ -7,16 +7,54 @@ table plus one chunk, whatever the output size.
 """
 from __future__ import annotations
 
+import os
 from typing import Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 from absl import logging
 
+from dasl_tf.prepare.config import PrepareError
 from dasl_tf.prepare.encoder import ExampleEncoder
 from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Examples, Timelines,
                                       build_user_examples)
 from dasl_tf.prepare.interactions import Interactions
 from dasl_tf.prepare.writer import ShardWriters
+
+CHUNK_RECORDS = 50000
+# int64 arrays of a chunk's width held at once while its histories and
+# negatives are built (histories, their index arrays, encoding).
+_ARRAYS_PER_ID = 4
+
+
+def check_memory(interactions: Interactions, params: ExampleParams,
+                 chunk_records: int = CHUNK_RECORDS) -> None:
+  """Refuses settings whose per-chunk arrays would not fit in memory, before allocating them.
+
+  Raises:
+    PrepareError: the estimate exceeds half of the memory available.
+  """
+  records = min(chunk_records, len(interactions.user)) or 1
+  ids_per_record = 2 * params.history_length + params.num_negatives + params.train_negatives
+  needed = records * ids_per_record * 8 * _ARRAYS_PER_ID
+  available = available_memory_bytes()
+  if needed > available / 2:
+    raise PrepareError(
+        f"--history_length={params.history_length} with {params.num_negatives} evaluation and "
+        f"{params.train_negatives} training negatives needs about {needed / 2**30:.1f} GiB per "
+        f"chunk of {records} records, more than half of the {available / 2**30:.1f} GiB "
+        "available: use a smaller --history_length or fewer negatives")
+
+
+def available_memory_bytes() -> int:
+  """Memory available to new allocations: ``MemAvailable`` on Linux, else physical memory."""
+  try:
+    with open("/proc/meminfo", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def timelines(interactions: Interactions, chunk_records: int
@@ -51,7 +89,7 @@ def write_examples(examples: Examples, split_names: Sequence[str], params: Examp
 
 def run(interactions: Interactions, params: ExampleParams,
         encoder: ExampleEncoder, split_names: Sequence[str], writers: ShardWriters,
-        chunk_records: int = 50000) -> Dict[str, Dict[str, int]]:
+        chunk_records: int = CHUNK_RECORDS) -> Dict[str, Dict[str, int]]:
   """Builds and writes every example; returns per-split counts."""
   counts = {name: dict.fromkeys(COUNT_KEYS, 0) for name in split_names}
   num_users = len(interactions.offsets) - 1

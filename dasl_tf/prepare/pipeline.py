@@ -57,6 +57,7 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
   params = ExampleParams.from_config(
       config, (schema.num_items_a, schema.num_items_b),
       stats_lib.train_item_counts(interactions, config.split_names))
+  local.check_memory(interactions, params)
   encoder = ExampleEncoder(schema.feature_spec, user_features, item_features)
   with writer_lib.staging_dir(config.output_dir, config.overwrite) as staging:
     if config.runner == "beam":

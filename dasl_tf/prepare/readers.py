@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import os
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -38,6 +39,15 @@ _AMAZON_CSV_COLUMNS = ("item", "user", "rating", "timestamp")
 _AMAZON_JSON_FIELDS = ("reviewerID", "asin", "overall", "unixReviewTime")
 _DOUBAN_COLUMNS = ("user", "item", "rating", "timestamp")
 _MAT_COLUMNS = ("user", "item", "category", "rating", "helpfulness", "timestamp")
+_MAT_ID_COLUMNS = ("user", "item", "category")
+# What ``str.splitlines`` splits on: an id holding one would break the
+# one-id-per-line vocabulary files.
+_LINE_BREAKS = "[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+# Times at or above this are taken as milliseconds since the epoch (1e11 s is
+# the year 5138); below it, as seconds (or as any other monotone clock).
+MILLISECONDS_FROM = 1e11
+# Times later than now by more than this are refused as being in the future.
+FUTURE_SLACK_S = 86400.0
 
 
 @dataclasses.dataclass
@@ -53,6 +63,8 @@ class RawLog:
     is_label: ``rating`` holds 0/1 clicks rather than ratings.
     file_order: the input had no time column; row order stands in for time.
     category: category per row for single-file multi-category inputs, else None.
+    time_unit: "ms" when the times are milliseconds since the epoch, "s"
+      otherwise (seconds, or any other clock); "" for ``file_order``.
   """
   source: str
   user: np.ndarray
@@ -62,6 +74,7 @@ class RawLog:
   is_label: bool = False
   file_order: bool = False
   category: Optional[np.ndarray] = None
+  time_unit: str = ""
 
   def __len__(self) -> int:
     return len(self.user)
@@ -69,7 +82,7 @@ class RawLog:
   def select(self, rows: np.ndarray, source: str) -> "RawLog":
     """The rows selected by a boolean mask, as a log of its own."""
     return RawLog(source, self.user[rows], self.item[rows], self.rating[rows],
-                  self.timestamp[rows], self.is_label, self.file_order, None)
+                  self.timestamp[rows], self.is_label, self.file_order, None, self.time_unit)
 
 
 @dataclasses.dataclass
@@ -80,17 +93,26 @@ class Table:
     path: the file.
     columns: column name -> str values [N] (null cells are empty strings).
     first_line: line number of the first data row (0 = rows are not lines).
+    nested: columns that were not read because they are nested (Parquet
+      lists, structs, maps): name -> type.
   """
   path: str
   columns: Dict[str, np.ndarray]
   first_line: int
+  nested: Dict[str, str] = dataclasses.field(default_factory=dict)
 
   def where(self, row: int) -> str:
     if self.first_line:
       return f"{self.path}:{self.first_line + row}"
     return f"{self.path} (row {row})"
 
+  def has(self, name: str) -> bool:
+    return name in self.columns or name in self.nested
+
   def column(self, name: str) -> np.ndarray:
+    if name in self.nested:
+      raise PrepareError(f"{self.path}: column {name!r} has the nested type "
+                         f"{self.nested[name]}; expected one scalar (number or text) per row")
     if name not in self.columns:
       raise PrepareError(f"{self.path}: no column {name!r} (columns: {', '.join(self.columns)})")
     return self.columns[name]
@@ -101,7 +123,11 @@ class Table:
 
 
 def to_float(values: np.ndarray, name: str, where) -> np.ndarray:
-  """Converts strings to float64; empty cells become NaN, text is an error.
+  """Converts strings to float64; empty cells become NaN, anything else not a finite number is an error.
+
+  Cells are read as Python's ``float`` reads them, surrounding blanks allowed
+  (``" 4"``, full-width ``"４"``); ``nan``, ``inf`` and numbers beyond float64
+  (``1e400``) are errors, never values.
 
   Args:
     values: str [N].
@@ -109,22 +135,33 @@ def to_float(values: np.ndarray, name: str, where) -> np.ndarray:
     where: row index -> "file:line" text.
 
   Raises:
-    PrepareError: a cell is not a number.
+    PrepareError: a cell is not a finite number.
   """
   array = pa.array(values, type=pa.string())
   blank = pc.equal(pc.utf8_trim_whitespace(array), "")
   cleaned = pc.if_else(blank, pa.scalar(None, pa.string()), array)
   try:
-    return pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False)
+    numbers = pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False)
   except (pa.ArrowInvalid, ValueError):
-    for row, value in enumerate(values):
-      if value.strip():
-        try:
-          float(value)
-        except ValueError:
-          raise PrepareError(
-              f"{where(row)}: column {name!r} must be numeric, got {value!r}") from None
-    raise
+    numbers = np.array([_python_float(value, name, where, row)
+                        for row, value in enumerate(values)], dtype=np.float64)
+  blank = blank.to_numpy(zero_copy_only=False)
+  non_finite = np.flatnonzero(~blank & ~np.isfinite(numbers))
+  if len(non_finite):
+    row = non_finite[0]
+    raise PrepareError(f"{where(row)}: column {name!r} must be a finite number, got "
+                       f"{values[row]!r} ({len(non_finite)} such cell(s) in the column)")
+  return numbers
+
+
+def _python_float(value: str, name: str, where, row: int) -> float:
+  """One cell that Arrow could not cast, as Python reads it; an error names its line."""
+  if not value.strip():
+    return float("nan")
+  try:
+    return float(value)
+  except ValueError:
+    raise PrepareError(f"{where(row)}: column {name!r} must be numeric, got {value!r}") from None
 
 
 def expand(pattern: str) -> List[str]:
@@ -190,13 +227,22 @@ def _strings(column) -> np.ndarray:
 
 
 def read_parquet(path: str) -> Table:
-  """Reads a Parquet file with every column cast to strings."""
+  """Reads a Parquet file with every scalar column cast to strings.
+
+  Nested columns (lists, structs, maps) are kept out; naming one as an input
+  column is an error that gives its type.
+  """
   try:
     table = pq.read_table(path)
   except (pa.ArrowInvalid, OSError) as e:
     raise PrepareError(f"{path}: cannot read as Parquet ({e})") from e
-  return Table(path, {name: _strings(table.column(name)) for name in table.column_names},
-               first_line=0)
+  columns, nested = {}, {}
+  for field in table.schema:
+    if pa.types.is_nested(field.type):
+      nested[field.name] = str(field.type)
+    else:
+      columns[field.name] = _strings(table.column(field.name))
+  return Table(path, columns, first_line=0, nested=nested)
 
 
 def read_json_lines(path: str, fields: Sequence[str]) -> Table:
@@ -221,11 +267,22 @@ def read_json_lines(path: str, fields: Sequence[str]) -> Table:
 
 
 def read_mat(path: str) -> Table:
-  """Reads a Ciao / Epinions rating matrix (``rating`` variable of a ``.mat`` file)."""
+  """Reads a Ciao / Epinions rating matrix (``rating`` variable of a ``.mat`` file).
+
+  Id columns (user, item, category) must hold whole finite numbers; the other
+  columns keep their values (a fractional rating stays fractional).
+
+  Raises:
+    PrepareError: the file is not a readable ``.mat`` (v7.3 files are HDF5 and
+      named as such), has no rating matrix, or an id is not a whole number.
+  """
   import scipy.io  # pylint: disable=g-import-not-at-top
 
   try:
     contents = scipy.io.loadmat(path)
+  except NotImplementedError as e:  # scipy's answer to MATLAB v7.3 (HDF5) files
+    raise PrepareError(f"{path}: a MATLAB v7.3 (HDF5) .mat file, which is not supported; "
+                       "re-save it in MATLAB with save(..., '-v7') ({e})") from e
   except (ValueError, OSError, TypeError) as e:
     raise PrepareError(f"{path}: cannot read as a MATLAB .mat file ({e})") from e
   arrays = {k: v for k, v in contents.items()
@@ -239,9 +296,25 @@ def read_mat(path: str) -> Table:
   if matrix.shape[1] < 5:
     raise PrepareError(f"{path}: the rating matrix has {matrix.shape[1]} columns; expected "
                        f"{', '.join(_MAT_COLUMNS)}")
-  names = _MAT_COLUMNS[:min(matrix.shape[1], len(_MAT_COLUMNS))]
-  return Table(path, {name: matrix[:, k].astype(np.int64).astype(str).astype(object)
-                      for k, name in enumerate(names)}, first_line=0)
+  if not np.issubdtype(matrix.dtype, np.number):
+    raise PrepareError(f"{path}: the rating matrix holds {matrix.dtype}, not numbers")
+  table = Table(path, {}, first_line=0)
+  for k, name in enumerate(_MAT_COLUMNS[:min(matrix.shape[1], len(_MAT_COLUMNS))]):
+    values = matrix[:, k].astype(np.float64)
+    if name in _MAT_ID_COLUMNS:
+      bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+      if len(bad):
+        raise PrepareError(f"{table.where(bad[0])}: column {name!r} must hold whole-number "
+                           f"ids, got {values[bad[0]]!r} ({len(bad)} such row(s))")
+      table.columns[name] = values.astype(np.int64).astype(str).astype(object)
+    else:
+      table.columns[name] = np.array([_number_text(v) for v in values.tolist()], dtype=object)
+  return table
+
+
+def _number_text(value: float) -> str:
+  """A number as text that reads back to itself: "4" when whole, else ``repr`` ("3.5", "nan")."""
+  return str(int(value)) if np.isfinite(value) and value == int(value) else repr(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,20 +356,69 @@ def read_table(path: str, file_format: str) -> Table:
 
 
 def _log_of_table(table: Table, columns: _Columns, with_category: bool) -> RawLog:
-  user = table.column(columns.user)
-  item = table.column(columns.item)
-  if columns.rating in table.columns:
+  user = _ids(table, columns.user)
+  item = _ids(table, columns.item)
+  if table.has(columns.rating):
     rating, is_label = table.numbers(columns.rating), False
-  elif columns.label and columns.label in table.columns:
+  elif columns.label and table.has(columns.label):
     rating, is_label = table.numbers(columns.label), True
   else:
     wanted = f"{columns.rating!r}" + (f" or {columns.label!r}" if columns.label else "")
     raise PrepareError(f"{table.path}: no column {wanted} (columns: {', '.join(table.columns)})")
-  file_order = columns.timestamp not in table.columns
-  timestamp = (np.arange(len(user), dtype=np.float64) if file_order
-               else table.numbers(columns.timestamp))
+  file_order = not table.has(columns.timestamp)
+  if file_order:
+    timestamp, time_unit = np.arange(len(user), dtype=np.float64), ""
+  else:
+    timestamp = table.numbers(columns.timestamp)
+    time_unit = _checked_time_unit(table, columns.timestamp, timestamp)
   category = table.column(columns.category) if with_category else None
-  return RawLog(table.path, user, item, rating, timestamp, is_label, file_order, category)
+  return RawLog(table.path, user, item, rating, timestamp, is_label, file_order, category,
+                time_unit)
+
+
+def _ids(table: Table, name: str) -> np.ndarray:
+  """An id column; an id holding a line break is an error naming its line."""
+  ids = table.column(name)
+  broken = pc.match_substring_regex(pa.array(ids, type=pa.string()), _LINE_BREAKS)
+  rows = np.flatnonzero(broken.to_numpy(zero_copy_only=False))
+  if len(rows):
+    raise PrepareError(f"{table.where(rows[0])}: {name!r} id {ids[rows[0]]!r} holds a line "
+                       "break, which the one-id-per-line vocabulary files cannot hold")
+  return ids
+
+
+def _checked_time_unit(table: Table, name: str, times: np.ndarray) -> str:
+  """The unit of a time column ("ms" or "s"); negative or future times are errors.
+
+  Raises:
+    PrepareError: a negative time, a time in the future (beyond a day's
+      slack), or a column mixing milliseconds and seconds since the epoch;
+      the message names the line.
+  """
+  known = ~np.isnan(times)
+  negative = np.flatnonzero(known & (times < 0))
+  if len(negative):
+    row = negative[0]
+    raise PrepareError(f"{table.where(row)}: column {name!r} holds a negative time "
+                       f"{times[row]!r} ({len(negative)} such row(s))")
+  in_ms = known & (times >= MILLISECONDS_FROM)
+  unit = "ms" if in_ms.any() else "s"
+  if unit == "ms":
+    seconds_like = np.flatnonzero(known & ~in_ms)
+    if len(seconds_like):
+      raise PrepareError(
+          f"{table.path}: column {name!r} mixes milliseconds ({times[in_ms][0]!r} at "
+          f"{table.where(np.flatnonzero(in_ms)[0])}) and seconds since the epoch "
+          f"({times[seconds_like[0]]!r} at {table.where(seconds_like[0])})")
+  scale = 1000.0 if unit == "ms" else 1.0
+  future = np.flatnonzero(known & (times / scale > time.time() + FUTURE_SLACK_S))
+  if len(future):
+    row = future[0]
+    when = time.strftime("%Y-%m-%d", time.gmtime(min(times[row] / scale, 2**37)))
+    raise PrepareError(f"{table.where(row)}: column {name!r} holds a time in the future: "
+                       f"{times[row]!r} ({when} as {'milliseconds' if scale > 1 else 'seconds'} "
+                       f"since the epoch; {len(future)} such row(s))")
+  return unit
 
 
 def _concat(logs: Sequence[RawLog], source: str) -> RawLog:
@@ -304,6 +426,7 @@ def _concat(logs: Sequence[RawLog], source: str) -> RawLog:
     return dataclasses.replace(logs[0], source=source)
   if len({(log.is_label, log.file_order) for log in logs}) > 1:
     raise PrepareError(f"{source}: files differ in having a rating or time column")
+  check_same_time_unit(logs)
   offset = np.cumsum([0] + [len(log) for log in logs[:-1]])
   timestamp = np.concatenate([log.timestamp + (off if log.file_order else 0)
                               for log, off in zip(logs, offset)])
@@ -312,7 +435,23 @@ def _concat(logs: Sequence[RawLog], source: str) -> RawLog:
   return RawLog(source, np.concatenate([log.user for log in logs]),
                 np.concatenate([log.item for log in logs]),
                 np.concatenate([log.rating for log in logs]), timestamp,
-                logs[0].is_label, logs[0].file_order, category)
+                logs[0].is_label, logs[0].file_order, category, logs[0].time_unit)
+
+
+def check_same_time_unit(logs: Sequence[RawLog]) -> None:
+  """Raises PrepareError when the logs' times are not all in one unit.
+
+  Times in milliseconds against times in seconds would order every record of
+  one log after the other's, silently emptying cross-domain histories (or
+  leaking the future into them).
+  """
+  units = {log.time_unit for log in logs if log.time_unit}
+  if len(units) > 1:
+    described = "; ".join(
+        f"{log.source}: {'milliseconds' if log.time_unit == 'ms' else 'seconds'} "
+        f"(first time {log.timestamp[0]!r})" for log in logs if log.time_unit)
+    raise PrepareError(f"the inputs' times are in different units ({described}); convert "
+                       "one so that both count the same unit since the epoch")
 
 
 def read_log(pattern: str, config: PrepareConfig, with_category: bool = False) -> RawLog:
@@ -326,7 +465,9 @@ def read_log(pattern: str, config: PrepareConfig, with_category: bool = False) -
 def read_domains(config: PrepareConfig) -> Tuple[RawLog, RawLog]:
   """Reads the logs of domains A and B, from two inputs or one split by category."""
   if not config.input:
-    return read_log(config.input_a, config), read_log(config.input_b, config)
+    logs = read_log(config.input_a, config), read_log(config.input_b, config)
+    check_same_time_unit(logs)
+    return logs
   if config.format in ("amazon_csv", "amazon_json", "douban"):
     raise PrepareError(f"--format={config.format} has no category column; give "
                        "--input_a and --input_b")

@@ -13,7 +13,12 @@ from dasl_tf.prepare.side_features import SideFeatures
 
 def domain_stats(name: str, raw: RawLog, clean: CleanLog, interactions: Interactions,
                  domain: int) -> Dict[str, object]:
-  """Counts of one domain: rows read and kept, users, items, positive rate, time source."""
+  """Counts of one domain: rows read and kept, users, items, positive rate, time source.
+
+  ``items`` counts the distinct items of the kept records; ``vocabulary_items``
+  those in the item vocabulary, built from the records trained on only (an
+  item seen only in validation or test is not in it).
+  """
   rows = interactions.domain == domain
   return {
       "name": name,
@@ -21,7 +26,8 @@ def domain_stats(name: str, raw: RawLog, clean: CleanLog, interactions: Interact
       "rows_read": len(raw),
       "records": int(rows.sum()),
       "users": int(len(np.unique(interactions.user[rows]))),
-      "items": int(interactions.item_vocabs[domain].size - 2),
+      "items": int(len(np.unique(clean.item))),
+      "vocabulary_items": int(interactions.item_vocabs[domain].size - 2),
       "positive_rate": float(interactions.label[rows].mean()),
       "label_source": "label column (0/1)" if raw.is_label else "rating >= threshold",
       "time_source": ("file order: no timestamp column; a user's k-th of n records is at "

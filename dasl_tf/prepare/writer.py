@@ -44,7 +44,8 @@ def staging_dir(output_dir: str, overwrite: bool) -> Iterator[str]:
 
   Raises:
     PrepareError: ``output_dir`` exists and ``overwrite`` is False, or it
-      exists and holds no ``schema.json`` (it is never replaced then).
+      exists and holds no ``schema.json`` (it is never replaced then), or it
+      cannot be written (unwritable, full disk); nothing is left there then.
   """
   try:
     with publish.staged_directory(os.path.abspath(output_dir), overwrite, F.SCHEMA_FILE,
@@ -52,6 +53,10 @@ def staging_dir(output_dir: str, overwrite: bool) -> Iterator[str]:
       yield staging
   except publish.PublishError as e:
     raise PrepareError(str(e)) from None
+  except OSError as e:
+    raise PrepareError(f"{output_dir}: cannot write the prepared dataset "
+                       f"({e.strerror or e}{': ' + e.filename if e.filename else ''}); "
+                       "nothing was written there") from e
 
 
 write_json = publish.write_json  # stats.json: the package's one JSON format
