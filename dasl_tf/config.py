@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any, Dict, Tuple, Type, TypeVar
 
 from dasl_tf import publish
@@ -52,8 +54,43 @@ def _from_dict(cls: Type[T], values: Dict[str, Any], where: str) -> T:
   return cls(**kwargs)
 
 
+def _type_error(config, field: dataclasses.Field) -> str:
+  """Why the value of ``field`` does not fit its annotation ("" when it does)."""
+  value = getattr(config, field.name)
+  type_name = field.type
+  if type_name in _NESTED:
+    return "" if isinstance(value, _NESTED[type_name]) else f"expected a {type_name}"
+  if type_name.startswith("Tuple["):
+    element = type_name[len("Tuple["):].split(",")[0]
+    if isinstance(value, (tuple, list)) and all(_fits(v, element) for v in value):
+      return ""
+    return f"expected a list of {element}"
+  if not _fits(value, type_name):
+    return f"expected {type_name}"
+  if type_name == "float" and not math.isfinite(value):
+    return "expected a finite number"
+  return ""
+
+
+def _fits(value, type_name: str) -> bool:
+  if type_name == "bool":
+    return isinstance(value, bool)
+  if isinstance(value, bool):
+    return False
+  kinds = {"int": numbers.Integral, "float": numbers.Real, "str": str}
+  return isinstance(value, kinds[type_name])
+
+
 class _JsonMixin:
-  """JSON round-trip for the config dataclasses."""
+  """JSON round-trip for the config dataclasses; every field is type-checked on construction."""
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      problem = _type_error(self, field)
+      if problem:
+        value = getattr(self, field.name)
+        raise ConfigError(f"{type(self).__name__}.{field.name}: {problem}, got {value!r} "
+                          f"({type(value).__name__})")
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)

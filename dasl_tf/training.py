@@ -155,8 +155,8 @@ def _schedule(train: config_lib.TrainConfig, num_train_examples: int) -> _Schedu
 def _input(files: Sequence[str], spec: F.FeatureSpec, train: config_lib.TrainConfig,
            strategy: tf.distribute.Strategy, training: bool = False,
            with_negatives: bool = False, repeat: bool = False,
-           ranking_negatives: bool = False) -> tf.data.Dataset:
-  """Batches of a split for ``strategy``.
+           ranking_negatives: bool = False, seed: Optional[int] = None) -> tf.data.Dataset:
+  """Batches of a split for ``strategy``; ``seed`` (default ``train.seed``) seeds the shuffle.
 
   With ``ranking_negatives`` (the per-epoch validation pass), the first ``k``
   stored evaluation ``negatives`` stand in for ``train_negatives``, so the
@@ -166,7 +166,7 @@ def _input(files: Sequence[str], spec: F.FeatureSpec, train: config_lib.TrainCon
   ranking_negatives = ranking_negatives and num_ranking > 0 and spec.num_negatives >= num_ranking
   dataset = data_lib.make_dataset(
       list(files), spec, train.batch_size, training=training,
-      shuffle_buffer=train.shuffle_buffer, seed=train.seed,
+      shuffle_buffer=train.shuffle_buffer, seed=train.seed if seed is None else seed,
       with_negatives=with_negatives or ranking_negatives,
       train_negatives=num_ranking if training else 0, repeat=repeat)
   if ranking_negatives:
@@ -181,6 +181,13 @@ def _input(files: Sequence[str], spec: F.FeatureSpec, train: config_lib.TrainCon
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)
   return dataset
+
+
+def validation_dataset(experiment: config_lib.ExperimentConfig, data: TrainingData,
+                       strategy: Optional[tf.distribute.Strategy] = None) -> tf.data.Dataset:
+  """The batches of each epoch's validation pass, whose ``val_*`` figures early stopping reads."""
+  return _input(data.validation_files, data.schema.feature_spec, experiment.train,
+                strategy or tf.distribute.get_strategy(), ranking_negatives=True)
 
 
 def _train_negatives(train: config_lib.TrainConfig, spec: F.FeatureSpec) -> int:
@@ -328,9 +335,7 @@ def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: T
   if initial_epoch == 0 and experiment.model.ranking_loss != config_lib.NO_RANKING_LOSS:
     logging.info("starting the item priors at the training split's click counts")
     model.adapt(_input(data.train_files, spec, train, strategy))
-  train_ds = _input(data.train_files, spec, train, strategy, training=True,
-                    repeat=schedule.repeat)
-  validation_ds = _input(data.validation_files, spec, train, strategy, ranking_negatives=True)
+  validation_ds = validation_dataset(experiment, data, strategy)
   logging.info("training %s on %d examples (%d per epoch, %d sampled negatives each), "
                "epochs %d..%d, strategy %s with %d replica(s)", experiment.model.variant,
                num_train_examples, schedule.examples_per_epoch, _train_negatives(train, spec),
@@ -344,9 +349,21 @@ def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: T
       tf_keras.callbacks.TensorBoard(os.path.join(write_dir, model_dir_lib.LOGS_DIR),
                                      write_graph=False, profile_batch=0),
   ]
-  model.fit(train_ds, validation_data=validation_ds, epochs=schedule.epochs,
-            initial_epoch=initial_epoch, steps_per_epoch=schedule.steps_per_epoch,
-            validation_steps=train.eval_steps or None, callbacks=callbacks, verbose=verbose)
+  # One `fit` per epoch, each on the epoch's own shuffle: epoch e's order depends on
+  # (seed, e) alone, so a run resumed at e sees what an uninterrupted run would.
+  for epoch in range(initial_epoch, schedule.epochs):
+    train_ds = _input(data.train_files, spec, train, strategy, training=True,
+                      repeat=schedule.repeat, seed=_epoch_seed(train.seed, epoch))
+    model.fit(train_ds, validation_data=validation_ds, epochs=epoch + 1, initial_epoch=epoch,
+              steps_per_epoch=schedule.steps_per_epoch,
+              validation_steps=train.eval_steps or None, callbacks=callbacks, verbose=verbose)
+    if model.stop_training or bool(state.finished.numpy()):
+      break
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  """The shuffle seed of one epoch, a function of the run's seed and the epoch only."""
+  return (seed * 1_000_003 + epoch) % 2**31
 
 
 def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpec,

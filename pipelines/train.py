@@ -26,6 +26,7 @@ from absl import flags
 
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
+from dasl_tf import data as data_lib
 from dasl_tf import distribute
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import training
@@ -128,7 +129,7 @@ def run(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     _train()
-  except (config_lib.ConfigError, model_dir_lib.ModelDirError,
+  except (config_lib.ConfigError, model_dir_lib.ModelDirError, data_lib.CorruptRecordsError,
           training.TrainingDivergedError, FileNotFoundError, FileExistsError) as e:
     sys.exit(f"dasl-train: error: {e}")
 

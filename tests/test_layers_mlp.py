@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from dasl_tf.layers import MLP
+from dasl_tf.layers.mlp import CheckpointedDropout
 from tests import layer_testing
 
 
@@ -57,3 +58,27 @@ def test_layer_contract(init_kwargs, num_trainable, num_losses, tmp_path):
       MLP, init_kwargs, str(tmp_path), input_shape=(4, 3, 8),
       expected_output_shape=(4, 3, init_kwargs["output_units"]),
       expected_num_trainable_weights=num_trainable, expected_num_losses=num_losses)
+
+
+def test_checkpointed_dropout_zeroes_and_rescales_in_training_only():
+  layer = CheckpointedDropout(0.25, seed=3)
+  x = tf.ones([200, 50])
+  np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
+  y = layer(x, training=True).numpy()
+  np.testing.assert_allclose(np.unique(y), [0.0, 1.0 / 0.75], rtol=1e-6)
+  assert abs((y == 0).mean() - 0.25) < 0.02  # 10,000 draws: 0.02 is > 4 standard deviations
+
+
+def test_checkpointed_dropout_masks_continue_after_a_restore(tmp_path):
+  """The random state is in the checkpoint: a restored layer draws the masks the original would."""
+  x = tf.ones([8, 16])
+  original = CheckpointedDropout(0.5, seed=11)
+  original(x, training=True)
+  path = tf.train.Checkpoint(layer=original).save(str(tmp_path / "ckpt"))
+  expected = [original(x, training=True).numpy() for _ in range(3)]
+  restored = CheckpointedDropout(0.5, seed=99)  # another seed: only the restore can match
+  restored(x, training=True)
+  tf.train.Checkpoint(layer=restored).restore(path).assert_existing_objects_matched()
+  for mask in expected:
+    np.testing.assert_array_equal(restored(x, training=True).numpy(), mask)
+  assert not np.array_equal(expected[0], expected[1])

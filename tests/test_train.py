@@ -10,15 +10,21 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import features as F
 from dasl_tf import model_dir as model_dir_lib
+from dasl_tf import model_io
 from dasl_tf import training
 from tests import test_train_support as support
 
-EPOCHS = 3
+# Early stopping with patience 1 ends the module's run well before MAX_EPOCHS (the
+# validation objective rises after a few epochs on this small data), so the tests below
+# see a run that stopped early and restored its best epoch.
+MAX_EPOCHS = 8
+PATIENCE = 1
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +36,7 @@ def dataset_dir(tmp_path_factory):
 def cli_args(dataset_dir, tmp_path_factory):
   """The training command of this module: a JSON config plus one overriding flag."""
   config = support.small_config_json(str(tmp_path_factory.mktemp("cfg") / "run.json"),
-                                     epochs=EPOCHS, early_stopping_patience=EPOCHS)
+                                     epochs=MAX_EPOCHS, early_stopping_patience=PATIENCE)
   return [f"--data_dir={dataset_dir}", f"--config={config}", "--learning_rate=0.02",
           "--variant=dasl", "--verbose=2"]
 
@@ -81,8 +87,7 @@ def test_metrics_json_reports_both_heads_and_the_accounting(model_dir, dataset_d
   assert metrics["val_examples_a"] + metrics["val_examples_b"] == training.count_examples(
       data.validation_files)
   assert np.isfinite(metrics["loss_a"]) and np.isfinite(metrics["loss_b"])
-  assert metrics["epochs"] == EPOCHS
-  assert metrics["train_examples"] == EPOCHS * _num_train_examples(dataset_dir)
+  assert metrics["train_examples"] == metrics["epochs"] * _num_train_examples(dataset_dir)
   assert metrics["train_seconds"] > 0
   assert (metrics["auc_a"] + metrics["auc_b"]) / 2 > 0.6  # the planted signal is learned
 
@@ -130,10 +135,31 @@ def test_killed_run_resumes_to_the_same_result(cli_args, model_dir, dataset_dir,
   assert "resuming" in output
   resumed = _read_json(os.path.join(resumed_dir, "metrics.json"))
   uninterrupted = _read_json(os.path.join(model_dir, "metrics.json"))
-  assert resumed["epochs"] == uninterrupted["epochs"] == EPOCHS
+  assert resumed["epochs"] == uninterrupted["epochs"] < MAX_EPOCHS  # stopped early, both
+  assert resumed["best_epoch"] == uninterrupted["best_epoch"]
   assert resumed["train_examples"] == uninterrupted["train_examples"]  # no epoch counted twice
-  for name in ("auc_a", "auc_b"):
-    assert abs(resumed[name] - uninterrupted[name]) < 0.1, name
+  for name in ("auc_a", "auc_b", "val_auc_a", "val_auc_b", "hr10_a", "hr10_b"):
+    # Epoch e's shuffle depends on (seed, e) only and dropout's random state is in the
+    # checkpoint, so the resumed run repeats the uninterrupted one.
+    assert resumed[name] == pytest.approx(uninterrupted[name], abs=1e-6), name
+
+
+def test_early_stopping_triggers_and_the_best_epoch_is_restored(model_dir, dataset_dir):
+  """The run stops PATIENCE epochs after its best one, and keeps the best epoch's weights."""
+  metrics = _read_json(os.path.join(model_dir, "metrics.json"))
+  history = _read_json(os.path.join(model_dir, "history.json"))
+  assert len(history) == metrics["epochs"] < MAX_EPOCHS
+  val_losses = [epoch["val_loss"] for epoch in history]
+  best = int(np.argmin(val_losses))
+  assert metrics["best_epoch"] == best + 1 == metrics["epochs"] - PATIENCE
+  assert val_losses[-1] > val_losses[best] + 1e-3  # the last epoch's weights differ in loss
+  model, experiment, schema = model_io.load_model(model_dir)
+  data = training.TrainingData.from_data_dir(dataset_dir)
+  model.compile(optimizer=tf_keras.optimizers.Adam())
+  restored = model.evaluate(training.validation_dataset(experiment, data), return_dict=True,
+                            verbose=0)["loss"]
+  assert restored == pytest.approx(val_losses[best], rel=1e-3)
+  assert schema.num_users == experiment.model.num_users
 
 
 def test_missing_data_flags_fail_with_a_usage_message(tmp_path):
@@ -224,3 +250,42 @@ def test_more_train_negatives_than_stored_is_a_clear_error(dataset_dir, tmp_path
       data.schema, None, {}, {"train_negatives": support.NUM_TRAIN_NEGATIVES + 1})
   with pytest.raises(config_lib.ConfigError, match="carries 3 per example"):
     training.train_and_evaluate(config, data, str(tmp_path / "run"), verbose=0)
+
+
+def _failing_train(args, model_dir):
+  proc = support.run_cli("dasl_tf.pipelines.train", args + [f"--model_dir={model_dir}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  _, errors = proc.communicate(timeout=300)
+  assert proc.returncode != 0
+  assert "Traceback" not in errors, errors[-3000:]
+  return errors
+
+
+def test_a_truncated_training_shard_is_named_before_training(dataset_dir, tmp_path):
+  """Not a DataLossError without a path, mid-training: the shard is named before epoch 1."""
+  data_dir = str(tmp_path / "data")
+  shutil.copytree(dataset_dir, data_dir)
+  shard = training.TrainingData.from_data_dir(data_dir).train_files[0]
+  with open(shard, "rb") as f:
+    content = f.read()
+  with open(shard, "wb") as f:
+    f.write(content[:-7])  # records are of equal size: cut inside the last one
+  errors = _failing_train([f"--data_dir={data_dir}", "--epochs=1"], str(tmp_path / "run"))
+  assert f"dasl-train: error: {shard}: truncated or corrupt TFRecord file" in errors
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("model", "embedding_dim", "32", "ModelConfig.embedding_dim: expected int, got '32'"),
+    ("model", "hidden_units", [16, "8"], "ModelConfig.hidden_units: expected a list of int"),
+    ("train", "learning_rate", float("nan"), "TrainConfig.learning_rate: expected a finite"),
+    ("train", "epochs", True, "TrainConfig.epochs: expected int, got True"),
+])
+def test_a_wrong_typed_config_field_is_refused_before_training(dataset_dir, tmp_path, section,
+                                                               field, value, message):
+  config = tmp_path / "config.json"
+  config.write_text(json.dumps({section: {field: value}}))
+  errors = _failing_train([f"--data_dir={dataset_dir}", f"--config={config}"],
+                          str(tmp_path / "run"))
+  assert f"dasl-train: error: {config}: {message}" in errors
+  assert not os.path.exists(tmp_path / "run")

@@ -1,6 +1,7 @@
 """A multi-layer perceptron: the encoders, decoders and prediction heads of DASL."""
 from __future__ import annotations
 
+import random
 from typing import Optional, Sequence
 
 import tensorflow as tf
@@ -55,7 +56,7 @@ class MLP(tf_keras.layers.Layer):
                               name=f"hidden_{i}")
         for i, units in enumerate(self.hidden_units)
     ]
-    self._dropouts = [tf_keras.layers.Dropout(self.dropout) for _ in self.hidden_units
+    self._dropouts = [CheckpointedDropout(self.dropout) for _ in self.hidden_units
                      ] if self.dropout else []
     self._output = tf_keras.layers.Dense(self.output_units, kernel_regularizer=regularizer,
                                          name="output")
@@ -73,4 +74,46 @@ class MLP(tf_keras.layers.Layer):
     config = super().get_config()
     config.update(hidden_units=list(self.hidden_units), output_units=self.output_units,
                   dropout=self.dropout, l2=self.l2)
+    return config
+
+
+
+@tf_keras.utils.register_keras_serializable(package="dasl_tf")
+class CheckpointedDropout(tf_keras.layers.Layer):
+  """Inverted dropout whose random state is a variable saved with the model's checkpoints.
+
+  Keras' ``Dropout`` keeps its random state out of checkpoints, so a run
+  resumed after a kill draws other masks than one never interrupted. Here the
+  state is a ``tf.random.Generator`` tracked by the layer: restoring a
+  checkpoint restores it, and the resumed run continues the same sequence.
+
+  Args:
+    rate: fraction of the inputs set to 0 while training, in [0, 1).
+    seed: the generator's seed; None draws one from Python's ``random``
+      (seeded by ``tf_keras.utils.set_random_seed``) when the layer is built.
+    **kwargs: ``tf_keras.layers.Layer`` arguments.
+  """
+
+  def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):
+    super().__init__(**kwargs)
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    self.rate = float(rate)
+    self.seed = seed
+
+  def build(self, input_shape):
+    seed = self.seed if self.seed is not None else random.randrange(2**31)
+    with tf.init_scope():
+      self._noise = tf.random.Generator.from_seed(seed)
+    super().build(input_shape)
+
+  def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    if not training or self.rate == 0.0:
+      return inputs
+    keep = self._noise.uniform(tf.shape(inputs), dtype=inputs.dtype) >= self.rate
+    return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(rate=self.rate, seed=self.seed)
     return config

@@ -22,6 +22,7 @@ import tf_keras
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
+from dasl_tf.layers import mlp
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.baselines import blocks
 from dasl_tf.models.registry import register
@@ -72,7 +73,7 @@ class CrossConnectionNetwork(tf_keras.layers.Layer):
     self._own_b = [dense(u, f"b_{i}") for i, u in enumerate(self.hidden_units)]
     self._cross = [dense(u, f"cross_{i}", use_bias=False)
                    for i, u in enumerate(self.hidden_units)]
-    self._dropout = tf_keras.layers.Dropout(self.dropout)
+    self._dropout = mlp.CheckpointedDropout(self.dropout)
     self._logit_a = dense(1, "logit_a")
     self._logit_b = dense(1, "logit_b")
     super().build(input_shape)
