@@ -123,7 +123,9 @@ def test_local_and_beam_drivers_write_the_same_examples(tiny_raw, tmp_path):
                                runner="beam"))
   assert stats_local["splits"] == stats_beam["splits"]
   for split in ("train", "validation", "test"):
-    assert _examples(local_dir, split) == _examples(beam_dir, split)
+    rows = _examples(local_dir, split)
+    assert len(rows) == stats_local["splits"][split]["examples"] > 0, split
+    assert rows == _examples(beam_dir, split)
   assert open(local_dir / "schema.json").read() == open(beam_dir / "schema.json").read()
 
 
@@ -247,8 +249,27 @@ def test_cli_runs_without_tensorflow(tiny_raw, tmp_path):
   schema = F.DatasetSchema.load(str(tmp_path / "cli"))
   assert all(p.endswith(".tfrecord.gz") for paths in schema.splits.values() for p in paths)
   reference = tmp_path / "reference"
-  prepare(_config(tiny_raw, reference, user_features=tiny_raw["user_features"],
-                  item_features_a=tiny_raw["item_features_a"],
-                  item_features_b=tiny_raw["item_features_b"]))
+  stats = prepare(_config(tiny_raw, reference, user_features=tiny_raw["user_features"],
+                          item_features_a=tiny_raw["item_features_a"],
+                          item_features_b=tiny_raw["item_features_b"]))
   for split in ("train", "validation", "test"):
-    assert _examples(tmp_path / "cli", split) == _examples(reference, split)
+    rows = _examples(reference, split)
+    assert len(rows) == stats["splits"][split]["examples"] > 0, split
+    assert _examples(tmp_path / "cli", split) == rows
+
+
+def test_a_non_finite_numeric_side_feature_is_an_error_not_a_category(tiny_raw, tmp_path):
+  """``inf`` in a numeric column must not turn the column categorical, nor become a value."""
+  users = tmp_path / "users.csv"
+  lines = open(tiny_raw["user_features"]).read().splitlines()
+  header = lines[0].split(",")
+  numeric = next(k for k, name in enumerate(header) if k and lines[1].split(",")[k]
+                 .replace(".", "", 1).isdigit())
+  row = lines[3].split(",")
+  row[numeric] = "inf"
+  lines[3] = ",".join(row)
+  users.write_text("\n".join(lines) + "\n")
+  with pytest.raises(PrepareError, match=rf"users.csv:4: column '{header[numeric]}' must be a "
+                                         "finite number, got 'inf'"):
+    prepare(_config(tiny_raw, tmp_path / "out", user_features=str(users)))
+  assert not (tmp_path / "out").exists()

@@ -125,17 +125,32 @@ class Table:
 def to_float(values: np.ndarray, name: str, where) -> np.ndarray:
   """Converts strings to float64; empty cells become NaN, anything else not a finite number is an error.
 
-  Cells are read as Python's ``float`` reads them, surrounding blanks allowed
-  (``" 4"``, full-width ``"４"``); ``nan``, ``inf`` and numbers beyond float64
-  (``1e400``) are errors, never values.
-
   Args:
     values: str [N].
     name: column name, for the message.
     where: row index -> "file:line" text.
 
   Raises:
-    PrepareError: a cell is not a finite number.
+    PrepareError: a cell is not a number, or is ``nan``, ``inf`` or beyond
+      float64 (``1e400``).
+  """
+  numbers, blank = parse_numbers(values, name, where)
+  non_finite = np.flatnonzero(~blank & ~np.isfinite(numbers))
+  if len(non_finite):
+    row = non_finite[0]
+    raise PrepareError(f"{where(row)}: column {name!r} must be a finite number, got "
+                       f"{values[row]!r} ({len(non_finite)} such cell(s) in the column)")
+  return numbers
+
+
+def parse_numbers(values: np.ndarray, name: str, where) -> Tuple[np.ndarray, np.ndarray]:
+  """Strings as float64 (NaN where blank) and the blank mask; text is an error.
+
+  Cells are read as Python's ``float`` reads them, surrounding blanks allowed
+  (``" 4"``, full-width ``"４"``), when Arrow cannot cast the column.
+
+  Raises:
+    PrepareError: a cell is not a number (the message names its line).
   """
   array = pa.array(values, type=pa.string())
   blank = pc.equal(pc.utf8_trim_whitespace(array), "")
@@ -145,13 +160,7 @@ def to_float(values: np.ndarray, name: str, where) -> np.ndarray:
   except (pa.ArrowInvalid, ValueError):
     numbers = np.array([_python_float(value, name, where, row)
                         for row, value in enumerate(values)], dtype=np.float64)
-  blank = blank.to_numpy(zero_copy_only=False)
-  non_finite = np.flatnonzero(~blank & ~np.isfinite(numbers))
-  if len(non_finite):
-    row = non_finite[0]
-    raise PrepareError(f"{where(row)}: column {name!r} must be a finite number, got "
-                       f"{values[row]!r} ({len(non_finite)} such cell(s) in the column)")
-  return numbers
+  return numbers, blank.to_numpy(zero_copy_only=False)
 
 
 def _python_float(value: str, name: str, where, row: int) -> float:

@@ -74,7 +74,7 @@ def read_table(path: str) -> readers.Table:
 
 def _is_numeric(values: np.ndarray) -> bool:
   try:
-    readers.to_float(values, "", lambda row: "")
+    readers.parse_numbers(values, "", lambda row: "")
     return True
   except PrepareError:
     return False
