@@ -20,7 +20,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "beam": ["apache-beam==2.77.0"],
-    "dev": ["pytest", "hypothesis", "wheel"],  # wheel: tests/test_packaging.py builds one
+    # wheel: tests/test_packaging.py builds one; moto: the S3-compatible server of
+    # tests/test_remote_storage.py (started on 127.0.0.1 by the test).
+    "dev": ["pytest", "hypothesis", "wheel", "moto[server]==5.1.22"],
 }
 
 setuptools.setup(

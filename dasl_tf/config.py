@@ -12,6 +12,7 @@ import math
 import numbers
 from typing import Any, Dict, Tuple, Type, TypeVar
 
+from dasl_tf import filesystems
 from dasl_tf import publish
 
 T = TypeVar("T")
@@ -114,7 +115,7 @@ class _JsonMixin:
   def load(cls, path: str):
     """Reads a config from a JSON file, naming the file in any error."""
     try:
-      with open(path, encoding="utf-8") as f:
+      with filesystems.open_file(path) as f:
         return cls.from_json(f.read())
     except FileNotFoundError as e:
       raise ConfigError(f"config file not found: {path}") from e

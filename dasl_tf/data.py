@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from dasl_tf import features as features_lib
+from dasl_tf import filesystems
 
 Patterns = Union[str, Sequence[str]]
 
@@ -50,6 +51,7 @@ def resolve_files(patterns: Patterns) -> List[str]:
   """
   if isinstance(patterns, str):
     patterns = [patterns]
+  filesystems.register(*patterns)
   files = []
   for pattern in patterns:
     matched = sorted(tf.io.gfile.glob(pattern))

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from dasl_tf import config as config_lib
+from dasl_tf import filesystems
 
 if TYPE_CHECKING:
   import tensorflow as tf  # pylint: disable=g-bad-import-order
@@ -256,37 +257,20 @@ class DatasetSchema:
   @classmethod
   def load(cls, data_dir: str) -> "DatasetSchema":
     """Reads ``<data_dir>/schema.json`` (local or remote), naming the path in any error."""
-    # Imported here, not at the top: dasl-prepare runs without TensorFlow.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
     path = os.path.join(data_dir, SCHEMA_FILE)
-    try:
-      with tf.io.gfile.GFile(path) as f:
-        return cls.from_json(f.read())
-    except tf.errors.NotFoundError as e:
+    if not filesystems.files_for(path).exists(path):
       raise FileNotFoundError(
-          f"{path} not found: is {data_dir!r} an output directory of dasl-prepare?") from e
+          f"{path} not found: is {data_dir!r} an output directory of dasl-prepare?")
+    try:
+      with filesystems.open_file(path) as f:
+        return cls.from_json(f.read())
     except (ValueError, TypeError, KeyError) as e:
       raise ValueError(f"{path} is not a valid dasl_tf schema: {e}") from e
 
   def save(self, data_dir: str) -> None:
-    """Writes ``<data_dir>/schema.json``.
-
-    Local paths are written with ``open`` (``dasl-prepare`` writes to a local
-    staging directory and runs without TensorFlow); remote ones (``gs://...``,
-    as a training job's ``model_dir`` may be) through ``tf.io.gfile``.
-    """
-    path = os.path.join(data_dir, SCHEMA_FILE)
-    text = self.to_json() + "\n"
-    if "://" in data_dir:
-      # Imported here, not at the top: dasl-prepare runs without TensorFlow.
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-      with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text)
-    else:
-      with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    """Writes ``<data_dir>/schema.json`` (local or remote)."""
+    with filesystems.open_file(os.path.join(data_dir, SCHEMA_FILE), "w") as f:
+      f.write(self.to_json() + "\n")
 
   def model_config(self, **overrides) -> config_lib.ModelConfig:
     """A :class:`ModelConfig` whose vocabulary and feature sizes match this dataset."""

@@ -29,6 +29,7 @@ import tf_keras
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf import model_io
 from dasl_tf import publish
 
@@ -82,7 +83,7 @@ def prepare_model_dir(model_dir: str, experiment: config_lib.ExperimentConfig,
   if overwrite:
     for entry in _RUN_ENTRIES:
       path = os.path.join(model_dir, entry)
-      if tf.io.gfile.isdir(path):
+      if filesystems.files_for(path).isdir(path):
         tf.io.gfile.rmtree(path)
       elif tf.io.gfile.exists(path):
         tf.io.gfile.remove(path)
@@ -100,7 +101,7 @@ def prepare_model_dir(model_dir: str, experiment: config_lib.ExperimentConfig,
           "a run resumes only with the same configuration: choose a new --model_dir "
           "or pass --overwrite to discard the previous run")
     return tf.io.gfile.exists(os.path.join(model_dir, METRICS_FILE))
-  if tf.io.gfile.isdir(model_dir) and tf.io.gfile.listdir(model_dir):
+  if filesystems.files_for(model_dir).isdir(model_dir) and tf.io.gfile.listdir(model_dir):
     present = sorted(set(e.rstrip("/") for e in tf.io.gfile.listdir(model_dir)) &
                      set(_RUN_ENTRIES))
     if present:
@@ -125,7 +126,7 @@ def data_fingerprint(schema: F.DatasetSchema, vocab_dir: Optional[str]) -> str:
   schema_fields = json.loads(schema.to_json())
   schema_fields.pop("splits", None)
   digest.update(json.dumps(schema_fields, sort_keys=True).encode())
-  if vocab_dir and tf.io.gfile.isdir(vocab_dir):
+  if vocab_dir and filesystems.files_for(vocab_dir).isdir(vocab_dir):
     for name in sorted(e.rstrip("/") for e in tf.io.gfile.listdir(vocab_dir)):
       with tf.io.gfile.GFile(os.path.join(vocab_dir, name), "rb") as f:
         digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())

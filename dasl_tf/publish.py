@@ -6,7 +6,8 @@ target and renamed into place when complete.
 
 Local paths go through ``os`` and ``shutil``; paths with a scheme
 (``gs://...``, ``s3://...``, ``file://...``) through ``tf.io.gfile``, imported
-only for them. This module therefore does not import TensorFlow, so
+only for them (:mod:`dasl_tf.filesystems`, which registers tensorflow-io's
+filesystems). This module therefore does not import TensorFlow, so
 ``dasl-prepare``, which runs without it, publishes its output here too.
 
 On a POSIX filesystem a rename is atomic. Object stores (``s3://``, ``gs://``)
@@ -31,10 +32,11 @@ import contextlib
 import json
 import os
 import posixpath
-import shutil
 import time
 import uuid
 from typing import Iterator, Optional, Union
+
+from dasl_tf import filesystems
 
 STAGING_INFIX = ".staging-"
 RETIRED_INFIX = ".retired-"
@@ -44,40 +46,9 @@ class PublishError(ValueError):
   """The target exists and may not be replaced."""
 
 
-class _LocalFiles:
-  """``os`` and ``shutil`` behind the part of ``tf.io.gfile``'s interface used here."""
-
-  exists = staticmethod(os.path.exists)
-  isdir = staticmethod(os.path.isdir)
-  listdir = staticmethod(os.listdir)
-  remove = staticmethod(os.remove)
-  rmtree = staticmethod(shutil.rmtree)
-
-  @staticmethod
-  def makedirs(path: str) -> None:
-    os.makedirs(path, exist_ok=True)
-
-  @staticmethod
-  def rename(source: str, target: str, overwrite: bool = False) -> None:
-    """Renames ``source`` to ``target``, replacing a file there.
-
-    Directories are only renamed to a name that the caller checked is free.
-    """
-    del overwrite  # os.replace replaces a file, as tf.io.gfile.rename(overwrite=True) does.
-    os.replace(source, target)
-
-  @staticmethod
-  def GFile(path: str, mode: str):  # pylint: disable=invalid-name
-    return open(path, mode, encoding=None if "b" in mode else "utf-8")
-
-
 def _files(path: str):
-  """``tf.io.gfile`` for a path with a scheme, else the local equivalent."""
-  if "://" not in path:
-    return _LocalFiles
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  return tf.io.gfile
+  """The filesystem of ``path`` (:func:`dasl_tf.filesystems.files_for`)."""
+  return filesystems.files_for(path)
 
 
 def _split(path: str):

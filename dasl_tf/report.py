@@ -16,6 +16,7 @@ mean +- standard deviation per domain and metric.
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -28,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf import metrics as metrics_lib
 from dasl_tf import publish
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -106,8 +108,7 @@ def plot_roc(predictions: Mapping[str, np.ndarray], domain_names: Sequence[str],
   axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per domain")
   axis.legend(loc="lower right")
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  _save_png(figure, path)
   return aucs
 
 
@@ -128,8 +129,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str) -> N
     axis.set(xlabel="epoch", title=f"{metric} per head")
     axis.legend()
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  _save_png(figure, path)
 
 
 # ----------------------------------------------------------------------------- attention
@@ -164,8 +164,7 @@ def plot_attention(panels: Sequence[Mapping[str, np.ndarray]], domain_names: Seq
     axis.set_title(f"head {name}, targets in {name}")
     figure.colorbar(image, ax=axis)
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  _save_png(figure, path)
 
 
 def attention_panels(model, dataset: tf.data.Dataset, per_domain: int
@@ -341,3 +340,12 @@ def experiment_tables_markdown(summary: Mapping[str, Mapping[str, Mapping[str, f
     caption = f"{title + ': ' if title else ''}slice {slice_name}"
     sections.append(experiment_table_markdown(summary, domain_names, caption, slice_name))
   return "\n".join(sections)
+
+
+def _save_png(figure, path: str) -> None:
+  """Writes a figure as PNG to a local or remote path and closes it."""
+  png = io.BytesIO()
+  figure.savefig(png, format="png", dpi=100)
+  plt.close(figure)
+  with filesystems.open_file(path, "wb") as f:
+    f.write(png.getvalue())

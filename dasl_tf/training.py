@@ -42,6 +42,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import data as data_lib
 from dasl_tf import distribute
+from dasl_tf import filesystems
 from dasl_tf import features as F
 from dasl_tf import metrics as metrics_lib
 from dasl_tf import model_dir as model_dir_lib
@@ -127,7 +128,7 @@ class TrainingData:
 
 def _vocab_dir_of(data_dir: str) -> Optional[str]:
   path = os.path.join(data_dir, model_io.VOCAB_DIR)
-  return path if tf.io.gfile.isdir(path) else None
+  return path if filesystems.files_for(path).isdir(path) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +244,7 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
     TrainingDivergedError: the loss became NaN or infinite.
   """
   config_resolution.validate_config(experiment)
+  filesystems.register(model_dir)
   if export_fn is not None and data.vocab_dir is None:
     raise config_lib.ConfigError(
         "exporting needs the dataset's vocab/ (raw ids -> rows), and the training data "

@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from dasl_tf import filesystems
 from dasl_tf import prepare as prepare_lib
 from dasl_tf.prepare import config as config_lib
 from dasl_tf.pipelines import cli
@@ -118,7 +119,7 @@ def _main(argv: List[str]) -> None:
     raise app.UsageError(f"unknown arguments {beam_options} (Beam options need --runner beam)")
   try:
     stats = prepare_lib.prepare(config_from_flags(beam_options))
-  except prepare_lib.PrepareError as e:
+  except (prepare_lib.PrepareError, filesystems.RemotePathError) as e:
     logging.error("%s", e)
     sys.exit(f"dasl-prepare: error: {e}")
   summary = {name: split["examples"] for name, split in stats["splits"].items()}
@@ -130,7 +131,7 @@ def _main(argv: List[str]) -> None:
 def main() -> None:
   """Console entry point ``dasl-prepare``."""
   define_flags()
-  app.run(_main, flags_parser=_parse)
+  filesystems.run_main(lambda: app.run(_main, flags_parser=_parse))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import data as data_lib
 from dasl_tf import distribute
+from dasl_tf import filesystems
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import training
 from dasl_tf.pipelines import cli
@@ -130,6 +131,7 @@ def run(argv: List[str]) -> None:
   try:
     _train()
   except (config_lib.ConfigError, model_dir_lib.ModelDirError, data_lib.CorruptRecordsError,
+          filesystems.RemotePathError,
           training.TrainingDivergedError, FileNotFoundError, FileExistsError) as e:
     sys.exit(f"dasl-train: error: {e}")
 
@@ -148,7 +150,7 @@ def _train() -> None:
 def main() -> None:
   """Console entry point (``dasl-train``)."""
   define_flags()
-  app.run(run)
+  filesystems.run_main(lambda: app.run(run))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from absl import logging
 import tensorflow as tf
 
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf import model_io
 from dasl_tf import publish
 from dasl_tf.pipelines import cli
@@ -69,9 +70,10 @@ def define_flags() -> None:
 
 def existing_versions(export_base: str) -> list:
   """The integer version directories under ``export_base``, ascending."""
-  if not tf.io.gfile.isdir(export_base):
+  files = filesystems.files_for(export_base)
+  if not files.isdir(export_base):
     return []
-  names = [name.rstrip("/") for name in tf.io.gfile.listdir(export_base)]
+  names = [name.rstrip("/") for name in files.listdir(export_base)]
   return sorted(int(name) for name in names if name.isdigit())
 
 
@@ -103,6 +105,7 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     ValueError: a version outside [1, 2**63 - 1], vocabularies that do not
       match the model, or a top_n or candidates_per_request below 1.
   """
+  filesystems.register(model_dir, export_base)
   if version is None:
     version = (existing_versions(export_base) or [0])[-1] + 1
   if not 1 <= version <= MAX_VERSION:
@@ -153,7 +156,7 @@ def _main(argv: List[str]) -> None:
 def main() -> None:
   """Console entry point ``dasl-export``."""
   define_flags()
-  app.run(_main)
+  filesystems.run_main(lambda: app.run(_main))
 
 
 if __name__ == "__main__":

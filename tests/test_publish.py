@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from dasl_tf import config as config_lib
+from dasl_tf import filesystems
 from dasl_tf import model_io
 from dasl_tf import publish
 
@@ -29,7 +30,7 @@ def backend(request, tmp_path):
   """``(parent, files)``: the test directory as the code under test gets it, and the
   file functions that code uses on it."""
   if request.param == "local":
-    return str(tmp_path), publish._LocalFiles  # pylint: disable=protected-access
+    return str(tmp_path), filesystems.LocalFiles
   return "file://" + str(tmp_path), tf.io.gfile
 
 
@@ -221,14 +222,14 @@ def test_a_process_killed_between_retiring_and_renaming_in_is_recovered(tmp_path
   _publish(target, OLD)
   script = textwrap.dedent("""
       import os, signal, sys
-      from dasl_tf import publish
-      real, calls = publish._LocalFiles.rename, []
+      from dasl_tf import filesystems, publish
+      real, calls = filesystems.LocalFiles.rename, []
       def rename(source, target, overwrite=False):
         calls.append(source)
         if len(calls) == 2:
           os.kill(os.getpid(), signal.SIGKILL)
         real(source, target, overwrite)
-      publish._LocalFiles.rename = staticmethod(rename)
+      filesystems.LocalFiles.rename = staticmethod(rename)
       assert "tensorflow" not in sys.modules
       with publish.staged_directory(sys.argv[1], overwrite=True, marker="done.txt") as staging:
         for name in ("done.txt", "weights"):

@@ -147,6 +147,9 @@ class PrepareConfig:
                          "to train on")
     if len(self.domain_names) != 2:
       raise PrepareError(f"--domain_names needs two names, got {self.domain_names!r}")
+    if self.runner == "beam" and "://" in self.output_dir:
+      raise PrepareError(f"--output_dir={self.output_dir}: the Beam runner writes local "
+                         "directories only; use --runner local for a remote --output_dir")
     both = set(self.numeric_features) & set(self.categorical_features)
     if both:
       raise PrepareError(f"side-feature columns {sorted(both)} are declared both numeric and "

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from dasl_tf import filesystems
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
 
 _AMAZON_CSV_COLUMNS = ("item", "user", "rating", "timestamp")
@@ -174,9 +175,14 @@ def _python_float(value: str, name: str, where, row: int) -> float:
 
 
 def expand(pattern: str) -> List[str]:
-  """Files matching a path or glob, sorted; an error when none exists."""
-  files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-  files = [f for f in files if os.path.isfile(f)]
+  """Files matching a path or glob (local or ``scheme://``), sorted; an error when none exists."""
+  if filesystems.scheme(pattern):
+    remote = filesystems.files_for(pattern)
+    files = sorted(remote.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    files = [f for f in files if remote.exists(f) and not remote.isdir(f)]
+  else:
+    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    files = [f for f in files if os.path.isfile(f)]
   if not files:
     raise PrepareError(f"input not found: {pattern!r} matches no file")
   return files
@@ -346,7 +352,14 @@ def _columns_of(config: PrepareConfig) -> _Columns:
 
 
 def read_table(path: str, file_format: str) -> Table:
-  """Reads one file of ``file_format`` into string columns."""
+  """Reads one file of ``file_format`` (local, or copied from ``scheme://``) into string columns."""
+  with filesystems.local_copy(path) as local:
+    table = _read_local_table(local, file_format)
+  table.path = path  # messages name the file as given
+  return table
+
+
+def _read_local_table(path: str, file_format: str) -> Table:
   if file_format == "csv":
     return read_delimited(path, ",")
   if file_format == "tsv":

@@ -68,8 +68,8 @@ def read_table(path: str) -> readers.Table:
   if len(files) != 1:
     raise PrepareError(f"{path}: a side-feature table is one file, {len(files)} match")
   if files[0].endswith(".parquet"):
-    return readers.read_parquet(files[0])
-  return readers.read_delimited(files[0], "\t" if files[0].endswith((".tsv", ".tsv.gz")) else ",")
+    return readers.read_table(files[0], "parquet")
+  return readers.read_table(files[0], "tsv" if files[0].endswith((".tsv", ".tsv.gz")) else "csv")
 
 
 def _is_numeric(values: np.ndarray) -> bool:

@@ -24,6 +24,8 @@ from typing import Dict, Iterable, Optional
 
 import google_crc32c
 
+from dasl_tf import filesystems
+
 _MASK_DELTA = 0xA282EAD8
 _UINT32 = 0xFFFFFFFF
 _PACK_LENGTH = struct.Struct("<Q").pack
@@ -50,13 +52,13 @@ class TFRecordWriter:
       writer.write_all([record_1, record_2])
 
   Args:
-    path: a local file path; an existing file is replaced.
+    path: a local or remote (``scheme://``) file path; an existing file is replaced.
     compress: write a GZIP stream (for ``compression_type="GZIP"`` readers).
   """
 
   def __init__(self, path: str, compress: bool = False):
     self.path = path
-    self._file = open(path, "wb")
+    self._file = filesystems.open_file(path, "wb")
     self._compressor = (zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
                         if compress else None)
     # Framing headers by record length: lengths repeat, so most headers are reused.

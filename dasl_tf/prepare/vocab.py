@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dasl_tf import filesystems
 from dasl_tf.features import NUM_RESERVED_IDS, OOV_ID
 
 
@@ -37,7 +38,7 @@ class Vocabulary:
     return pc.fill_null(pc.add(position, NUM_RESERVED_IDS), OOV_ID).to_numpy().astype(np.int64)
 
   def write(self, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with filesystems.open_file(path, "w") as f:
       f.write("".join(f"{token}\n" for token in self.tokens))
 
 
@@ -65,6 +66,6 @@ def build(values: np.ndarray, min_count: int = 1) -> Tuple[Vocabulary, np.ndarra
 
 def write_all(vocab_dir: str, **vocabularies: Vocabulary) -> None:
   """Writes ``<vocab_dir>/<name>.txt`` for each vocabulary."""
-  os.makedirs(vocab_dir, exist_ok=True)
+  filesystems.files_for(vocab_dir).makedirs(vocab_dir)
   for name, vocabulary in vocabularies.items():
     vocabulary.write(os.path.join(vocab_dir, f"{name}.txt"))

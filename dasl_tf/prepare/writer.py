@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Sequence
 import numpy as np
 
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf import publish
 from dasl_tf.prepare.config import PrepareError
 from dasl_tf.prepare.tfrecord import TFRecordWriter
@@ -48,7 +49,8 @@ def staging_dir(output_dir: str, overwrite: bool) -> Iterator[str]:
       cannot be written (unwritable, full disk); nothing is left there then.
   """
   try:
-    with publish.staged_directory(os.path.abspath(output_dir), overwrite, F.SCHEMA_FILE,
+    target = output_dir if filesystems.scheme(output_dir) else os.path.abspath(output_dir)
+    with publish.staged_directory(target, overwrite, F.SCHEMA_FILE,
                                   "prepared dataset") as staging:
       yield staging
   except publish.PublishError as e:
@@ -74,7 +76,7 @@ class ShardWriters:
     self._rng = np.random.default_rng((seed, 7))
     self._writers: Dict[str, List[TFRecordWriter]] = {}
     for split in splits:
-      os.makedirs(os.path.join(root, split), exist_ok=True)
+      filesystems.files_for(root).makedirs(os.path.join(root, split))
       self._writers[split] = [TFRecordWriter(os.path.join(root, p), compress)
                               for p in shard_paths(split, num_shards, compress)]
 
