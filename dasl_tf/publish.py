@@ -200,7 +200,7 @@ def publish_directory(staging: str, target: str, overwrite: bool = False,
   try:
     if files.exists(target):
       raise PublishError(f"{target} appeared while it was being written; left untouched")
-    files.rename(staging, target)
+    _move_directory(files, staging, target, marker)
   except BaseException:
     if retired is not None and not files.exists(target):
       # If this fails too, the next publish to target restores it (remove_leftovers).
@@ -209,3 +209,33 @@ def publish_directory(staging: str, target: str, overwrite: bool = False,
     raise
   if retired is not None:
     _delete(retired)
+
+
+def _move_directory(files, source: str, target: str, last: Optional[str]) -> None:
+  """Renames a directory; on an object store, copies it with ``last`` copied last.
+
+  An object store has no directory rename: ``tf.io.gfile.rename`` copies the
+  objects in listing order, so ``saved_model.pb`` could appear before
+  ``variables/`` and a polling TensorFlow Serving load half a version. Here
+  every other object is copied first, then the marker, then the source is
+  deleted.
+  """
+  if filesystems.scheme(source) not in filesystems.OBJECT_STORE_SCHEMES:
+    files.rename(source, target)
+    return
+  relative = sorted(_tree_files(files, source, ""), key=lambda name: name == last)
+  for name in relative:
+    destination = posixpath.join(target, name)
+    files.makedirs(posixpath.dirname(destination))
+    files.copy(posixpath.join(source, name), destination, overwrite=True)
+  files.rmtree(source)
+
+
+def _tree_files(files, root: str, prefix: str) -> Iterator[str]:
+  """Paths relative to ``root`` of every file below ``root/prefix``."""
+  for entry in files.listdir(posixpath.join(root, prefix) if prefix else root):
+    name = posixpath.join(prefix, entry.rstrip("/")) if prefix else entry.rstrip("/")
+    if files.isdir(posixpath.join(root, name)):
+      yield from _tree_files(files, root, name)
+    else:
+      yield name

@@ -328,3 +328,51 @@ def test_final_weights_replace_the_previous_ones_but_never_a_foreign_directory(t
   with pytest.raises(publish.PublishError, match="not a final-weights directory"):
     model_io.save_final_weights(model, str(tmp_path / "mine"))
   assert _tree(str(tmp_path / "mine")) == {"final/notes.txt": b"keep me"}
+
+
+class _LocalBucket:
+  """The object-store calls ``publish`` makes, on a local folder standing for ``s3://bucket``."""
+
+  def __init__(self, root):
+    self.root, self.copied = root, []
+
+  def _local(self, path):
+    return os.path.join(self.root, path.split("://", 1)[1])
+
+  def listdir(self, path):
+    return os.listdir(self._local(path))
+
+  def isdir(self, path):
+    return os.path.isdir(self._local(path))
+
+  def makedirs(self, path):
+    os.makedirs(self._local(path), exist_ok=True)
+
+  def copy(self, source, target, overwrite=False):
+    assert overwrite
+    self.copied.append(os.path.relpath(self._local(target), self._local("s3://bucket/1")))
+    with open(self._local(source), "rb") as f, open(self._local(target), "wb") as g:
+      g.write(f.read())
+
+  def rmtree(self, path):
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(self._local(path))
+
+
+def test_on_an_object_store_the_marker_is_copied_after_everything_else(tmp_path):
+  """S3 has no directory rename: TF Serving must not see saved_model.pb before variables/."""
+  bucket = _LocalBucket(str(tmp_path))
+  staging = tmp_path / "bucket" / "1.staging-x"
+  for name in ("assets/users.txt", "saved_model.pb", "variables/variables.index",
+               "variables/variables.data-00000-of-00001", "fingerprint.pb"):
+    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+    (staging / name).write_text(name)
+  publish._move_directory(bucket, "s3://bucket/1.staging-x", "s3://bucket/1",  # pylint: disable=protected-access
+                          "saved_model.pb")
+  assert bucket.copied[-1] == "saved_model.pb"
+  assert sorted(bucket.copied) == sorted(
+      ["assets/users.txt", "fingerprint.pb", "saved_model.pb", "variables/variables.index",
+       "variables/variables.data-00000-of-00001"])
+  assert (tmp_path / "bucket" / "1" / "variables" / "variables.index").read_text() == (
+      "variables/variables.index")
+  assert not staging.exists()
