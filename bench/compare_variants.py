@@ -1,0 +1,80 @@
+"""Two variants of one ``dasl-experiment`` table, metric by metric, on every slice.
+
+Reads ``<experiment_dir>/results.json`` (every run's ``metrics.json``) and prints, for the test split (or ``--prefix=val_`` for
+validation) and each slice, the AUC and HR@10 of both heads: the two means,
+their difference, the larger of the two spreads, and whether ``--variant``
+holds up against ``--baseline`` "within the seed spread" (its mean is at
+least the baseline's minus that spread). Also prints each variant's HR@10
+over the ``popularity`` variant's when the table has one.
+
+Usage::
+
+  .venv/bin/python bench/compare_variants.py --experiment_dir=/tmp/tables/ciao_final \\
+      [--variant=dasl] [--baseline=single_domain] [--prefix=val_]
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from typing import Dict, List
+
+from absl import app
+from absl import flags
+
+_EXPERIMENT_DIR = flags.DEFINE_string("experiment_dir", None, "A dasl-experiment output.")
+_VARIANT = flags.DEFINE_string("variant", "dasl", "The variant compared.")
+_BASELINE = flags.DEFINE_string("baseline", "single_domain", "The variant compared against.")
+_PREFIX = flags.DEFINE_string("prefix", "", "'' for the test split, 'val_' for validation.")
+
+SLICES = ("", "_cold_start", "_no_other_domain", "_both_domains")
+METRICS = ("auc_a", "hr10_a", "auc_b", "hr10_b")
+
+
+def _summaries(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """``{variant: {metric: {"mean", "std"}}}`` over the runs (sample std; 0 for one run)."""
+  runs: Dict[str, List[dict]] = {}
+  for result in results:
+    runs.setdefault(result["variant"], []).append(result["metrics"])
+  summaries = {}
+  for variant, metrics in runs.items():
+    summaries[variant] = {}
+    for key in metrics[0]:
+      values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
+      if len(values) == len(metrics):
+        summaries[variant][key] = {
+            "mean": statistics.mean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+  return summaries
+
+
+def main(argv):
+  del argv
+  with open(os.path.join(_EXPERIMENT_DIR.value, "results.json"), encoding="utf-8") as f:
+    table = _summaries(json.load(f))
+  variant, baseline = table[_VARIANT.value], table[_BASELINE.value]
+  print(f"| slice | metric | {_VARIANT.value} | {_BASELINE.value} | difference | spread | holds |")
+  print("|---|---|---|---|---|---|---|")
+  failures = 0
+  for slice_suffix in SLICES:
+    for metric in METRICS:
+      key = f"{_PREFIX.value}{metric}{slice_suffix}"
+      ours, theirs = variant[key], baseline[key]
+      spread = max(ours["std"], theirs["std"])
+      difference = ours["mean"] - theirs["mean"]
+      holds = difference >= -spread
+      failures += not holds
+      print(f"| {slice_suffix.lstrip('_') or 'all'} | {metric} | {ours['mean']:.4f} | "
+            f"{theirs['mean']:.4f} | {difference:+.4f} | {spread:.4f} | "
+            f"{'yes' if holds else '**no**'} |")
+  print(f"\n{failures} of {len(SLICES) * len(METRICS)} comparisons outside the seed spread")
+  if "popularity" in table:
+    for head in ("a", "b"):
+      key = f"{_PREFIX.value}hr10_{head}"
+      ratio = variant[key]["mean"] / table["popularity"][key]["mean"]
+      print(f"HR@10 {head}: {_VARIANT.value} / popularity = {ratio:.3f}")
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("experiment_dir")
+  app.run(main)
