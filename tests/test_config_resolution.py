@@ -54,3 +54,27 @@ def test_resolve_config_rejects_bad_train_values(dataset_dir, overrides, message
 def test_resolve_config_rejects_bad_model_values(dataset_dir, overrides, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     config_resolution.resolve_config(F.DatasetSchema.load(dataset_dir), None, overrides, {})
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"model": {"embedding_dim": "32"}}', r"ModelConfig.embedding_dim: expected int, got '32'"),
+    ('{"model": {"embedding_dim": 32.0}}', r"ModelConfig.embedding_dim: expected int, got 32.0"),
+    ('{"model": {"hidden_units": [16, "8"]}}', "ModelConfig.hidden_units: expected a list of int"),
+    ('{"model": {"hidden_units": 16}}', "ModelConfig.hidden_units: expected a list of int"),
+    ('{"model": {"variant": 3}}', "ModelConfig.variant: expected str, got 3"),
+    ('{"model": {"unroll_gru": 1}}', "ModelConfig.unroll_gru: expected bool, got 1"),
+    ('{"train": {"learning_rate": NaN}}', "TrainConfig.learning_rate: expected a finite number"),
+    ('{"train": {"learning_rate": Infinity}}', "TrainConfig.learning_rate: expected a finite"),
+    ('{"train": {"epochs": true}}', r"TrainConfig.epochs: expected int, got True \(bool\)"),
+    ('{"train": "fast"}', "ExperimentConfig.train: expected a JSON object, got str"),
+])
+def test_every_config_field_is_type_checked(text, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.ExperimentConfig.from_json(text)
+
+
+def test_type_checks_accept_what_json_and_python_give():
+  config = config_lib.ExperimentConfig.from_json(
+      '{"model": {"hidden_units": [16, 8], "dropout": 0}, "train": {"learning_rate": 1}}')
+  assert config.model.hidden_units == (16, 8) and config.model.dropout == 0
+  config_lib.ModelConfig(hidden_units=[4])  # a Python list of ints is accepted too

@@ -286,17 +286,12 @@ def test_a_truncated_training_shard_is_named_before_training(dataset_dir, tmp_pa
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
-@pytest.mark.parametrize("section, field, value, message", [
-    ("model", "embedding_dim", "32", "ModelConfig.embedding_dim: expected int, got '32'"),
-    ("model", "hidden_units", [16, "8"], "ModelConfig.hidden_units: expected a list of int"),
-    ("train", "learning_rate", float("nan"), "TrainConfig.learning_rate: expected a finite"),
-    ("train", "epochs", True, "TrainConfig.epochs: expected int, got True"),
-])
-def test_a_wrong_typed_config_field_is_refused_before_training(dataset_dir, tmp_path, section,
-                                                               field, value, message):
+def test_a_wrong_typed_config_field_is_refused_before_training(dataset_dir, tmp_path):
+  """The command line's view; every field kind is checked in tests/test_config_resolution.py."""
   config = tmp_path / "config.json"
-  config.write_text(json.dumps({section: {field: value}}))
+  config.write_text(json.dumps({"model": {"embedding_dim": "32"}}))
   errors = _failing_train([f"--data_dir={dataset_dir}", f"--config={config}"],
                           str(tmp_path / "run"))
-  assert f"dasl-train: error: {config}: {message}" in errors
+  assert (f"dasl-train: error: {config}: ModelConfig.embedding_dim: expected int, got '32'"
+          in errors)
   assert not os.path.exists(tmp_path / "run")
