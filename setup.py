@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
     "scipy",
     "pyarrow==25.0.1",
     "matplotlib",
+    # schema.pbtxt and stats.pb of dasl-prepare (TFX / TFDV protos; pure protobuf).
+    "tensorflow-metadata==1.16.1",
     # dasl-prepare writes TFRecords without TensorFlow (dasl_tf/prepare/tfrecord.py);
     # Beam's WriteToTFRecord needs it too.
     "google-crc32c",

@@ -273,3 +273,35 @@ def test_a_non_finite_numeric_side_feature_is_an_error_not_a_category(tiny_raw, 
                                          "finite number, got 'inf'"):
     prepare(_config(tiny_raw, tmp_path / "out", user_features=str(users)))
   assert not (tmp_path / "out").exists()
+
+
+def test_tensorflow_metadata_schema_and_statistics_describe_the_examples(tiny_raw, tmp_path):
+  """schema.pbtxt and stats.pb parse as TFMD protos and agree with schema.json and the shards."""
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import statistics_pb2  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "out"
+  stats = prepare(_config(tiny_raw, out, user_features=tiny_raw["user_features"]))
+  schema = F.DatasetSchema.load(str(out))
+  proto = text_format.Parse((out / "schema.pbtxt").read_text(), schema_pb2.Schema())
+  features = {f.name: f for f in proto.feature}
+  assert set(features) == set(schema.feature_spec.shapes(
+      with_label=True, with_negatives=True, with_train_negatives=True))
+  assert [d.size for d in features["hist_a"].shape.dim] == [schema.feature_spec.history_length]
+  assert (features["user_id"].int_domain.min, features["user_id"].int_domain.max) == (
+      0, schema.num_users - 1)
+  assert features["hist_b"].int_domain.max == schema.num_items_b - 1
+  assert features["label"].type == schema_pb2.FLOAT
+  assert features["negatives"].presence.min_fraction == 0.0
+  assert features["user_num"].presence.min_fraction == 1.0
+  statistics = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+      (out / "stats.pb").read_bytes())
+  by_split = {d.name: d for d in statistics.datasets}
+  for split in ("train", "validation", "test"):
+    rows = _examples(out, split)
+    assert by_split[split].num_examples == len(rows) == stats["splits"][split]["examples"]
+    label = next(f for f in by_split[split].features if f.path.step == ["label"])
+    assert label.num_stats.mean == pytest.approx(
+        stats["splits"][split]["positives"] / len(rows))
+  train_features = {f.path.step[0] for f in by_split["train"].features}
+  assert "train_negatives" in train_features and "negatives" not in train_features

@@ -2,7 +2,8 @@
 
 Steps: read both domains -> clean (drop and count) -> vocabularies and the
 merged per-user table -> side features -> per-user examples through the local
-driver or the Beam pipeline -> ``schema.json``, ``stats.json``, ``vocab/``,
+driver or the Beam pipeline -> ``schema.json``, ``stats.json``, ``vocab/``, and
+the same facts as TensorFlow Metadata protos (``schema.pbtxt``, ``stats.pb``),
 all in a staging directory renamed to ``output_dir`` at the end.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dasl_tf.prepare import local
 from dasl_tf.prepare import readers
 from dasl_tf.prepare import side_features
 from dasl_tf.prepare import stats as stats_lib
+from dasl_tf.prepare import tfmd
 from dasl_tf.prepare import vocab as vocab_lib
 from dasl_tf.prepare import writer as writer_lib
 from dasl_tf.prepare.config import PrepareConfig
@@ -76,6 +78,7 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
     side_features.write_vocabs(vocab_dir, "user", user_features)
     side_features.write_vocabs(vocab_dir, "item", item_features)
     schema.save(staging)
+    tfmd.write(staging, schema, counts)
     stats = {
         "config": dataclasses.asdict(config),
         "domains": {
