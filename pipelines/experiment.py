@@ -27,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from dasl_tf import config as config_lib
+from dasl_tf import filesystems
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import models
 from dasl_tf import publish
@@ -99,7 +100,7 @@ def _experiment() -> None:
 def main() -> None:
   """Console entry point (``dasl-experiment``)."""
   define_flags()
-  app.run(run)
+  filesystems.run_main(lambda: app.run(run))
 
 
 if __name__ == "__main__":
