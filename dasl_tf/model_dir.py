@@ -79,15 +79,16 @@ def prepare_model_dir(model_dir: str, experiment: config_lib.ExperimentConfig,
     ModelDirError: the directory holds a run with another configuration, or
       files that are not a dasl_tf run; ``overwrite`` discards a previous run.
   """
+  files = filesystems.files_for(model_dir)
   config_path = os.path.join(model_dir, model_io.CONFIG_FILE)
   if overwrite:
     for entry in _RUN_ENTRIES:
       path = os.path.join(model_dir, entry)
-      if filesystems.files_for(path).isdir(path):
-        tf.io.gfile.rmtree(path)
-      elif tf.io.gfile.exists(path):
-        tf.io.gfile.remove(path)
-  if tf.io.gfile.exists(config_path):
+      if files.isdir(path):
+        files.rmtree(path)
+      elif files.exists(path):
+        files.remove(path)
+  if files.exists(config_path):
     _check_same_data(model_dir, schema, vocab_dir)
     try:
       previous = config_lib.ExperimentConfig.load(config_path)
@@ -100,15 +101,14 @@ def prepare_model_dir(model_dir: str, experiment: config_lib.ExperimentConfig,
           f"{model_dir} holds a run with another configuration ({'; '.join(diffs)}); "
           "a run resumes only with the same configuration: choose a new --model_dir "
           "or pass --overwrite to discard the previous run")
-    return tf.io.gfile.exists(os.path.join(model_dir, METRICS_FILE))
-  if filesystems.files_for(model_dir).isdir(model_dir) and tf.io.gfile.listdir(model_dir):
-    present = sorted(set(e.rstrip("/") for e in tf.io.gfile.listdir(model_dir)) &
-                     set(_RUN_ENTRIES))
+    return files.exists(os.path.join(model_dir, METRICS_FILE))
+  if files.isdir(model_dir):
+    present = sorted(set(e.rstrip("/") for e in files.listdir(model_dir)) & set(_RUN_ENTRIES))
     if present:
       raise ModelDirError(
           f"{model_dir} holds {present} but no {model_io.CONFIG_FILE}: it is not a "
           "resumable run; choose a new --model_dir or pass --overwrite")
-  tf.io.gfile.makedirs(model_dir)
+  files.makedirs(model_dir)
   schema.save(model_dir)
   if vocab_dir:
     _copy_tree(vocab_dir, os.path.join(model_dir, model_io.VOCAB_DIR))
@@ -126,9 +126,10 @@ def data_fingerprint(schema: F.DatasetSchema, vocab_dir: Optional[str]) -> str:
   schema_fields = json.loads(schema.to_json())
   schema_fields.pop("splits", None)
   digest.update(json.dumps(schema_fields, sort_keys=True).encode())
-  if vocab_dir and filesystems.files_for(vocab_dir).isdir(vocab_dir):
-    for name in sorted(e.rstrip("/") for e in tf.io.gfile.listdir(vocab_dir)):
-      with tf.io.gfile.GFile(os.path.join(vocab_dir, name), "rb") as f:
+  files = filesystems.files_for(vocab_dir) if vocab_dir else None
+  if files and files.isdir(vocab_dir):
+    for name in sorted(e.rstrip("/") for e in files.listdir(vocab_dir)):
+      with files.GFile(os.path.join(vocab_dir, name), "rb") as f:
         digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
   return digest.hexdigest()
 

@@ -11,9 +11,11 @@ filesystems). This module therefore does not import TensorFlow, so
 ``dasl-prepare``, which runs without it, publishes its output here too.
 
 On a POSIX filesystem a rename is atomic. Object stores (``s3://``, ``gs://``)
-have no atomic directory rename: ``tf.io.gfile.rename`` copies then deletes,
-so a reader can briefly see a partial directory there; files are still
-published whole, because each object is written in one request.
+have no directory rename: a directory is copied object by object, its marker
+file last, then the staged copy is deleted (:func:`_move_directory`), so a
+reader can briefly see a partial directory there, but never the marker of an
+incomplete one; files are still published whole, because each object is
+written in one request.
 
 Replacing a directory (``overwrite``) renames the old one aside (a
 ``.retired-*`` sibling), renames the new one in, then deletes the old one.
@@ -46,11 +48,6 @@ class PublishError(ValueError):
   """The target exists and may not be replaced."""
 
 
-def _files(path: str):
-  """The filesystem of ``path`` (:func:`dasl_tf.filesystems.files_for`)."""
-  return filesystems.files_for(path)
-
-
 def _split(path: str):
   """``(parent, name, join)`` of ``path``, with the path module of its kind."""
   paths = posixpath if "://" in path else os.path
@@ -70,7 +67,7 @@ def _sibling(path: str, infix: str) -> str:
 
 
 def _delete(path: str) -> None:
-  files = _files(path)
+  files = filesystems.files_for(path)
   if files.isdir(path):
     files.rmtree(path)
   else:
@@ -82,7 +79,7 @@ def write_file(path: str, content: Union[str, bytes]) -> None:
 
   A failed write leaves ``path`` as it was and no staging file.
   """
-  files = _files(path)
+  files = filesystems.files_for(path)
   remove_leftovers(path)
   staging = _sibling(path, STAGING_INFIX)
   try:
@@ -108,7 +105,7 @@ def remove_leftovers(target: str) -> None:
   staging and retired sibling is deleted.
   """
   parent, name, join = _split(target)
-  files = _files(target)
+  files = filesystems.files_for(target)
   if not files.isdir(parent or "."):
     return
   leftovers = {infix: sorted(join(parent, entry.rstrip("/"))
@@ -135,7 +132,7 @@ def check_replaceable(target: str, overwrite: bool, marker: Optional[str],
   Raises:
     PublishError: ``target`` exists and ``overwrite`` is False, or it lacks ``marker``.
   """
-  files = _files(target)
+  files = filesystems.files_for(target)
   if not files.exists(target):
     return
   if not overwrite:
@@ -163,7 +160,7 @@ def staged_directory(target: str, overwrite: bool = False,
     PublishError: see :func:`check_replaceable` (raised before the block runs,
       and again at publish time if ``target`` appeared meanwhile).
   """
-  files = _files(target)
+  files = filesystems.files_for(target)
   remove_leftovers(target)
   check_replaceable(target, overwrite, marker, what)
   parent = _split(target)[0]
@@ -191,7 +188,7 @@ def publish_directory(staging: str, target: str, overwrite: bool = False,
     PublishError: see :func:`check_replaceable`, or ``target`` appeared
       after the old one was renamed aside.
   """
-  files = _files(target)
+  files = filesystems.files_for(target)
   check_replaceable(target, overwrite, marker, what)
   retired = None
   if files.exists(target):
