@@ -142,6 +142,13 @@ def open_file(path: str, mode: str = "r"):
   return files_for(path).GFile(path, mode)
 
 
+def file_size(path: str) -> int:
+  """Size of a local or remote file, in bytes."""
+  if not scheme(path):
+    return os.path.getsize(path)
+  return files_for(path).stat(path).length
+
+
 @contextlib.contextmanager
 def local_copy(path: str) -> Iterator[str]:
   """A local path holding the file at ``path``: the path itself, or a temporary copy."""

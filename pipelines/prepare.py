@@ -92,6 +92,9 @@ def define_flags() -> None:
     flags.DEFINE_string("beam_runner", "DirectRunner", "With --runner beam: the Beam runner "
                         "(Beam's --runner option). Other Beam options pass through as they "
                         "are.")
+    flags.DEFINE_integer("block_bytes", config_lib.PrepareConfig.block_bytes,
+                         "With --runner beam: uncompressed text inputs are read in blocks of "
+                         "about this many bytes, one worker task each.")
   flags.mark_flag_as_required("output_dir")
 
 

@@ -116,19 +116,6 @@ def test_vocabularies_hold_the_training_records_only(synthetic_data_dir):
   assert oov["train"] == 0 and oov["test"] > 0
 
 
-def test_local_and_beam_drivers_write_the_same_examples(tiny_raw, tmp_path):
-  local_dir, beam_dir = tmp_path / "local", tmp_path / "beam"
-  stats_local = prepare(_config(tiny_raw, local_dir, user_features=tiny_raw["user_features"]))
-  stats_beam = prepare(_config(tiny_raw, beam_dir, user_features=tiny_raw["user_features"],
-                               runner="beam"))
-  assert stats_local["splits"] == stats_beam["splits"]
-  for split in ("train", "validation", "test"):
-    rows = _examples(local_dir, split)
-    assert len(rows) == stats_local["splits"][split]["examples"] > 0, split
-    assert rows == _examples(beam_dir, split)
-  assert open(local_dir / "schema.json").read() == open(beam_dir / "schema.json").read()
-
-
 def test_kfold_split_with_gzip_shards(tiny_raw, tmp_path):
   stats = prepare(_config(tiny_raw, tmp_path / "out", split="kfold", folds=3, compress=True))
   schema = F.DatasetSchema.load(str(tmp_path / "out"))

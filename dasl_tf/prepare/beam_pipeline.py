@@ -1,113 +1,491 @@
-"""The Apache Beam driver: group records by user, then the same per-user function.
+"""The Apache Beam driver: every pass over the data runs in Beam's workers.
 
-Pipeline::
+The launching process builds the pipeline, runs it, and reads back its
+counters and a summary of a few sizes; no record passes through it, so its
+memory does not grow with the data. Pipeline::
 
-  Create((user, record)) -> GroupByKey -> UserExamplesFn (sort the user's records,
-  build_user_examples, encode; one tagged output per split) -> WriteToTFRecord per split
+  per input: Create(pattern) -> MatchFiles (sorted) -> Blocks (byte ranges of
+    text, Parquet row groups, whole .gz / .mat files) -> Reshuffle
+    -> ReadBlock: parse, check, drop invalid rows (a counter per reason)
+  -> CombinePerKey((domain, user, item) -> earliest record)       de-duplication
+  -> GroupByKey(user) -> UserTimeline: pseudo-times, merged order, temporal split
+  -> users: CombineGlobally(sorted)                                user vocabulary
+  -> items of the trained records: CombinePerKey(count) -> CombineGlobally
+                                                                   item vocabularies
+  -> Context: side features read against the vocabularies, negative sampling
+     parameters, encoder (one small side input)
+  -> UserExamples: build_user_examples and encode (tagged by split)
+  -> WriteToTFRecord per split;  Metadata: vocab/ files and the summary
 
-Reading, cleaning and the vocabularies run in the launching process (they are
-global passes over the inputs); the per-user work, encoding and writing run in
-Beam, on any runner: ``--runner beam`` plus ``--beam_runner`` (Beam's own
-``--runner``, DirectRunner by default) and standard pipeline options, such as
-``--direct_num_workers=2`` or ``--beam_runner DataflowRunner --project=...``.
-Per-split counts come back through Beam metrics.
+The records, the rules and the seeds are those of the local driver, so both
+write the same examples (``tests/test_prepare.py`` compares them record by
+record). Run it with ``--runner beam`` plus ``--beam_runner`` (Beam's own
+``--runner``, DirectRunner by default) and standard pipeline options, e.g.
+``--direct_num_workers=2 --direct_running_mode=multi_processing`` or
+``--beam_runner DataflowRunner --project=... --region=... --temp_location=gs://...``.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-from typing import Dict, Iterable, Iterator, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dasl_tf import filesystems
+from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, OOV_ID
+from dasl_tf.prepare import interactions as interactions_lib
+from dasl_tf.prepare import pipeline as pipeline_lib
+from dasl_tf.prepare import readers
+from dasl_tf.prepare import side_features
+from dasl_tf.prepare import splits
+from dasl_tf.prepare import stats as stats_lib
 from dasl_tf.prepare import writer as writer_lib
-from dasl_tf.prepare.config import PrepareConfig
+from dasl_tf.prepare.config import PrepareConfig, PrepareError
 from dasl_tf.prepare.encoder import ExampleEncoder
-from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Timelines,
-                                      build_user_examples)
-from dasl_tf.prepare.interactions import Interactions
+from dasl_tf.prepare.examples import COUNT_KEYS, ExampleParams, Timelines, build_user_examples
+from dasl_tf.prepare.interactions import DROP_REASONS
+from dasl_tf.prepare.vocab import Vocabulary
 
-_NAMESPACE = "dasl_prepare"
-# (timestamp, domain, row, item, label, split)
-Record = Tuple[float, int, int, int, float, int]
+NAMESPACE = "dasl_prepare"
+SUMMARY_FILE = "_beam_summary.json"
+DOMAIN_KEYS = ("A", "B")
+
+# A record's place in its input: (file rank, block start, row group, row in block);
+# sorting by it restores file order.
+Position = Tuple[int, int, int, int]
 
 
-def keyed_records(interactions: Interactions) -> Iterator[Tuple[int, Record]]:
-  """Every record as ``(user, (timestamp, domain, row, item, label, split))``.
+@dataclasses.dataclass(frozen=True)
+class BlockFacts:
+  """What a block says of its input, for the checks that need every block.
 
-  ``row`` is the record's position in the merged table, so sorting a user's
-  records by ``(timestamp, domain, row)`` restores the local driver's order.
+  Attributes:
+    domain: 0 = A, 1 = B.
+    source: the block, for messages.
+    valid: rows kept by the row checks.
+    is_label: the input holds 0/1 labels.
+    file_order: the input has no time column.
+    time_unit: "ms", "s", or "" (file order).
+    first_time: the block's first time, for messages.
   """
-  columns = zip(interactions.user.tolist(), interactions.timestamp.tolist(),
-                interactions.domain.tolist(), interactions.item.tolist(),
-                interactions.label.tolist(), interactions.split.tolist())
-  for row, (user, timestamp, domain, item, label, split) in enumerate(columns):
-    yield user, (timestamp, domain, row, item, label, split)
+  domain: int
+  source: str
+  valid: int
+  is_label: bool
+  file_order: bool
+  time_unit: str
+  first_time: Optional[float]
 
 
-def timeline_of(user: int, records: Iterable[Record]) -> Timelines:
-  """A user's timeline from their grouped records (any order)."""
-  ordered = sorted(records, key=lambda r: (r[0], r[1], r[2]))
-  timestamp, domain, _, item, label, split = (np.asarray(c) for c in zip(*ordered))
-  return Timelines(np.full(len(item), user, np.int64), item.astype(np.int64),
-                   domain.astype(np.int64), label.astype(np.float32),
-                   timestamp.astype(np.float64), split.astype(np.int64))
+@dataclasses.dataclass(frozen=True)
+class InputFacts:
+  """The checked facts of both inputs."""
+  is_label: Tuple[bool, bool]
+  file_order: bool
 
 
-def run(interactions: Interactions, params: ExampleParams,
-        encoder: ExampleEncoder, config: PrepareConfig, staging: str
-       ) -> Dict[str, Dict[str, int]]:
-  """Runs the pipeline; writes the shards under ``staging``; returns per-split counts."""
+def check_inputs(blocks: Sequence[BlockFacts], config: PrepareConfig) -> InputFacts:
+  """The checks of the local reader and cleaner, over every block's facts.
+
+  Raises:
+    PrepareError: a domain has no valid row (or no row of its category), its
+      files differ in having a rating or time column, one domain has times
+      and the other not, or the times are in different units.
+  """
+  sources = readers.domain_sources(config)
+  for domain in (DOMAIN_A, DOMAIN_B):
+    own = [b for b in blocks if b.domain == domain]
+    if not sum(b.valid for b in own):
+      category = (config.category_a, config.category_b)[domain]
+      raise PrepareError(f"domain {DOMAIN_KEYS[domain]} ({sources[domain]}) has no valid record"
+                         + (f" (no valid row of category {category!r})" if config.input else ""))
+    if len({(b.is_label, b.file_order) for b in own}) > 1:
+      raise PrepareError(f"{sources[domain]}: files differ in having a rating or time column")
+  if len({b.file_order for b in blocks}) > 1:
+    raise PrepareError("one domain has a timestamp column and the other has not: their "
+                       "records cannot be ordered against each other")
+  readers.check_time_units([(b.source, b.time_unit, b.first_time) for b in blocks])
+  is_label = tuple(next(b.is_label for b in blocks if b.domain == d) for d in (0, 1))
+  return InputFacts(is_label, blocks[0].file_order)
+
+
+def read_block(block: readers.Block, domain: int, config: PrepareConfig
+              ) -> Iterator[Tuple[int, object]]:
+  """Reads a block: ``(domain, BlockFacts)`` per domain, then its valid rows.
+
+  Rows come as ``(domain, (user, item, timestamp, position, label))``; the
+  timestamp is 0 for inputs without a time column (position orders them).
+  ``domain`` -1 splits a single input by category.
+  """
+  log = readers.log_of_table(readers.read_block(block, config.format), config,
+                             with_category=domain < 0)
+  parts = (enumerate(readers.split_by_category(log, config)) if domain < 0
+           else [(domain, log)])
+  for part_domain, part in parts:
+    valid, dropped = interactions_lib.validity(part)
+    rows = np.flatnonzero(valid)
+    yield part_domain, (len(part), dropped)
+    yield part_domain, BlockFacts(part_domain, log.source, len(rows), part.is_label,
+                                  part.file_order, part.time_unit,
+                                  float(part.timestamp[0]) if len(part) else None)
+    labels = interactions_lib.labels(part, rows, config.label_threshold).tolist()
+    times = (np.zeros(len(rows)) if part.file_order else part.timestamp[rows]).tolist()
+    for row, user, item, timestamp, label in zip(rows.tolist(), part.user[rows].tolist(),
+                                                  part.item[rows].tolist(), times, labels):
+      yield part_domain, (user, item, timestamp,
+                          (block.file_index, block.start, block.row_group, row), label)
+
+
+@dataclasses.dataclass
+class UserTimeline:
+  """One user's records in time order, items as raw ids (before the item vocabularies)."""
+  item: np.ndarray
+  domain: np.ndarray
+  label: np.ndarray
+  timestamp: np.ndarray
+  split: np.ndarray
+
+
+def user_timeline(records: Iterable[Tuple[int, str, float, Position, float]],
+                  config: PrepareConfig, file_order: bool) -> UserTimeline:
+  """Orders a user's records as the local driver's merged table does, and splits them.
+
+  Args:
+    records: ``(domain, item, timestamp, position, label)``, in any order.
+    config: the run's configuration (split rule).
+    file_order: the inputs have no time column: a user's k-th of n records of
+      a domain (in file order) is at ``(k + 0.5) / n``.
+
+  Returns:
+    The timeline; a k-fold split's records all get split 0 here (the fold
+    is the user's, given with the user index).
+  """
+  records = sorted(records, key=lambda r: (r[0], r[3]))  # domain, then file order
+  domain = np.array([r[0] for r in records], np.int64)
+  timestamp = np.array([r[2] for r in records], np.float64)
+  if file_order:
+    for d in (DOMAIN_A, DOMAIN_B):
+      rows = np.flatnonzero(domain == d)
+      timestamp[rows] = (np.arange(len(rows)) + 0.5) / max(len(rows), 1)
+  order = sorted(range(len(records)),
+                 key=lambda k: (timestamp[k], domain[k], records[k][3]))
+  n = len(order)
+  split = (splits.temporal_split(np.array([0, n]), config.validation_fraction,
+                                 config.test_fraction)
+           if config.split == "temporal" else np.zeros(n, np.int64))
+  return UserTimeline(np.array([records[k][1] for k in order], dtype=object), domain[order],
+                      np.array([records[k][4] for k in order], np.float32), timestamp[order],
+                      split)
+
+
+def trained(timeline: UserTimeline, config: PrepareConfig) -> np.ndarray:
+  """Which records are trained on: the train split, or every fold of a k-fold split."""
+  if config.split == "temporal":
+    return timeline.split == splits.TRAIN
+  return np.ones(len(timeline.split), dtype=bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemVocabularies:
+  """Per domain, the vocabulary of the trained items and records per index (OOV included)."""
+  vocabularies: Tuple[Vocabulary, Vocabulary]
+  train_counts: Tuple[np.ndarray, np.ndarray]
+
+
+def item_vocabularies(counts: Iterable[Tuple[Tuple[int, str], int]], min_count: int
+                     ) -> ItemVocabularies:
+  """The item vocabularies from ``((domain, item), trained records)`` of every item.
+
+  Raises:
+    PrepareError: a domain has no record in the training split.
+  """
+  by_domain: List[Dict[str, int]] = [{}, {}]
+  for (domain, item), count in counts:
+    by_domain[domain][item] = count
+  vocabularies, train_counts = [], []
+  for domain, items in enumerate(by_domain):
+    if not any(items.values()):
+      raise PrepareError(f"domain {DOMAIN_KEYS[domain]} has no record in the training split: "
+                         "every user's records of it fall in validation or test")
+    kept = sorted(item for item, count in items.items() if count and count >= min_count)
+    per_index = np.zeros(len(kept) + NUM_RESERVED_IDS, np.int64)
+    per_index[NUM_RESERVED_IDS:] = [items[item] for item in kept]
+    per_index[OOV_ID] = sum(items.values()) - per_index.sum()
+    vocabularies.append(Vocabulary(np.array(kept, dtype=object)))
+    train_counts.append(per_index)
+  return ItemVocabularies(tuple(vocabularies), tuple(train_counts))
+
+
+@dataclasses.dataclass
+class ExampleContext:
+  """Everything the per-user example step needs besides the user's timeline."""
+  user_index: Dict[str, int]
+  item_index: Tuple[Dict[str, int], Dict[str, int]]
+  params: ExampleParams
+  encoder: ExampleEncoder
+  folds: Optional[np.ndarray]
+  num_users: int
+  item_vocabs: ItemVocabularies
+  user_vocab: Vocabulary
+  user_features: Optional[side_features.SideFeatures]
+  item_features: Optional[side_features.SideFeatures]
+  side_feature_stats: Dict[str, object]
+
+
+def example_context(users: Sequence[str], items: ItemVocabularies, config: PrepareConfig
+                   ) -> ExampleContext:
+  """Vocabulary lookups, side features, sampling parameters and encoder of a run."""
+  user_vocab = Vocabulary(np.array(sorted(users), dtype=object))
+  user_features = side_features.load([config.user_features], [user_vocab],
+                                     config.numeric_features, config.categorical_features)
+  item_features = side_features.load(
+      [config.item_features_a, config.item_features_b], items.vocabularies,
+      config.numeric_features, config.categorical_features)
+  feature_stats = stats_lib.side_feature_stats(user_features, item_features)
+  params = ExampleParams.from_config(config, tuple(v.size for v in items.vocabularies),
+                                     items.train_counts)
+  return ExampleContext(
+      user_index=_index_of(user_vocab),
+      item_index=tuple(_index_of(v) for v in items.vocabularies),
+      params=params,
+      encoder=ExampleEncoder(pipeline_lib.feature_spec(config, feature_stats), user_features,
+                             item_features),
+      folds=(splits.user_folds(user_vocab.size, config.folds, config.seed)
+             if config.split == "kfold" else None),
+      num_users=user_vocab.size,
+      item_vocabs=items,
+      user_vocab=user_vocab,
+      user_features=user_features,
+      item_features=item_features,
+      side_feature_stats=feature_stats)
+
+
+def _index_of(vocabulary: Vocabulary) -> Dict[str, int]:
+  return {token: k + NUM_RESERVED_IDS for k, token in enumerate(vocabulary.tokens.tolist())}
+
+
+def user_examples(user: str, timeline: UserTimeline, context: ExampleContext,
+                  split_names: Sequence[str]
+                 ) -> Iterator[Tuple[str, Dict[str, int], List[bytes]]]:
+  """The user's examples per split: ``(split name, counts, encoded records)``."""
+  user_index = context.user_index[user]
+  item = np.array([context.item_index[d].get(i, OOV_ID)
+                   for d, i in zip(timeline.domain.tolist(), timeline.item.tolist())], np.int64)
+  split = (timeline.split if context.folds is None
+           else np.full(len(item), context.folds[user_index], np.int64))
+  examples = build_user_examples(
+      Timelines(np.full(len(item), user_index, np.int64), item, timeline.domain,
+                timeline.label, timeline.timestamp, split), context.params)
+  for index, name in enumerate(split_names):
+    part = examples.take(examples.split == index)
+    if len(part):
+      yield name, part.counts(), context.encoder.encode(
+          part, context.params.negatives_by_split[index],
+          context.params.train_negatives_by_split[index])
+
+
+def write_metadata(context: ExampleContext, facts: InputFacts, staging: str) -> None:
+  """Writes ``vocab/`` and the summary the launcher reads back (sizes, side-feature columns)."""
+  pipeline_lib.write_vocabularies(staging, context.user_vocab, context.item_vocabs.vocabularies,
+                                  context.user_features, context.item_features)
+  summary = {"num_users": context.num_users,
+             "num_items": [v.size for v in context.item_vocabs.vocabularies],
+             "side_features": context.side_feature_stats,
+             "is_label": list(facts.is_label), "file_order": facts.file_order}
+  with filesystems.open_file(os.path.join(staging, SUMMARY_FILE), "w") as f:
+    f.write(json.dumps(summary))
+
+
+def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
+  """Runs the pipeline; writes shards and ``vocab/`` under ``staging``.
+
+  Raises:
+    PrepareError: bad input (the message names the file and block).
+  """
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=g-import-not-at-top
-  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=g-import-not-at-top
   from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
 
   split_names = config.split_names
+  counter = lambda name: beam.metrics.Metrics.counter(NAMESPACE, name)  # noqa: E731
 
-  class UserExamplesFn(beam.DoFn):
-    """(user, records) -> serialized examples, tagged by split."""
-
-    def __init__(self):
-      super().__init__()
-      self._counters = {(name, key): beam.metrics.Metrics.counter(_NAMESPACE, f"{name}/{key}")
-                        for name in split_names for key in COUNT_KEYS}
+  class ReadBlockFn(beam.DoFn):
+    """(block, domain) -> valid rows keyed by (domain, user, item); facts to a tagged output."""
 
     def process(self, element):
+      block, domain = element
+      for part_domain, value in read_block(block, domain, config):
+        key = DOMAIN_KEYS[part_domain]
+        if isinstance(value, BlockFacts):
+          yield beam.pvalue.TaggedOutput("facts", value)
+        elif len(value) == 2:
+          rows_read, dropped = value
+          counter(f"{key}/rows_read").inc(rows_read)
+          for reason, count in dropped.items():
+            counter(f"{key}/dropped/{reason}").inc(count)
+        else:
+          user, item, timestamp, position, label = value
+          yield (part_domain, user, item), (timestamp, position, label)
+
+  class UserTimelineFn(beam.DoFn):
+    """(user, records) -> (user, UserTimeline); counts records, clicks and users."""
+
+    def process(self, element, facts: InputFacts):
       user, records = element
-      examples = build_user_examples(timeline_of(user, records), params)
-      for index, name in enumerate(split_names):
-        part = examples.take(examples.split == index)
-        if not len(part):
-          continue
-        for key, value in part.counts().items():
-          self._counters[(name, key)].inc(value)
-        for record in encoder.encode(part, params.negatives_by_split[index],
-                                           params.train_negatives_by_split[index]):
+      timeline = user_timeline(records, config, facts.file_order)
+      present = [bool((timeline.domain == d).any()) for d in (DOMAIN_A, DOMAIN_B)]
+      for d, key in enumerate(DOMAIN_KEYS):
+        rows = timeline.domain == d
+        counter(f"{key}/records").inc(int(rows.sum()))
+        counter(f"{key}/positives").inc(int(timeline.label[rows].sum()))
+        counter(f"{key}/users").inc(int(present[d]))
+      counter("users").inc()
+      counter("overlap_users").inc(int(all(present)))
+      counter("users_only_a").inc(int(present[0] and not present[1]))
+      counter("users_only_b").inc(int(present[1] and not present[0]))
+      yield user, timeline
+
+  class UserExamplesFn(beam.DoFn):
+    """(user, timeline) -> encoded examples tagged by split; counts per split."""
+
+    def process(self, element, context: ExampleContext):
+      user, timeline = element
+      for name, counts, records in user_examples(user, timeline, context, split_names):
+        for key, value in counts.items():
+          counter(f"{name}/{key}").inc(value)
+        for record in records:
           yield beam.pvalue.TaggedOutput(name, record)
 
+  def item_keys(element):
+    _, timeline = element
+    for domain, item, is_trained in zip(timeline.domain.tolist(), timeline.item.tolist(),
+                                        trained(timeline, config).tolist()):
+      yield (domain, item), int(is_trained)
+
+  def count_item(element):
+    (domain, _), _ = element
+    counter(f"{DOMAIN_KEYS[domain]}/items").inc()
+    return element
+
+  options = pipeline_options.PipelineOptions(
+      [f"--runner={config.beam_runner}", *config.beam_options])
+  pipeline = beam.Pipeline(options=options)
+  sources = ([(config.input, -1)] if config.input
+             else [(config.input_a, DOMAIN_A), (config.input_b, DOMAIN_B)])
+  blocks = (
+      pipeline
+      | "Inputs" >> beam.Create(sources)
+      | "MatchFiles" >> beam.FlatMap(
+          lambda source: [(path, rank, source[1])
+                          for rank, path in enumerate(readers.expand(source[0]))])
+      | "Blocks" >> beam.FlatMap(
+          lambda f: [(block, f[2]) for block in
+                     readers.blocks_of(f[0], f[1], config.format, config.block_bytes)])
+      | "Reshuffle" >> beam.Reshuffle())
+  rows = blocks | "ReadBlock" >> beam.ParDo(ReadBlockFn()).with_output_types(
+      beam.typehints.KV[beam.typehints.Any, beam.typehints.Any]).with_outputs("facts",
+                                                                              main="rows")
+  facts = (rows.facts
+           | "AllFacts" >> beam.combiners.ToList()
+           | "CheckInputs" >> beam.Map(check_inputs, config))
+  timelines = (
+      rows.rows
+      | "Deduplicate" >> beam.CombinePerKey(min)
+      | "ByUser" >> beam.Map(lambda kv: (kv[0][1], (kv[0][0], kv[0][2], *kv[1])))
+      | "GroupByUser" >> beam.GroupByKey()
+      | "UserTimeline" >> beam.ParDo(UserTimelineFn(), beam.pvalue.AsSingleton(facts)))
+  users = timelines | "Users" >> beam.Keys() | "UserList" >> beam.combiners.ToList()
+  items = (timelines
+           | "ItemKeys" >> beam.FlatMap(item_keys)
+           | "TrainedRecordsPerItem" >> beam.CombinePerKey(sum)
+           | "CountItems" >> beam.Map(count_item)
+           | "ItemList" >> beam.combiners.ToList()
+           | "ItemVocabularies" >> beam.Map(item_vocabularies, config.min_item_count))
+  context = users | "Context" >> beam.Map(example_context, beam.pvalue.AsSingleton(items),
+                                          config)
+  examples = timelines | "UserExamples" >> beam.ParDo(
+      UserExamplesFn(), beam.pvalue.AsSingleton(context)).with_outputs(*split_names)
   compression = CompressionTypes.GZIP if config.compress else CompressionTypes.UNCOMPRESSED
-  pipeline = beam.Pipeline(
-      options=pipeline_options.PipelineOptions(
-          [f"--runner={config.beam_runner}", *config.beam_options]))
-  examples = (pipeline
-              | "Records" >> beam.Create(list(keyed_records(interactions)))
-              | "GroupByUser" >> beam.GroupByKey()
-              | "UserExamples" >> beam.ParDo(UserExamplesFn()).with_outputs(*split_names))
   for name in split_names:
     _ = examples[name] | f"Write-{name}" >> beam.io.WriteToTFRecord(
         os.path.join(staging, name, writer_lib.SHARD_PREFIX),
         file_name_suffix=writer_lib.shard_suffix(config.compress),
         num_shards=config.num_shards, shard_name_template=writer_lib.SHARD_TEMPLATE,
         compression_type=compression)
-  result = pipeline.run()
-  result.wait_until_finish()
-  return _counts(result.metrics().query(MetricsFilter().with_namespace(_NAMESPACE)),
-                 split_names)
+  _ = context | "Metadata" >> beam.Map(write_metadata, beam.pvalue.AsSingleton(facts), staging)
+  result = _run(pipeline)
+  return _driver_result(config, staging, _counters(result))
 
 
-def _counts(metrics, split_names: Sequence[str]) -> Dict[str, Dict[str, int]]:
-  counts = {name: {key: 0 for key in COUNT_KEYS} for name in split_names}
-  for counter in metrics["counters"]:
-    name, key = counter.key.metric.name.split("/")
-    counts[name][key] += counter.committed or counter.attempted or 0
+def _run(pipeline):
+  """Runs the pipeline; a :class:`PrepareError` raised in a worker is raised here as one."""
+  try:
+    result = pipeline.run()
+    result.wait_until_finish()
+  except PrepareError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    message = _prepare_error_in(e)
+    if message is None:
+      raise
+    raise PrepareError(message) from e
+  return result
+
+
+def _prepare_error_in(error: BaseException) -> Optional[str]:
+  """The message of a PrepareError that a runner re-raised wrapped, if any."""
+  seen = error
+  while seen is not None:
+    if isinstance(seen, PrepareError):
+      return str(seen).split(" [while running")[0]
+    seen = seen.__cause__ or seen.__context__
+  marker = f"{PrepareError.__name__}: "
+  text = str(error)
+  if marker in text:
+    return text.split(marker, 1)[1].split("\n", 1)[0].split(" [while running")[0]
+  return None
+
+
+def _counters(result) -> Dict[str, int]:
+  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=g-import-not-at-top
+  counts: Dict[str, int] = {}
+  for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+    name = counter.key.metric.name
+    counts[name] = counts.get(name, 0) + (counter.committed or counter.attempted or 0)
   return counts
+
+
+def _driver_result(config: PrepareConfig, staging: str, counts: Dict[str, int]
+                  ) -> pipeline_lib.DriverResult:
+  """The run's result from its counters and the summary its last step wrote."""
+  summary_path = os.path.join(staging, SUMMARY_FILE)
+  with filesystems.open_file(summary_path, "r") as f:
+    summary = json.load(f)
+  filesystems.files_for(summary_path).remove(summary_path)
+  domains = tuple(
+      {"rows_read": counts.get(f"{key}/rows_read", 0),
+       "records": counts.get(f"{key}/records", 0),
+       "positives": counts.get(f"{key}/positives", 0),
+       "users": counts.get(f"{key}/users", 0),
+       "items": counts.get(f"{key}/items", 0),
+       "vocabulary_items": summary["num_items"][d] - NUM_RESERVED_IDS,
+       "dropped": {reason: counts.get(f"{key}/dropped/{reason}", 0)
+                   for reason in DROP_REASONS}}
+      for d, key in enumerate(DOMAIN_KEYS))
+  for d, key in enumerate(DOMAIN_KEYS):
+    valid = domains[d]["rows_read"] - sum(domains[d]["dropped"].values())
+    domains[d]["dropped"]["duplicate"] = valid - domains[d]["records"]
+  return pipeline_lib.DriverResult(
+      splits={name: {key: counts.get(f"{name}/{key}", 0) for key in COUNT_KEYS}
+              for name in config.split_names},
+      domains=domains,
+      users={key: counts.get(key, 0)
+             for key in ("users", "overlap_users", "users_only_a", "users_only_b")},
+      num_users=summary["num_users"],
+      num_items=tuple(summary["num_items"]),
+      side_features=summary["side_features"],
+      sources=readers.domain_sources(config),
+      is_label=tuple(summary["is_label"]),
+      file_order=summary["file_order"])

@@ -65,6 +65,9 @@ class PrepareConfig:
     runner: "local" (in-process, default) or "beam" (Apache Beam pipeline).
     beam_runner: the Beam runner (Beam's own ``--runner`` option) for ``runner="beam"``.
     beam_options: other Beam pipeline options (``--direct_num_workers=2``, ...).
+    block_bytes: with the Beam runner, uncompressed text inputs are read in
+      blocks of about this many bytes, each by one worker task (Parquet
+      inputs by row group; compressed and ``.mat`` files whole).
   """
   format: str = "csv"
   output_dir: str = ""
@@ -103,6 +106,7 @@ class PrepareConfig:
   runner: str = "local"
   beam_runner: str = "DirectRunner"
   beam_options: Tuple[str, ...] = ()
+  block_bytes: int = 64 * 2**20
 
   def __post_init__(self):
     if self.format not in FORMATS:
@@ -122,6 +126,9 @@ class PrepareConfig:
                            "--input_a and --input_b, not both")
       if not (self.category_a and self.category_b):
         raise PrepareError("--input needs --category_a and --category_b to choose the domains")
+      if self.format in ("amazon_csv", "amazon_json", "douban"):
+        raise PrepareError(f"--format={self.format} has no category column; give "
+                           "--input_a and --input_b")
       if self.category_a == self.category_b:
         raise PrepareError(f"--category_a and --category_b are both {self.category_a!r}")
     elif not (self.input_a and self.input_b):
@@ -137,6 +144,7 @@ class PrepareConfig:
               ("train_negatives", self.train_negatives >= 0),
               ("negative_alpha", 0.0 <= self.negative_alpha <= 2.0),
               ("num_shards", self.num_shards >= 1),
+              ("block_bytes", self.block_bytes >= 1),
               ("label_threshold", math.isfinite(self.label_threshold)))
     for name, ok in checks:
       if not ok:

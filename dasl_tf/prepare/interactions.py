@@ -58,8 +58,13 @@ class CleanLog:
   file_order: bool = False
 
 
-def clean(log: RawLog, label_threshold: float) -> CleanLog:
-  """Drops invalid and duplicate rows of one domain and labels the rest."""
+def validity(log: RawLog) -> Tuple[np.ndarray, Dict[str, int]]:
+  """Which rows are valid, and how many were dropped per reason (duplicates aside).
+
+  Returns:
+    ``(valid, dropped)``: bool [N], and counts for every reason of
+    :data:`DROP_REASONS` but ``duplicate``.
+  """
   missing_id = _is_empty(log.user) | _is_empty(log.item)
   missing_rating = ~missing_id & np.isnan(log.rating)
   if log.is_label:
@@ -69,6 +74,21 @@ def clean(log: RawLog, label_threshold: float) -> CleanLog:
   invalid_rating = ~missing_id & ~missing_rating & bad_value
   missing_timestamp = ~missing_id & ~missing_rating & ~invalid_rating & np.isnan(log.timestamp)
   valid = ~(missing_id | missing_rating | invalid_rating | missing_timestamp)
+  return valid, {"missing_id": int(missing_id.sum()),
+                 "missing_rating": int(missing_rating.sum()),
+                 "invalid_rating": int(invalid_rating.sum()),
+                 "missing_timestamp": int(missing_timestamp.sum())}
+
+
+def labels(log: RawLog, rows: np.ndarray, label_threshold: float) -> np.ndarray:
+  """Click labels of the given rows: the 0/1 label, or rating >= threshold; float32."""
+  values = log.rating[rows] if log.is_label else log.rating[rows] >= label_threshold
+  return values.astype(np.float32)
+
+
+def clean(log: RawLog, label_threshold: float) -> CleanLog:
+  """Drops invalid and duplicate rows of one domain and labels the rest."""
+  valid, dropped = validity(log)
   rows = np.flatnonzero(valid)
   # Keep the earliest record of each (user, item): sort by pair, then time, then row.
   _, user_code = vocab_lib.build(log.user[rows])
@@ -78,18 +98,11 @@ def clean(log: RawLog, label_threshold: float) -> CleanLog:
   first[1:] = ((user_code[order][1:] != user_code[order][:-1])
                | (item_code[order][1:] != item_code[order][:-1]))
   keep = np.sort(rows[order[first]])
-  label = (log.rating[keep] if log.is_label else log.rating[keep] >= label_threshold)
-  timestamp = (_relative_positions(user_code[np.searchsorted(rows, keep)]) if log.file_order
+  timestamp = (relative_positions(user_code[np.searchsorted(rows, keep)]) if log.file_order
                else log.timestamp[keep])
-  dropped = {
-      "missing_id": int(missing_id.sum()),
-      "missing_rating": int(missing_rating.sum()),
-      "invalid_rating": int(invalid_rating.sum()),
-      "missing_timestamp": int(missing_timestamp.sum()),
-      "duplicate": int(len(rows) - len(keep)),
-  }
-  return CleanLog(log.user[keep], log.item[keep], label.astype(np.float32), timestamp, dropped,
-                  log.file_order)
+  dropped["duplicate"] = int(len(rows) - len(keep))
+  return CleanLog(log.user[keep], log.item[keep], labels(log, keep, label_threshold), timestamp,
+                  dropped, log.file_order)
 
 
 def _is_empty(values: np.ndarray) -> np.ndarray:
@@ -97,7 +110,7 @@ def _is_empty(values: np.ndarray) -> np.ndarray:
   return lengths.to_numpy(zero_copy_only=False) == 0
 
 
-def _relative_positions(user_code: np.ndarray) -> np.ndarray:
+def relative_positions(user_code: np.ndarray) -> np.ndarray:
   """Pseudo-times of a log without time: (k + 0.5) / n for a user's k-th of n records.
 
   The two domains of a user are then interleaved in proportion, as far as

@@ -1,17 +1,21 @@
 """``prepare(config)``: raw logs -> TFRecord splits, schema, vocabularies and stats.
 
 Steps: read both domains -> clean (drop and count) -> vocabularies and the
-merged per-user table -> side features -> per-user examples through the local
-driver or the Beam pipeline -> ``schema.json``, ``stats.json``, ``vocab/``, and
-the same facts as TensorFlow Metadata protos (``schema.pbtxt``, ``stats.pb``),
-all in a staging directory renamed to ``output_dir`` at the end.
+merged per-user table -> side features -> per-user examples -> shards and
+``vocab/``. The local driver runs them in this process; the Beam driver
+(:mod:`dasl_tf.prepare.beam_pipeline`) runs every one in Beam's workers. Both
+return a :class:`DriverResult` (counts and sizes, none of the data), from which
+``schema.json``, ``stats.json`` and the same facts as TensorFlow Metadata protos
+(``schema.pbtxt``, ``stats.pb``) are written, all in a staging directory
+renamed to ``output_dir`` at the end.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
-from typing import Dict
+from typing import Callable, Dict, Optional, Tuple
 
 from absl import logging
 
@@ -27,9 +31,36 @@ from dasl_tf.prepare import writer as writer_lib
 from dasl_tf.prepare.config import PrepareConfig
 from dasl_tf.prepare.encoder import ExampleEncoder
 from dasl_tf.prepare.examples import ExampleParams
+from dasl_tf.prepare.side_features import SideFeatures
 
 STATS_FILE = "stats.json"
 VOCAB_DIR = "vocab"
+
+
+@dataclasses.dataclass
+class DriverResult:
+  """What a driver reports of its run: counts and sizes for the metadata, none of the data.
+
+  Attributes:
+    splits: per split, the counts of :data:`dasl_tf.prepare.examples.COUNT_KEYS`.
+    domains: per domain, the counts of :func:`stats_lib.domain_counts`.
+    users: :func:`stats_lib.user_stats`.
+    num_users: size of the user vocabulary (reserved ids included).
+    num_items: sizes of the item vocabularies of domains A and B.
+    side_features: :func:`stats_lib.side_feature_stats`.
+    sources: the inputs of domains A and B, for messages.
+    is_label: per domain, the input holds 0/1 labels rather than ratings.
+    file_order: the inputs have no time column.
+  """
+  splits: Dict[str, Dict[str, int]]
+  domains: Tuple[Dict[str, object], Dict[str, object]]
+  users: Dict[str, int]
+  num_users: int
+  num_items: Tuple[int, int]
+  side_features: Dict[str, object]
+  sources: Tuple[str, str]
+  is_label: Tuple[bool, bool]
+  file_order: bool
 
 
 def prepare(config: PrepareConfig) -> Dict[str, object]:
@@ -40,84 +71,133 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
       line or field); nothing is left at ``config.output_dir``.
   """
   start = time.time()
+  if config.runner == "beam":
+    from dasl_tf.prepare import beam_pipeline  # pylint: disable=g-import-not-at-top
+    run = functools.partial(beam_pipeline.run, config)
+  else:
+    run = _local_driver(config)
+  with writer_lib.staging_dir(config.output_dir, config.overwrite) as staging:
+    result = run(staging)
+    schema = _schema(config, result)
+    schema.save(staging)
+    tfmd.write(staging, schema, result.splits)
+    warnings = stats_lib.warnings_of(
+        result.users, [source for source in result.sources if result.file_order])
+    for warning in warnings:
+      logging.warning("%s", warning)
+    stats = {
+        "config": dataclasses.asdict(config),
+        "domains": {
+            key: stats_lib.domain_stats(config.domain_names[d], result.sources[d],
+                                        result.is_label[d], result.file_order,
+                                        result.domains[d])
+            for d, key in enumerate(("A", "B"))},
+        **result.users,
+        "splits": result.splits,
+        "side_features": result.side_features,
+        "warnings": warnings,
+        "seconds": round(time.time() - start, 3),
+    }
+    writer_lib.write_json(os.path.join(staging, STATS_FILE), stats)
+  logging.info("wrote %s in %.1f s: %s", config.output_dir, time.time() - start,
+               {k: v["examples"] for k, v in result.splits.items()})
+  return stats
+
+
+def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
+  """The local driver (:mod:`dasl_tf.prepare.local`): reads and checks the inputs now.
+
+  Returns:
+    The function that writes the examples and vocabularies into a staging
+    directory and returns the :class:`DriverResult`.
+  """
   raw_a, raw_b = readers.read_domains(config)
   logging.info("read %d rows of domain A and %d of domain B", len(raw_a), len(raw_b))
   clean_a = interactions_lib.clean(raw_a, config.label_threshold)
   clean_b = interactions_lib.clean(raw_b, config.label_threshold)
   interactions = interactions_lib.merge(clean_a, clean_b, config)
-  user_stats = stats_lib.user_stats(interactions)
-  warnings = stats_lib.warnings_of(user_stats, [raw_a, raw_b])
-  for warning in warnings:
-    logging.warning("%s", warning)
   user_features = side_features.load(
       [config.user_features], [interactions.user_vocab],
       config.numeric_features, config.categorical_features)
   item_features = side_features.load(
       [config.item_features_a, config.item_features_b], interactions.item_vocabs,
       config.numeric_features, config.categorical_features)
-  schema = _schema(config, interactions, user_features, item_features)
+  item_vocab_sizes = tuple(v.size for v in interactions.item_vocabs)
   params = ExampleParams.from_config(
-      config, (schema.num_items_a, schema.num_items_b),
-      stats_lib.train_item_counts(interactions, config.split_names))
+      config, item_vocab_sizes, stats_lib.train_item_counts(interactions, config.split_names))
   local.check_memory(interactions, params)
-  encoder = ExampleEncoder(schema.feature_spec, user_features, item_features)
-  with writer_lib.staging_dir(config.output_dir, config.overwrite) as staging:
-    if config.runner == "beam":
-      from dasl_tf.prepare import beam_pipeline  # pylint: disable=g-import-not-at-top
-      counts = beam_pipeline.run(interactions, params, encoder, config, staging)
-    else:
-      writers = writer_lib.ShardWriters(staging, config.split_names, config.num_shards,
-                                        config.compress, config.seed)
-      try:
-        counts = local.run(interactions, params, encoder, config.split_names, writers)
-      finally:
-        writers.close()
-    vocab_dir = os.path.join(staging, VOCAB_DIR)
-    vocab_lib.write_all(vocab_dir, users=interactions.user_vocab,
-                        items_a=interactions.item_vocabs[0], items_b=interactions.item_vocabs[1])
-    side_features.write_vocabs(vocab_dir, "user", user_features)
-    side_features.write_vocabs(vocab_dir, "item", item_features)
-    schema.save(staging)
-    tfmd.write(staging, schema, counts)
-    stats = {
-        "config": dataclasses.asdict(config),
-        "domains": {
-            "A": stats_lib.domain_stats(config.domain_names[0], raw_a, clean_a, interactions, 0),
-            "B": stats_lib.domain_stats(config.domain_names[1], raw_b, clean_b, interactions, 1),
-        },
-        **user_stats,
-        "splits": counts,
-        "side_features": stats_lib.side_feature_stats(user_features, item_features),
-        "warnings": warnings,
-        "seconds": round(time.time() - start, 3),
-    }
-    writer_lib.write_json(os.path.join(staging, STATS_FILE), stats)
-  logging.info("wrote %s in %.1f s: %s", config.output_dir, time.time() - start,
-               {k: v["examples"] for k, v in counts.items()})
-  return stats
+  side_feature_stats = stats_lib.side_feature_stats(user_features, item_features)
+  encoder = ExampleEncoder(feature_spec(config, side_feature_stats), user_features,
+                           item_features)
+  def write(staging: str) -> DriverResult:
+    writers = writer_lib.ShardWriters(staging, config.split_names, config.num_shards,
+                                      config.compress, config.seed)
+    try:
+      counts = local.run(interactions, params, encoder, config.split_names, writers)
+    finally:
+      writers.close()
+    write_vocabularies(staging, interactions.user_vocab, interactions.item_vocabs,
+                       user_features, item_features)
+    return DriverResult(
+        splits=counts,
+        domains=tuple(stats_lib.domain_counts(raw, clean, interactions, d)
+                      for d, (raw, clean) in enumerate(((raw_a, clean_a), (raw_b, clean_b)))),
+        users=stats_lib.user_stats(interactions),
+        num_users=interactions.user_vocab.size,
+        num_items=item_vocab_sizes,
+        side_features=side_feature_stats,
+        sources=(raw_a.source, raw_b.source),
+        is_label=(raw_a.is_label, raw_b.is_label),
+        file_order=raw_a.file_order)
+
+  return write
 
 
-def _schema(config: PrepareConfig, interactions: interactions_lib.Interactions,
-            user_features, item_features) -> F.DatasetSchema:
-  spec = F.FeatureSpec(
+def write_vocabularies(output_dir: str, user_vocab: vocab_lib.Vocabulary,
+                       item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary],
+                       user_features: Optional[SideFeatures],
+                       item_features: Optional[SideFeatures]) -> None:
+  """Writes ``vocab/``: users, items of A and B, and the categorical side-feature values."""
+  vocab_dir = os.path.join(output_dir, VOCAB_DIR)
+  vocab_lib.write_all(vocab_dir, users=user_vocab, items_a=item_vocabs[0],
+                      items_b=item_vocabs[1])
+  side_features.write_vocabs(vocab_dir, "user", user_features)
+  side_features.write_vocabs(vocab_dir, "item", item_features)
+
+
+def feature_spec(config: PrepareConfig, side_feature_stats: Dict[str, object]) -> F.FeatureSpec:
+  """The feature spec of the records: history length, negatives and side-feature widths.
+
+  Args:
+    config: the run's configuration.
+    side_feature_stats: :func:`stats_lib.side_feature_stats` of the side features.
+  """
+  user = side_feature_stats.get("user", {})
+  item = side_feature_stats.get("item", {})
+  return F.FeatureSpec(
       history_length=config.history_length,
-      user_num_dim=len(user_features.numeric_columns) if user_features else 0,
-      user_cat_dim=len(user_features.categorical_columns) if user_features else 0,
-      item_num_dim=len(item_features.numeric_columns) if item_features else 0,
-      item_cat_dim=len(item_features.categorical_columns) if item_features else 0,
+      user_num_dim=len(user.get("numeric_columns", ())),
+      user_cat_dim=len(user.get("categorical_columns", ())),
+      item_num_dim=len(item.get("numeric_columns", ())),
+      item_cat_dim=len(item.get("categorical_columns", ())),
       num_negatives=config.num_negatives,
       num_train_negatives=config.train_negatives)
+
+
+def _schema(config: PrepareConfig, result: DriverResult) -> F.DatasetSchema:
+  user = result.side_features.get("user", {})
+  item = result.side_features.get("item", {})
   return F.DatasetSchema(
-      feature_spec=spec,
-      num_users=interactions.user_vocab.size,
-      num_items_a=interactions.item_vocabs[0].size,
-      num_items_b=interactions.item_vocabs[1].size,
-      user_num_columns=user_features.numeric_columns if user_features else (),
-      user_cat_columns=user_features.categorical_columns if user_features else (),
-      user_cat_vocab_sizes=user_features.vocab_sizes if user_features else (),
-      item_num_columns=item_features.numeric_columns if item_features else (),
-      item_cat_columns=item_features.categorical_columns if item_features else (),
-      item_cat_vocab_sizes=item_features.vocab_sizes if item_features else (),
+      feature_spec=feature_spec(config, result.side_features),
+      num_users=result.num_users,
+      num_items_a=result.num_items[0],
+      num_items_b=result.num_items[1],
+      user_num_columns=tuple(user.get("numeric_columns", ())),
+      user_cat_columns=tuple(user.get("categorical_columns", ())),
+      user_cat_vocab_sizes=tuple(user.get("vocab_sizes", ())),
+      item_num_columns=tuple(item.get("numeric_columns", ())),
+      item_cat_columns=tuple(item.get("categorical_columns", ())),
+      item_cat_vocab_sizes=tuple(item.get("vocab_sizes", ())),
       domain_names=tuple(config.domain_names),
       splits={name: tuple(writer_lib.shard_paths(name, config.num_shards, config.compress))
               for name in config.split_names})

@@ -25,7 +25,7 @@ import io
 import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +44,11 @@ _MAT_ID_COLUMNS = ("user", "item", "category")
 # What ``str.splitlines`` splits on: an id holding one would break the
 # one-id-per-line vocabulary files.
 _LINE_BREAKS = "[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+# Header-less and header delimited formats: (delimiter, column names or None).
+_DELIMITED = {"csv": (",", None), "tsv": ("\t", None), "amazon_csv": (",", _AMAZON_CSV_COLUMNS),
+              "douban": ("\t", _DOUBAN_COLUMNS)}
+# Formats whose uncompressed files split into blocks at line breaks.
+_LINE_FORMATS = (*_DELIMITED, "amazon_json")
 # Times at or above this are taken as milliseconds since the epoch (1e11 s is
 # the year 5138); below it, as seconds (or as any other monotone clock).
 MILLISECONDS_FROM = 1e11
@@ -198,9 +203,14 @@ def _first_row(path: str, delimiter: str) -> List[str]:
   """The first row of a delimited file (its header, or its first record)."""
   try:
     with _open_text(path) as f:
-      row = next(csv.reader(f, delimiter=delimiter), None)
+      line = f.readline()
   except (OSError, EOFError, UnicodeDecodeError) as e:
     raise PrepareError(f"{path}: cannot read ({e})") from e
+  return _row_of_line(path, line, delimiter)
+
+
+def _row_of_line(path: str, line: str, delimiter: str) -> List[str]:
+  row = next(csv.reader([line], delimiter=delimiter), None)
   if not row:
     raise PrepareError(f"{path}: empty file")
   return [name.strip() for name in row]
@@ -216,16 +226,27 @@ def read_delimited(path: str, delimiter: str, column_names: Optional[Sequence[st
     column_names: names of a header-less file's columns (missing trailing
       columns are allowed); None when the file has a header row.
   """
-  first = _first_row(path, delimiter)
-  if column_names:
-    header = list(column_names)[:len(first)]
-    read_options = pa_csv.ReadOptions(column_names=header)
-  else:
-    header = first
-    read_options = pa_csv.ReadOptions(column_names=header, skip_rows=1)
+  return _parse_delimited(path, path, _first_row(path, delimiter), delimiter, column_names,
+                          skip_header=not column_names)
+
+
+def _parse_delimited(source, path: str, first_row: List[str], delimiter: str,
+                     column_names: Optional[Sequence[str]], skip_header: bool) -> Table:
+  """Parses delimited text (a path or a binary file object) into string columns.
+
+  Args:
+    source: what Arrow reads: a local path or a file object.
+    path: the file, for messages.
+    first_row: the file's first row: its header, or (header-less) its first record.
+    delimiter: field separator.
+    column_names: names of a header-less file's columns; None with a header row.
+    skip_header: ``source`` starts with the header row.
+  """
+  header = list(column_names)[:len(first_row)] if column_names else first_row
+  read_options = pa_csv.ReadOptions(column_names=header, skip_rows=1 if skip_header else 0)
   try:
     table = pa_csv.read_csv(
-        path, read_options=read_options,
+        source, read_options=read_options,
         parse_options=pa_csv.ParseOptions(delimiter=delimiter),
         convert_options=pa_csv.ConvertOptions(
             column_types={name: pa.string() for name in header}, strings_can_be_null=False))
@@ -233,7 +254,7 @@ def read_delimited(path: str, delimiter: str, column_names: Optional[Sequence[st
     raise PrepareError(f"{path}: cannot parse as {'headerless ' if column_names else ''}"
                        f"delimited text ({e})") from e
   return Table(path, {name: _strings(table.column(name)) for name in header},
-               first_line=1 if column_names else 2)
+               first_line=(1 if column_names else 2) if isinstance(source, str) else 0)
 
 
 def _strings(column) -> np.ndarray:
@@ -251,6 +272,10 @@ def read_parquet(path: str) -> Table:
     table = pq.read_table(path)
   except (pa.ArrowInvalid, OSError) as e:
     raise PrepareError(f"{path}: cannot read as Parquet ({e})") from e
+  return _table_of_arrow(path, table)
+
+
+def _table_of_arrow(path: str, table: pa.Table) -> Table:
   columns, nested = {}, {}
   for field in table.schema:
     if pa.types.is_nested(field.type):
@@ -262,23 +287,31 @@ def read_parquet(path: str) -> Table:
 
 def read_json_lines(path: str, fields: Sequence[str]) -> Table:
   """Reads the named fields of a (possibly gzipped) JSON-lines file."""
-  values = {field: [] for field in fields}
   try:
     with _open_text(path) as f:
-      for line_number, line in enumerate(f, start=1):
-        if not line.strip():
-          continue
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise PrepareError(f"{path}:{line_number}: not valid JSON ({e})") from e
-        for field in fields:
-          if field not in record:
-            raise PrepareError(f"{path}:{line_number}: record has no field {field!r}")
-          values[field].append(str(record[field]))
+      table = _parse_json_lines(path, f, fields, lambda number: f"{path}:{number}")
   except (OSError, EOFError, UnicodeDecodeError) as e:
     raise PrepareError(f"{path}: cannot read ({e})") from e
-  return Table(path, {k: np.asarray(v, dtype=object) for k, v in values.items()}, first_line=1)
+  table.first_line = 1
+  return table
+
+
+def _parse_json_lines(path: str, lines: Iterable[str], fields: Sequence[str],
+                      where: Callable[[int], str]) -> Table:
+  """The named fields of JSON lines; ``where(k)`` names the k-th line (1-based)."""
+  values = {field: [] for field in fields}
+  for line_number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise PrepareError(f"{where(line_number)}: not valid JSON ({e})") from e
+    for field in fields:
+      if field not in record:
+        raise PrepareError(f"{where(line_number)}: record has no field {field!r}")
+      values[field].append(str(record[field]))
+  return Table(path, {k: np.asarray(v, dtype=object) for k, v in values.items()}, first_line=0)
 
 
 def read_mat(path: str) -> Table:
@@ -360,16 +393,11 @@ def read_table(path: str, file_format: str) -> Table:
 
 
 def _read_local_table(path: str, file_format: str) -> Table:
-  if file_format == "csv":
-    return read_delimited(path, ",")
-  if file_format == "tsv":
-    return read_delimited(path, "\t")
+  if file_format in _DELIMITED:
+    delimiter, column_names = _DELIMITED[file_format]
+    return read_delimited(path, delimiter, column_names)
   if file_format == "parquet":
     return read_parquet(path)
-  if file_format == "amazon_csv":
-    return read_delimited(path, ",", _AMAZON_CSV_COLUMNS)
-  if file_format == "douban":
-    return read_delimited(path, "\t", _DOUBAN_COLUMNS)
   if file_format == "amazon_json":
     return read_json_lines(path, _AMAZON_JSON_FIELDS)
   if file_format == "mat":
@@ -377,7 +405,97 @@ def _read_local_table(path: str, file_format: str) -> Table:
   raise PrepareError(f"unknown format {file_format!r}")
 
 
-def _log_of_table(table: Table, columns: _Columns, with_category: bool) -> RawLog:
+@dataclasses.dataclass(frozen=True)
+class Block:
+  """A part of an input file that one worker reads on its own.
+
+  Attributes:
+    path: the file.
+    file_index: the file's rank among the input's files (sorted).
+    start: first byte of a text block (the block holds the lines that
+      begin in ``[start, end)``).
+    end: end of a text block; -1 for a whole file or a Parquet row group.
+    row_group: the Parquet row group, or -1.
+  """
+  path: str
+  file_index: int
+  start: int = 0
+  end: int = -1
+  row_group: int = -1
+
+
+def blocks_of(path: str, file_index: int, file_format: str, block_bytes: int) -> List[Block]:
+  """Splits a file into blocks: byte ranges of uncompressed text, Parquet row groups, else one.
+
+  Raises:
+    PrepareError: a Parquet file cannot be read.
+  """
+  if file_format == "parquet":
+    try:
+      with filesystems.open_file(path, "rb") as f:
+        row_groups = pq.ParquetFile(f).num_row_groups
+    except (pa.ArrowInvalid, OSError) as e:
+      raise PrepareError(f"{path}: cannot read as Parquet ({e})") from e
+    return [Block(path, file_index, row_group=k) for k in range(max(row_groups, 1))]
+  if file_format in _LINE_FORMATS and not path.endswith(".gz"):
+    size = filesystems.file_size(path)
+    return [Block(path, file_index, start, min(start + block_bytes, size))
+            for start in range(0, max(size, 1), block_bytes)]
+  return [Block(path, file_index)]
+
+
+def read_block(block: Block, file_format: str) -> Table:
+  """Reads one block into string columns, as :func:`read_table` reads a whole file.
+
+  Rows keep their order within the block; messages name the file and the
+  block's byte range (or row group).
+  """
+  if block.row_group >= 0:
+    where = f"{block.path} [row group {block.row_group}]"
+    try:
+      with filesystems.open_file(block.path, "rb") as f:
+        return _table_of_arrow(where, pq.ParquetFile(f).read_row_group(block.row_group))
+    except (pa.ArrowInvalid, OSError) as e:
+      raise PrepareError(f"{where}: cannot read as Parquet ({e})") from e
+  if block.end < 0:
+    return read_table(block.path, file_format)
+  where = f"{block.path} [bytes {block.start}-{block.end}]"
+  try:
+    with filesystems.open_file(block.path, "rb") as f:
+      first_line = f.readline().decode("utf-8")
+      data = _lines_from(f, block.start, block.end)
+    if file_format == "amazon_json":
+      return _parse_json_lines(where, data.decode("utf-8").splitlines(), _AMAZON_JSON_FIELDS,
+                               lambda number: f"{where} (line {number})")
+  except (OSError, UnicodeDecodeError) as e:
+    raise PrepareError(f"{where}: cannot read ({e})") from e
+  delimiter, column_names = _DELIMITED[file_format]
+  first_row = _row_of_line(block.path, first_line, delimiter)
+  skip_header = block.start == 0 and not column_names
+  if not data:  # every line of the range began in the previous block
+    header = list(column_names)[:len(first_row)] if column_names else first_row
+    return Table(where, {name: np.empty(0, dtype=object) for name in header}, first_line=0)
+  return _parse_delimited(io.BytesIO(data), where, first_row, delimiter, column_names,
+                          skip_header)
+
+
+def _lines_from(f, start: int, end: int) -> bytes:
+  """The lines of a binary file that begin in ``[start, end)``, whole."""
+  if start:
+    f.seek(start - 1)
+    f.readline()  # the end of the line begun before ``start``: the previous block's
+  else:
+    f.seek(0)
+  begin = f.tell()
+  data = f.read(max(end - begin, 0))
+  if data and not data.endswith(b"\n"):
+    data += f.readline()
+  return data
+
+
+def log_of_table(table: Table, config: PrepareConfig, with_category: bool = False) -> RawLog:
+  """One table's rows as a log, its columns named by ``config`` (or its format's defaults)."""
+  columns = _columns_of(config)
   user = _ids(table, columns.user)
   item = _ids(table, columns.item)
   if table.has(columns.rating):
@@ -467,19 +585,23 @@ def check_same_time_unit(logs: Sequence[RawLog]) -> None:
   one log after the other's, silently emptying cross-domain histories (or
   leaking the future into them).
   """
-  units = {log.time_unit for log in logs if log.time_unit}
-  if len(units) > 1:
+  check_time_units([(log.source, log.time_unit, log.timestamp[0] if len(log) else None)
+                    for log in logs])
+
+
+def check_time_units(units: Sequence[Tuple[str, str, Optional[float]]]) -> None:
+  """:func:`check_same_time_unit` over ``(source, time unit, first time)`` of each log or block."""
+  if len({unit for _, unit, _ in units if unit}) > 1:
     described = "; ".join(
-        f"{log.source}: {'milliseconds' if log.time_unit == 'ms' else 'seconds'} "
-        f"(first time {log.timestamp[0]!r})" for log in logs if log.time_unit)
+        f"{source}: {'milliseconds' if unit == 'ms' else 'seconds'} (first time {first!r})"
+        for source, unit, first in units if unit)
     raise PrepareError(f"the inputs' times are in different units ({described}); convert "
                        "one so that both count the same unit since the epoch")
 
 
 def read_log(pattern: str, config: PrepareConfig, with_category: bool = False) -> RawLog:
   """Reads every file matching ``pattern`` (sorted) into one log, in file order."""
-  columns = _columns_of(config)
-  logs = [_log_of_table(read_table(path, config.format), columns, with_category)
+  logs = [log_of_table(read_table(path, config.format), config, with_category)
           for path in expand(pattern)]
   return _concat(logs, pattern)
 
@@ -490,16 +612,26 @@ def read_domains(config: PrepareConfig) -> Tuple[RawLog, RawLog]:
     logs = read_log(config.input_a, config), read_log(config.input_b, config)
     check_same_time_unit(logs)
     return logs
-  if config.format in ("amazon_csv", "amazon_json", "douban"):
-    raise PrepareError(f"--format={config.format} has no category column; give "
-                       "--input_a and --input_b")
   log = read_log(config.input, config, with_category=True)
-  category = np.char.strip(log.category.astype(str))
-  logs = []
-  for name in (config.category_a, config.category_b):
-    rows = category == name
-    if not rows.any():
-      found = ", ".join(sorted(set(category.tolist()))[:20])
+  parts = split_by_category(log, config)
+  for part, name in zip(parts, (config.category_a, config.category_b)):
+    if not len(part):
+      found = ", ".join(sorted(set(np.char.strip(log.category.astype(str)).tolist()))[:20])
       raise PrepareError(f"{config.input}: no rows of category {name!r} (categories: {found})")
-    logs.append(log.select(rows, f"{config.input} [category {name}]"))
-  return logs[0], logs[1]
+  return parts
+
+
+def split_by_category(log: RawLog, config: PrepareConfig) -> Tuple[RawLog, RawLog]:
+  """The rows of ``config.category_a`` and of ``config.category_b``, as two logs."""
+  category = np.char.strip(log.category.astype(str))
+  sources = domain_sources(config)
+  return tuple(log.select(category == name, source)
+               for name, source in zip((config.category_a, config.category_b), sources))
+
+
+def domain_sources(config: PrepareConfig) -> Tuple[str, str]:
+  """How messages and ``stats.json`` name the inputs of domains A and B."""
+  if not config.input:
+    return config.input_a, config.input_b
+  return (f"{config.input} [category {config.category_a}]",
+          f"{config.input} [category {config.category_b}]")

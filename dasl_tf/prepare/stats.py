@@ -11,9 +11,9 @@ from dasl_tf.prepare.readers import RawLog
 from dasl_tf.prepare.side_features import SideFeatures
 
 
-def domain_stats(name: str, raw: RawLog, clean: CleanLog, interactions: Interactions,
-                 domain: int) -> Dict[str, object]:
-  """Counts of one domain: rows read and kept, users, items, positive rate, time source.
+def domain_counts(raw: RawLog, clean: CleanLog, interactions: Interactions,
+                  domain: int) -> Dict[str, object]:
+  """What :func:`domain_stats` reports of one domain, counted from the local driver's arrays.
 
   ``items`` counts the distinct items of the kept records; ``vocabulary_items``
   those in the item vocabulary, built from the records trained on only (an
@@ -21,18 +21,42 @@ def domain_stats(name: str, raw: RawLog, clean: CleanLog, interactions: Interact
   """
   rows = interactions.domain == domain
   return {
-      "name": name,
-      "source": raw.source,
       "rows_read": len(raw),
       "records": int(rows.sum()),
+      "positives": int(interactions.label[rows].sum()),
       "users": int(len(np.unique(interactions.user[rows]))),
       "items": int(len(np.unique(clean.item))),
       "vocabulary_items": int(interactions.item_vocabs[domain].size - 2),
-      "positive_rate": float(interactions.label[rows].mean()),
-      "label_source": "label column (0/1)" if raw.is_label else "rating >= threshold",
-      "time_source": ("file order: no timestamp column; a user's k-th of n records is at "
-                      "(k + 0.5) / n" if raw.file_order else "timestamp column"),
       "dropped": dict(clean.dropped),
+  }
+
+
+def domain_stats(name: str, source: str, is_label: bool, file_order: bool,
+                 counts: Dict[str, object]) -> Dict[str, object]:
+  """One domain's entry of ``stats.json``: rows read and kept, users, items, labels, time.
+
+  Args:
+    name: the domain's display name.
+    source: its input, as given.
+    is_label: the input holds 0/1 labels rather than ratings.
+    file_order: the input has no time column.
+    counts: ``rows_read``, ``records``, ``positives``, ``users``, ``items``,
+      ``vocabulary_items`` and ``dropped`` (per reason), as
+      :func:`domain_counts` gives them.
+  """
+  return {
+      "name": name,
+      "source": source,
+      "rows_read": counts["rows_read"],
+      "records": counts["records"],
+      "users": counts["users"],
+      "items": counts["items"],
+      "vocabulary_items": counts["vocabulary_items"],
+      "positive_rate": counts["positives"] / max(counts["records"], 1),
+      "label_source": "label column (0/1)" if is_label else "rating >= threshold",
+      "time_source": ("file order: no timestamp column; a user's k-th of n records is at "
+                      "(k + 0.5) / n" if file_order else "timestamp column"),
+      "dropped": dict(counts["dropped"]),
   }
 
 
@@ -60,6 +84,7 @@ def user_stats(interactions: Interactions) -> Dict[str, int]:
 
 def side_feature_stats(user_features: Optional[SideFeatures],
                        item_features: Optional[SideFeatures]) -> Dict[str, object]:
+  """Columns, categorical vocabulary sizes and id coverage of the side features."""
   out = {}
   for key, features, names in (("user", user_features, ("users",)),
                                ("item", item_features, ("items_a", "items_b"))):
@@ -67,17 +92,22 @@ def side_feature_stats(user_features: Optional[SideFeatures],
       continue
     out[key] = {"numeric_columns": list(features.numeric_columns),
                 "categorical_columns": list(features.categorical_columns),
+                "vocab_sizes": list(features.vocab_sizes),
                 "coverage": {n: m.coverage for n, m in zip(names, features.matrices)}}
   return out
 
 
-def warnings_of(users: Dict[str, int], raws: List[RawLog]) -> List[str]:
-  """Plain-language warnings a user should read."""
+def warnings_of(users: Dict[str, int], file_order_sources: List[str]) -> List[str]:
+  """Plain-language warnings a user should read.
+
+  Args:
+    users: :func:`user_stats`.
+    file_order_sources: the inputs without a time column.
+  """
   warnings = []
   if users["overlap_users"] == 0:
     warnings.append("no user appears in both domains: cross-domain signals cannot be learned")
-  for raw in raws:
-    if raw.file_order:
-      warnings.append(f"{raw.source}: no timestamp column; each user's records keep their file "
-                      "order and the two domains are interleaved in proportion (pseudo-time)")
+  for source in file_order_sources:
+    warnings.append(f"{source}: no timestamp column; each user's records keep their file "
+                    "order and the two domains are interleaved in proportion (pseudo-time)")
   return warnings

@@ -1,0 +1,184 @@
+"""The Beam driver against the local one: the same records, stats and vocabularies.
+
+Each case writes inputs with invalid rows, duplicates and shuffled file order,
+prepares them with both drivers, and compares every serialized record (as a
+multiset per split), ``stats.json`` (but the run time), ``schema.json`` and
+the vocabulary files. Small ``block_bytes`` make Beam read every text file in
+many blocks.
+"""
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dasl_tf import synthetic
+from dasl_tf.prepare import PrepareConfig, PrepareError, prepare
+from dasl_tf.prepare import beam_pipeline
+from dasl_tf.prepare import readers
+
+pytest.importorskip("apache_beam", reason="the Beam driver needs apache-beam (extra [beam])")
+
+TINY = synthetic.SyntheticConfig(num_users=40, num_items_a=150, num_items_b=150, seed=11)
+
+
+def _read_rows(path):
+  with open(path, newline="", encoding="utf-8") as f:
+    return list(csv.reader(f))
+
+
+def _write_rows(path, rows, delimiter=","):
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    csv.writer(f, delimiter=delimiter, lineterminator="\n").writerows(rows)
+  return str(path)
+
+
+def _messy(rows, seed):
+  """Shuffled records with duplicates (earlier and later) and invalid rows added."""
+  header, body = rows[0], rows[1:]
+  rng = np.random.default_rng(seed)
+  body = [body[k] for k in rng.permutation(len(body))]
+  duplicates = [list(body[k]) for k in rng.choice(len(body), 8, replace=False)]
+  for k, row in enumerate(duplicates):
+    row[3] = str(int(row[3]) + (-1000 if k % 2 else 1000))  # earlier and later copies
+    row[2] = "5" if row[2] != "5" else "1"
+  invalid = [["", "a1", "4", "1"], ["u000001", "a00001", "", "2"],
+             ["u000001", "a00002", "0", "3"], ["u000001", "a00003", "4", ""]]
+  return [header] + body[:20] + duplicates + invalid + body[20:]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+  root = tmp_path_factory.mktemp("beam_raw")
+  paths = synthetic.generate(str(root), TINY)
+  for key, seed in (("input_a", 1), ("input_b", 2)):
+    paths[key] = _write_rows(root / f"messy_{key}.csv", _messy(_read_rows(paths[key]), seed))
+  return paths
+
+
+def _records(data_dir, split):
+  """Every serialized record of a split, sorted (a multiset of bytes)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(data_dir, split, "*")))
+  compression = "GZIP" if files[0].endswith(".gz") else ""
+  return sorted(bytes(r.numpy()) for r in tf.data.TFRecordDataset(files, compression))
+
+
+def _assert_same_output(local_dir, beam_dir, split_names):
+  stats_local = json.load(open(os.path.join(local_dir, "stats.json")))
+  stats_beam = json.load(open(os.path.join(beam_dir, "stats.json")))
+  for split in split_names:
+    records = _records(local_dir, split)
+    assert len(records) == stats_local["splits"][split]["examples"] > 0, split
+    assert records == _records(beam_dir, split), split
+  for stats in (stats_local, stats_beam):
+    del stats["seconds"]
+    for key in ("runner", "beam_options", "block_bytes", "output_dir"):
+      del stats["config"][key]
+  assert stats_local == stats_beam
+  for name in ("schema.json", "schema.pbtxt"):
+    assert open(os.path.join(local_dir, name)).read() == open(os.path.join(beam_dir, name)).read()
+  vocab_files = sorted(os.listdir(os.path.join(local_dir, "vocab")))
+  assert vocab_files == sorted(os.listdir(os.path.join(beam_dir, "vocab")))
+  for name in vocab_files:
+    assert (open(os.path.join(local_dir, "vocab", name)).read()
+            == open(os.path.join(beam_dir, "vocab", name)).read()), name
+  assert not os.path.exists(os.path.join(beam_dir, beam_pipeline.SUMMARY_FILE))
+
+
+def _both(tmp_path, beam_options=(), **flags):
+  base = {"num_negatives": 10, "train_negatives": 3, "num_shards": 2, **flags}
+  local = PrepareConfig(output_dir=str(tmp_path / "local"), **base)
+  beam = PrepareConfig(output_dir=str(tmp_path / "beam"), runner="beam", block_bytes=700,
+                       beam_options=tuple(beam_options), **base)
+  return local, beam
+
+
+def test_csv_with_side_features_in_worker_processes(raw, tmp_path, monkeypatch):
+  """Two CSV inputs, side features, popularity negatives; workers are other processes.
+
+  The launcher's readers and per-user function are replaced by ones that
+  fail: the run passes only if no block is read and no example is built in
+  the launching process.
+  """
+  local, beam = _both(tmp_path, ["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+                      input_a=raw["input_a"], input_b=raw["input_b"],
+                      user_features=raw["user_features"], item_features_a=raw["item_features_a"],
+                      item_features_b=raw["item_features_b"], negative_sampling="popularity")
+  prepare(local)
+
+  def launcher_must_not(*args, **kwargs):
+    raise AssertionError("a data pass ran in the launching process")
+
+  monkeypatch.setattr(readers, "read_block", launcher_must_not)
+  monkeypatch.setattr(beam_pipeline, "build_user_examples", launcher_must_not)
+  prepare(beam)
+  _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
+  assert json.load(open(os.path.join(beam.output_dir, "stats.json")))["domains"]["A"][
+      "dropped"] == {"missing_id": 1, "missing_rating": 1, "invalid_rating": 1,
+                     "missing_timestamp": 1, "duplicate": 8}
+
+
+def test_douban_without_times_kfold_and_gzip(raw, tmp_path):
+  """File order as time (pseudo-times), min item count, k folds, compressed shards."""
+  inputs = {}
+  for key in ("input_a", "input_b"):
+    rows = _read_rows(raw[key])[1:]
+    inputs[key] = _write_rows(tmp_path / f"{key}.dat",
+                              [row[:3] for row in rows if row[0] and row[2]], "\t")
+  local, beam = _both(tmp_path, format="douban", split="kfold", folds=3, min_item_count=2,
+                      compress=True, **inputs)
+  prepare(local)
+  prepare(beam)
+  _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
+
+
+def test_one_parquet_input_split_by_category(raw, tmp_path):
+  """A single Parquet input with a category column, read by row groups."""
+  columns = {"user_id": [], "item_id": [], "rating": [], "timestamp": [], "category": []}
+  for key, category in (("input_a", "dvd"), ("input_b", "book")):
+    for row in _read_rows(raw[key])[1:]:
+      for name, value in zip(("user_id", "item_id", "rating", "timestamp"), row):
+        columns[name].append(value)
+      columns["category"].append(category)
+  order = np.random.default_rng(3).permutation(len(columns["user_id"]))
+  table = pa.table({name: [values[k] for k in order] for name, values in columns.items()})
+  path = str(tmp_path / "both.parquet")
+  pq.write_table(table, path, row_group_size=97)
+  assert pq.ParquetFile(path).num_row_groups > 5
+  local, beam = _both(tmp_path, format="parquet", input=path, category_a="dvd",
+                      category_b="book")
+  prepare(local)
+  prepare(beam)
+  _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 7, 31, 64, 10**6])
+def test_text_blocks_hold_every_line_once(tmp_path, block_bytes):
+  """Blocks of any size, boundaries on or inside lines, give the file's rows in order."""
+  lines = ["user_id,item_id,rating,timestamp"] + [
+      f"u{k % 7},{'i' * (1 + k % 13)}{k},{1 + k % 5},{1000 + k}" for k in range(60)]
+  path = tmp_path / "log.csv"
+  path.write_text("\n".join(lines) + "\n")
+  whole = readers.read_table(str(path), "csv")
+  blocks = readers.blocks_of(str(path), 0, "csv", block_bytes)
+  assert [b.start for b in blocks] == list(range(0, path.stat().st_size, block_bytes))
+  parts = [readers.read_block(block, "csv") for block in blocks]
+  for name in whole.columns:
+    assert np.concatenate([p.columns[name] for p in parts]).tolist() == whole.columns[name].tolist()
+
+
+def test_bad_row_in_a_block_names_file_and_bytes_and_writes_nothing(raw, tmp_path):
+  rows = _read_rows(raw["input_a"])
+  rows[30][2] = "four"
+  bad = _write_rows(tmp_path / "bad.csv", rows)
+  _, beam = _both(tmp_path, input_a=bad, input_b=raw["input_b"])
+  with pytest.raises(PrepareError, match=r"bad\.csv \[bytes \d+-\d+\] \(row \d+\): column "
+                                         r"'rating' must be numeric, got 'four'"):
+    prepare(beam)
+  assert not os.path.exists(beam.output_dir)
+  assert os.listdir(tmp_path) == ["bad.csv"]
