@@ -68,7 +68,8 @@ def test_autograph_rule_comes_with_layers_once_and_not_with_dasl_tf():
         return [rule for rule in autograph_config.CONVERSION_RULES
                 if isinstance(rule, autograph_config.DoNotConvert) and rule.matches("tf_keras")]
 
-      assert keras_rules() == [], "TensorFlow has a tf_keras rule of its own now"
+      # TensorFlow 2.21 lists DoNotConvert("tf_keras") itself; 2.16 needs dasl_tf's.
+      assert len(keras_rules()) <= 1, keras_rules()
       import dasl_tf.layers
       assert len(keras_rules()) == 1, keras_rules()
       import dasl_tf.layers, dasl_tf.metrics

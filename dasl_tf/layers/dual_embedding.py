@@ -24,7 +24,7 @@ class OrthogonalityRegularizer(tf_keras.regularizers.Regularizer):
 
   Example:
     >>> # X = 2 I_3: X^T X - I = 3 I_3, whose squared Frobenius norm is 27.
-    >>> OrthogonalityRegularizer(1.0)(tf.eye(3) * 2.0).numpy().round(4)
+    >>> float(OrthogonalityRegularizer(1.0)(tf.eye(3) * 2.0).numpy().round(4))
     27.0
 
   Args:

@@ -353,7 +353,7 @@ def read_mat(path: str) -> Table:
       bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
       if len(bad):
         raise PrepareError(f"{table.where(bad[0])}: column {name!r} must hold whole-number "
-                           f"ids, got {values[bad[0]]!r} ({len(bad)} such row(s))")
+                           f"ids, got {float(values[bad[0]])!r} ({len(bad)} such row(s))")
       table.columns[name] = values.astype(np.int64).astype(str).astype(object)
     else:
       table.columns[name] = np.array([_number_text(v) for v in values.tolist()], dtype=object)
@@ -540,24 +540,25 @@ def _checked_time_unit(table: Table, name: str, times: np.ndarray) -> str:
   if len(negative):
     row = negative[0]
     raise PrepareError(f"{table.where(row)}: column {name!r} holds a negative time "
-                       f"{times[row]!r} ({len(negative)} such row(s))")
+                       f"{float(times[row])!r} ({len(negative)} such row(s))")
   in_ms = known & (times >= MILLISECONDS_FROM)
   unit = "ms" if in_ms.any() else "s"
   if unit == "ms":
     seconds_like = np.flatnonzero(known & ~in_ms)
     if len(seconds_like):
       raise PrepareError(
-          f"{table.path}: column {name!r} mixes milliseconds ({times[in_ms][0]!r} at "
+          f"{table.path}: column {name!r} mixes milliseconds ({float(times[in_ms][0])!r} at "
           f"{table.where(np.flatnonzero(in_ms)[0])}) and seconds since the epoch "
-          f"({times[seconds_like[0]]!r} at {table.where(seconds_like[0])})")
+          f"({float(times[seconds_like[0]])!r} at {table.where(seconds_like[0])})")
   scale = 1000.0 if unit == "ms" else 1.0
   future = np.flatnonzero(known & (times / scale > time.time() + FUTURE_SLACK_S))
   if len(future):
     row = future[0]
     when = time.strftime("%Y-%m-%d", time.gmtime(min(times[row] / scale, 2**37)))
+    unit_name = "milliseconds" if scale > 1 else "seconds"
     raise PrepareError(f"{table.where(row)}: column {name!r} holds a time in the future: "
-                       f"{times[row]!r} ({when} as {'milliseconds' if scale > 1 else 'seconds'} "
-                       f"since the epoch; {len(future)} such row(s))")
+                       f"{float(times[row])!r} ({when} as {unit_name} since the epoch; "
+                       f"{len(future)} such row(s))")
   return unit
 
 
@@ -585,7 +586,7 @@ def check_same_time_unit(logs: Sequence[RawLog]) -> None:
   one log after the other's, silently emptying cross-domain histories (or
   leaking the future into them).
   """
-  check_time_units([(log.source, log.time_unit, log.timestamp[0] if len(log) else None)
+  check_time_units([(log.source, log.time_unit, float(log.timestamp[0]) if len(log) else None)
                     for log in logs])
 
 
