@@ -1,27 +1,35 @@
 """Packaging for dasl_tf: the library, its batch pipelines and its serving tools."""
 import setuptools
 
+# Ranges admit both supported environments: the default one (TensorFlow 2.16,
+# with tensorflow-io; constraints/default.txt) and the TFX one (TensorFlow
+# 2.21, TFX 1.21; constraints/tfx.txt). Each environment installs with its
+# constraints file, which pins every package.
 INSTALL_REQUIRES = [
-    "tensorflow==2.16.2",
-    "tf-keras==2.16.0",
-    "tensorflow-recommenders==0.7.7",
-    "tensorflow-io==0.37.1",
-    "tensorflow-serving-api==2.16.1",
-    "numpy==1.26.4",
-    "protobuf==4.25.9",
-    "absl-py",
+    "tensorflow>=2.16.2,<2.22",
+    "tf-keras>=2.16.0,<2.22",
+    # TensorFlow 2.21 no longer pulls TensorBoard in; the training job writes its logs.
+    "tensorboard>=2.16.2,<2.22",
+    "tensorflow-recommenders>=0.7.7,<0.8",
+    "tensorflow-serving-api>=2.16.1,<2.22",
+    "numpy>=1.26.4,<3",
+    "protobuf>=4.25.9,<7",
+    "absl-py>=1.0,<3",
     "scipy",
-    "pyarrow==25.0.1",
+    "pyarrow>=14,<26",
     "matplotlib",
     # schema.pbtxt and stats.pb of dasl-prepare (TFX / TFDV protos; pure protobuf).
-    "tensorflow-metadata==1.16.1",
+    "tensorflow-metadata>=1.16.1,<1.22",
     # dasl-prepare writes TFRecords without TensorFlow (dasl_tf/prepare/tfrecord.py);
     # Beam's WriteToTFRecord needs it too.
     "google-crc32c",
 ]
 
 EXTRAS_REQUIRE = {
-    "beam": ["apache-beam==2.77.0"],
+    # s3://, hdfs://, viewfs://, har:// and az:// paths: tensorflow-io's compiled
+    # filesystems, which load on TensorFlow 2.16 only (gs:// is built in).
+    "remote": ["tensorflow-io==0.37.1"],
+    "beam": ["apache-beam>=2.77.0,<3"],
     # wheel: tests/test_packaging.py builds one; moto: the S3-compatible server of
     # tests/test_remote_storage.py (started on 127.0.0.1 by the test).
     "dev": ["pytest", "hypothesis", "wheel", "moto[server]==5.1.22"],
