@@ -4,11 +4,15 @@ import os
 import socket
 import subprocess
 
+import pytest
 import tensorflow as tf
 
 from dasl_tf import config as config_lib
 from dasl_tf import training
 from tests import test_train_support as support
+
+# About two minutes on 2 cores: in `make test-slow`, out of `make test`'s ten minutes.
+pytestmark = pytest.mark.slow
 
 VARIANT = "wide_deep"  # the quickest model to build: this test is about distribution
 EPOCHS = 3
