@@ -9,15 +9,15 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow test-tf221 bench clean tfx
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py constraints/default.txt
 	@if [ -z "$(PYTHON_FOR_VENV)" ]; then echo "error: dasl_tf needs Python 3.10, 3.11 or 3.12 (3.11 preferred); none was found on PATH." >&2; exit 1; fi
 	@echo "==> creating $(VENV) with $(PYTHON_FOR_VENV)"
 	$(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "==> installing dasl_tf and its pinned stack (a few minutes on a fresh machine)"
-	$(PY) -m pip install --quiet --progress-bar off -e '.[beam,dev]'
+	$(PY) -m pip install --quiet --progress-bar off -c constraints/default.txt -e '.[remote,beam,dev]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,4 +32,51 @@ test-slow: venv
 	$(PY) -m pytest -q -m slow tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache demo_output
+	rm -rf $(VENV) $(TF221_VENV) $(TFX_VENV) build *.egg-info .pytest_cache demo_output
+
+# `make tfx`: the TFX 1.21 pipeline (pipelines/tfx_pipeline.py) in its own environment,
+# .venv-tfx, where the platform allows it (glibc >= 2.39, Python 3.10-3.12): its tests,
+# then the pipeline on a small synthetic dataset (demo_output/tfx). Elsewhere it prints
+# one line saying what is missing and succeeds.
+TFX_VENV := .venv-tfx
+TFX_PY := $(TFX_VENV)/bin/python
+TFX_OUTPUT := demo_output/tfx
+
+tfx:
+	@if ! missing=$$(bash tools/tfx_platform_check.sh "$(PYTHON_FOR_VENV)"); then \
+	  echo "make tfx: skipped: $$missing"; exit 0; fi; \
+	set -e; \
+	if [ ! -f $(TFX_VENV)/.installed ] || [ setup.py -nt $(TFX_VENV)/.installed ] \
+	    || [ constraints/tfx.txt -nt $(TFX_VENV)/.installed ]; then \
+	  echo "==> creating $(TFX_VENV) with $(PYTHON_FOR_VENV)"; \
+	  $(PYTHON_FOR_VENV) -m venv $(TFX_VENV); \
+	  $(TFX_PY) -m pip install --quiet --upgrade pip; \
+	  echo "==> installing dasl_tf with TFX 1.21 (constraints/tfx.txt; several minutes)"; \
+	  $(TFX_PY) -m pip install --quiet --progress-bar off -c constraints/tfx.txt \
+	    -e '.[dev]' tfx==1.21.0; \
+	  touch $(TFX_VENV)/.installed; \
+	fi; \
+	echo "==> TFX tests"; \
+	$(TFX_PY) -m pytest -q tests/test_tfx_pipeline.py tests/test_tfx_trainer.py; \
+	echo "==> TFX pipeline on a small synthetic dataset ($(TFX_OUTPUT))"; \
+	rm -rf $(TFX_OUTPUT); \
+	$(TFX_PY) -m dasl_tf.pipelines.tfx_pipeline --output_dir=$(TFX_OUTPUT) \
+	  --synthetic_users=500 --train_steps=300
+
+# `make test-tf221`: the default suite on TensorFlow 2.21, the TFX environment's stack
+# (constraints/tfx.txt) without TFX, which installs wherever TensorFlow 2.21 does (Debian 12
+# included). tensorflow-io is not in it, so the s3:// test skips, saying so.
+TF221_VENV := .venv-tf221
+TF221_PY := $(TF221_VENV)/bin/python
+
+$(TF221_VENV)/.installed: setup.py constraints/tfx.txt
+	@if [ -z "$(PYTHON_FOR_VENV)" ]; then echo "error: dasl_tf needs Python 3.10, 3.11 or 3.12 (3.11 preferred); none was found on PATH." >&2; exit 1; fi
+	@echo "==> creating $(TF221_VENV) with $(PYTHON_FOR_VENV)"
+	$(PYTHON_FOR_VENV) -m venv $(TF221_VENV)
+	$(TF221_PY) -m pip install --quiet --upgrade pip
+	@echo "==> installing dasl_tf on TensorFlow 2.21 (constraints/tfx.txt, without TFX)"
+	$(TF221_PY) -m pip install --quiet --progress-bar off -c constraints/tfx.txt -e '.[beam,dev]'
+	touch $@
+
+test-tf221: $(TF221_VENV)/.installed
+	$(TF221_PY) -m pytest -q -rs -m "not slow" tests

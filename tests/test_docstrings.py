@@ -9,7 +9,8 @@ import dasl_tf
 
 # Top-level packages of the optional extras (setup.py's extras_require): a module
 # that needs one is skipped where it is not installed.
-_OPTIONAL_PACKAGES = ("apache_beam",)
+# Packages of the extras and of the TFX environment (constraints/tfx.txt).
+_OPTIONAL_PACKAGES = ("apache_beam", "tfx", "tensorflow_model_analysis")
 _OPTION_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
