@@ -8,17 +8,24 @@ PYTHON_FOR_VENV := $(shell for p in python3.11 python3.12 python3.10 python3; do
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
+comma := ,
 
 .PHONY: venv demo test test-slow test-tf221 bench clean tfx
 
-$(VENV)/.installed: setup.py constraints/default.txt
+# $(call install_venv,DIR,CONSTRAINTS,EXTRAS): a virtual environment at DIR with dasl_tf
+# installed editable with EXTRAS ("remote,beam,dev"), every package pinned by CONSTRAINTS.
+define install_venv
 	@if [ -z "$(PYTHON_FOR_VENV)" ]; then echo "error: dasl_tf needs Python 3.10, 3.11 or 3.12 (3.11 preferred); none was found on PATH." >&2; exit 1; fi
-	@echo "==> creating $(VENV) with $(PYTHON_FOR_VENV)"
-	$(PYTHON_FOR_VENV) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	@echo "==> installing dasl_tf and its pinned stack (a few minutes on a fresh machine)"
-	$(PY) -m pip install --quiet --progress-bar off -c constraints/default.txt -e '.[remote,beam,dev]'
-	touch $@
+	@echo "==> creating $(1) with $(PYTHON_FOR_VENV)"
+	$(PYTHON_FOR_VENV) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	@echo "==> installing dasl_tf[$(3)] pinned by $(2) (a few minutes on a fresh machine)"
+	$(1)/bin/python -m pip install --quiet --progress-bar off -c $(2) -e '.[$(3)]'
+	touch $(1)/.installed
+endef
+
+$(VENV)/.installed: setup.py constraints/default.txt
+	$(call install_venv,$(VENV),constraints/default.txt,remote$(comma)beam$(comma)dev)
 
 venv: $(VENV)/.installed
 
@@ -70,13 +77,7 @@ TF221_VENV := .venv-tf221
 TF221_PY := $(TF221_VENV)/bin/python
 
 $(TF221_VENV)/.installed: setup.py constraints/tfx.txt
-	@if [ -z "$(PYTHON_FOR_VENV)" ]; then echo "error: dasl_tf needs Python 3.10, 3.11 or 3.12 (3.11 preferred); none was found on PATH." >&2; exit 1; fi
-	@echo "==> creating $(TF221_VENV) with $(PYTHON_FOR_VENV)"
-	$(PYTHON_FOR_VENV) -m venv $(TF221_VENV)
-	$(TF221_PY) -m pip install --quiet --upgrade pip
-	@echo "==> installing dasl_tf on TensorFlow 2.21 (constraints/tfx.txt, without TFX)"
-	$(TF221_PY) -m pip install --quiet --progress-bar off -c constraints/tfx.txt -e '.[beam,dev]'
-	touch $@
+	$(call install_venv,$(TF221_VENV),constraints/tfx.txt,beam$(comma)dev)
 
 test-tf221: $(TF221_VENV)/.installed
 	$(TF221_PY) -m pytest -q -rs -m "not slow" tests
