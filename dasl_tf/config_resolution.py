@@ -17,8 +17,8 @@ from dasl_tf import features as F
 from dasl_tf import models
 
 # Model fields that always come from the dataset's schema.json.
-_DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "history_length", "user_num_dim",
-                   "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes")
+DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "history_length", "user_num_dim",
+                  "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes")
 
 def resolve_config(schema: F.DatasetSchema,
                    base: Optional[config_lib.ExperimentConfig] = None,
@@ -50,13 +50,13 @@ def resolve_config(schema: F.DatasetSchema,
     raise config_lib.ConfigError(f"unknown config field: {e}") from e
   from_dataset = schema.model_config().to_dict()
   defaults = config_lib.ModelConfig().to_dict()
-  for name in _DATASET_FIELDS:
+  for name in DATASET_FIELDS:
     given = getattr(model, name)
     if given != defaults[name] and given != from_dataset[name]:
       logging.warning("config sets %s=%s but the dataset has %s; using the dataset's value",
                       name, given, from_dataset[name])
   model = schema.model_config(**{k: v for k, v in model.to_dict().items()
-                                 if k not in _DATASET_FIELDS})
+                                 if k not in DATASET_FIELDS})
   model, train = _ranking_objective(model, train, schema.feature_spec)
   experiment = config_lib.ExperimentConfig(model=model, train=train)
   validate_config(experiment)

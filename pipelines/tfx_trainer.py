@@ -78,8 +78,6 @@ from dasl_tf import training
 
 # The directory of each split of a TFX Examples artifact: <artifact uri>/Split-<name>.
 _TFX_SPLIT_PREFIX = "Split-"
-# Model fields that always come from the dataset (never a hyperparameter).
-_DATASET_FIELDS = config_resolution._DATASET_FIELDS  # pylint: disable=protected-access
 _SECTIONS = {"model": config_lib.ModelConfig, "train": config_lib.TrainConfig}
 # Values keras-tuner adds for itself (Hyperband: tuner/epochs, tuner/round, ...).
 _TUNER_PREFIX = "tuner/"
@@ -150,11 +148,11 @@ def hyperparameter_overrides(hyperparameters: Optional[Mapping[str, Any]]
       sections = [s for s in _SECTIONS if name in fields[s]]
     if len(sections) != 1:
       known = sorted(f"{s}.{n}" for s, names in fields.items() for n in names
-                     if n not in _DATASET_FIELDS)
+                     if n not in config_resolution.DATASET_FIELDS)
       raise config_lib.ConfigError(
           f"hyperparameter {key!r} is not a field of the run's configuration; name a field "
           f"of ModelConfig or TrainConfig, bare or qualified: {known}")
-    if name in _DATASET_FIELDS:
+    if name in config_resolution.DATASET_FIELDS:
       raise config_lib.ConfigError(
           f"hyperparameter {key!r}: {name} comes from the dataset's schema.json and cannot "
           "be tuned")

@@ -64,6 +64,8 @@ class BlockFacts:
   Attributes:
     domain: 0 = A, 1 = B.
     source: the block, for messages.
+    rows_read: the block's rows of the domain.
+    dropped: rows dropped by the row checks, per reason (duplicates aside).
     valid: rows kept by the row checks.
     is_label: the input holds 0/1 labels.
     file_order: the input has no time column.
@@ -72,6 +74,8 @@ class BlockFacts:
   """
   domain: int
   source: str
+  rows_read: int
+  dropped: Dict[str, int]
   valid: int
   is_label: bool
   file_order: bool
@@ -112,12 +116,12 @@ def check_inputs(blocks: Sequence[BlockFacts], config: PrepareConfig) -> InputFa
 
 
 def read_block(block: readers.Block, domain: int, config: PrepareConfig
-              ) -> Iterator[Tuple[int, object]]:
-  """Reads a block: ``(domain, BlockFacts)`` per domain, then its valid rows.
+              ) -> Iterator[object]:
+  """Reads a block: per domain, its :class:`BlockFacts`, then its valid rows.
 
-  Rows come as ``(domain, (user, item, timestamp, position, label))``; the
-  timestamp is 0 for inputs without a time column (position orders them).
-  ``domain`` -1 splits a single input by category.
+  Rows come as ``((domain, user, item), (timestamp, position, label))``, keyed
+  for de-duplication; the timestamp is 0 for inputs without a time column
+  (position orders them). ``domain`` -1 splits a single input by category.
   """
   log = readers.log_of_table(readers.read_block(block, config.format), config,
                              with_category=domain < 0)
@@ -126,16 +130,15 @@ def read_block(block: readers.Block, domain: int, config: PrepareConfig
   for part_domain, part in parts:
     valid, dropped = interactions_lib.validity(part)
     rows = np.flatnonzero(valid)
-    yield part_domain, (len(part), dropped)
-    yield part_domain, BlockFacts(part_domain, log.source, len(rows), part.is_label,
-                                  part.file_order, part.time_unit,
-                                  float(part.timestamp[0]) if len(part) else None)
+    yield BlockFacts(part_domain, log.source, len(part), dropped, len(rows), part.is_label,
+                     part.file_order, part.time_unit,
+                     float(part.timestamp[0]) if len(part) else None)
     labels = interactions_lib.labels(part, rows, config.label_threshold).tolist()
     times = (np.zeros(len(rows)) if part.file_order else part.timestamp[rows]).tolist()
     for row, user, item, timestamp, label in zip(rows.tolist(), part.user[rows].tolist(),
                                                   part.item[rows].tolist(), times, labels):
-      yield part_domain, (user, item, timestamp,
-                          (block.file_index, block.start, block.row_group, row), label)
+      yield ((part_domain, user, item),
+             (timestamp, (block.file_index, block.start, block.row_group, row), label))
 
 
 @dataclasses.dataclass
@@ -226,7 +229,6 @@ class ExampleContext:
   params: ExampleParams
   encoder: ExampleEncoder
   folds: Optional[np.ndarray]
-  num_users: int
   item_vocabs: ItemVocabularies
   user_vocab: Vocabulary
   user_features: Optional[side_features.SideFeatures]
@@ -254,7 +256,6 @@ def example_context(users: Sequence[str], items: ItemVocabularies, config: Prepa
                              item_features),
       folds=(splits.user_folds(user_vocab.size, config.folds, config.seed)
              if config.split == "kfold" else None),
-      num_users=user_vocab.size,
       item_vocabs=items,
       user_vocab=user_vocab,
       user_features=user_features,
@@ -290,7 +291,7 @@ def write_metadata(context: ExampleContext, facts: InputFacts, staging: str) -> 
   """Writes ``vocab/`` and the summary the launcher reads back (sizes, side-feature columns)."""
   pipeline_lib.write_vocabularies(staging, context.user_vocab, context.item_vocabs.vocabularies,
                                   context.user_features, context.item_features)
-  summary = {"num_users": context.num_users,
+  summary = {"num_users": context.user_vocab.size,
              "num_items": [v.size for v in context.item_vocabs.vocabularies],
              "side_features": context.side_feature_stats,
              "is_label": list(facts.is_label), "file_order": facts.file_order}
@@ -309,25 +310,24 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
   from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
 
   split_names = config.split_names
-  counter = lambda name: beam.metrics.Metrics.counter(NAMESPACE, name)  # noqa: E731
+
+  def counter(name: str):
+    return beam.metrics.Metrics.counter(NAMESPACE, name)
 
   class ReadBlockFn(beam.DoFn):
     """(block, domain) -> valid rows keyed by (domain, user, item); facts to a tagged output."""
 
     def process(self, element):
       block, domain = element
-      for part_domain, value in read_block(block, domain, config):
-        key = DOMAIN_KEYS[part_domain]
+      for value in read_block(block, domain, config):
         if isinstance(value, BlockFacts):
-          yield beam.pvalue.TaggedOutput("facts", value)
-        elif len(value) == 2:
-          rows_read, dropped = value
-          counter(f"{key}/rows_read").inc(rows_read)
-          for reason, count in dropped.items():
+          key = DOMAIN_KEYS[value.domain]
+          counter(f"{key}/rows_read").inc(value.rows_read)
+          for reason, count in value.dropped.items():
             counter(f"{key}/dropped/{reason}").inc(count)
+          yield beam.pvalue.TaggedOutput("facts", value)
         else:
-          user, item, timestamp, position, label = value
-          yield (part_domain, user, item), (timestamp, position, label)
+          yield value
 
   class UserTimelineFn(beam.DoFn):
     """(user, records) -> (user, UserTimeline); counts records, clicks and users."""
