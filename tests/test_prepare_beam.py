@@ -157,19 +157,32 @@ def test_one_parquet_input_split_by_category(raw, tmp_path):
   _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
 
 
+def _lines(file_format, count):
+  """A file's lines in ``file_format``: records of varied length, with a header where it has one."""
+  records = [(f"u{k % 7}", f"{'i' * (1 + k % 13)}{k}", str(1 + k % 5), str(1000 + k))
+             for k in range(count)]
+  if file_format == "csv":
+    return ["user_id,item_id,rating,timestamp"] + [",".join(r) for r in records]
+  if file_format == "douban":
+    return ["\t".join(r) for r in records]
+  return [json.dumps({"reviewerID": u, "asin": i, "overall": float(r), "unixReviewTime": int(t)})
+          for u, i, r, t in records]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "douban", "amazon_json"])
 @pytest.mark.parametrize("block_bytes", [1, 7, 31, 64, 10**6])
-def test_text_blocks_hold_every_line_once(tmp_path, block_bytes):
+def test_text_blocks_hold_every_line_once(tmp_path, file_format, block_bytes):
   """Blocks of any size, boundaries on or inside lines, give the file's rows in order."""
-  lines = ["user_id,item_id,rating,timestamp"] + [
-      f"u{k % 7},{'i' * (1 + k % 13)}{k},{1 + k % 5},{1000 + k}" for k in range(60)]
-  path = tmp_path / "log.csv"
-  path.write_text("\n".join(lines) + "\n")
-  whole = readers.read_table(str(path), "csv")
-  blocks = readers.blocks_of(str(path), 0, "csv", block_bytes)
+  path = tmp_path / "log.txt"
+  path.write_text("\n".join(_lines(file_format, 60)) + "\n")
+  whole = readers.read_table(str(path), file_format)
+  blocks = readers.blocks_of(str(path), 0, file_format, block_bytes)
   assert [b.start for b in blocks] == list(range(0, path.stat().st_size, block_bytes))
-  parts = [readers.read_block(block, "csv") for block in blocks]
+  parts = [readers.read_block(block, file_format) for block in blocks]
+  assert len(whole.columns) == 4
   for name in whole.columns:
-    assert np.concatenate([p.columns[name] for p in parts]).tolist() == whole.columns[name].tolist()
+    column = np.concatenate([p.columns[name] for p in parts]).tolist()
+    assert column == whole.columns[name].tolist() and len(column) == 60
 
 
 def test_bad_row_in_a_block_names_file_and_bytes_and_writes_nothing(raw, tmp_path):
