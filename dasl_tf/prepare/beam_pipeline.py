@@ -38,13 +38,10 @@ from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, OOV_ID
 from dasl_tf.prepare import interactions as interactions_lib
 from dasl_tf.prepare import pipeline as pipeline_lib
 from dasl_tf.prepare import readers
-from dasl_tf.prepare import side_features
 from dasl_tf.prepare import splits
-from dasl_tf.prepare import stats as stats_lib
 from dasl_tf.prepare import writer as writer_lib
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
-from dasl_tf.prepare.encoder import ExampleEncoder
-from dasl_tf.prepare.examples import COUNT_KEYS, ExampleParams, Timelines, build_user_examples
+from dasl_tf.prepare.examples import COUNT_KEYS, Timelines, build_user_examples
 from dasl_tf.prepare.interactions import DROP_REASONS
 from dasl_tf.prepare.vocab import Vocabulary
 
@@ -223,44 +220,37 @@ def item_vocabularies(counts: Iterable[Tuple[Tuple[int, str], int]], min_count: 
 
 @dataclasses.dataclass
 class ExampleContext:
-  """Everything the per-user example step needs besides the user's timeline."""
+  """Everything the per-user example step needs besides the user's timeline.
+
+  Attributes:
+    user_vocab: the user vocabulary.
+    item_vocabs: the item vocabularies and their trained-record counts.
+    user_index: raw user id -> index.
+    item_index: per domain, raw item id -> index.
+    folds: the fold of each user index (k-fold split), else None.
+    encoding: side features, sampling parameters and encoder.
+  """
+  user_vocab: Vocabulary
+  item_vocabs: ItemVocabularies
   user_index: Dict[str, int]
   item_index: Tuple[Dict[str, int], Dict[str, int]]
-  params: ExampleParams
-  encoder: ExampleEncoder
   folds: Optional[np.ndarray]
-  item_vocabs: ItemVocabularies
-  user_vocab: Vocabulary
-  user_features: Optional[side_features.SideFeatures]
-  item_features: Optional[side_features.SideFeatures]
-  side_feature_stats: Dict[str, object]
+  encoding: pipeline_lib.Encoding
 
 
 def example_context(users: Sequence[str], items: ItemVocabularies, config: PrepareConfig
                    ) -> ExampleContext:
   """Vocabulary lookups, side features, sampling parameters and encoder of a run."""
   user_vocab = Vocabulary(np.array(sorted(users), dtype=object))
-  user_features = side_features.load([config.user_features], [user_vocab],
-                                     config.numeric_features, config.categorical_features)
-  item_features = side_features.load(
-      [config.item_features_a, config.item_features_b], items.vocabularies,
-      config.numeric_features, config.categorical_features)
-  feature_stats = stats_lib.side_feature_stats(user_features, item_features)
-  params = ExampleParams.from_config(config, tuple(v.size for v in items.vocabularies),
-                                     items.train_counts)
   return ExampleContext(
+      user_vocab=user_vocab,
+      item_vocabs=items,
       user_index=_index_of(user_vocab),
       item_index=tuple(_index_of(v) for v in items.vocabularies),
-      params=params,
-      encoder=ExampleEncoder(pipeline_lib.feature_spec(config, feature_stats), user_features,
-                             item_features),
       folds=(splits.user_folds(user_vocab.size, config.folds, config.seed)
              if config.split == "kfold" else None),
-      item_vocabs=items,
-      user_vocab=user_vocab,
-      user_features=user_features,
-      item_features=item_features,
-      side_feature_stats=feature_stats)
+      encoding=pipeline_lib.encoding_of(config, user_vocab, items.vocabularies,
+                                        items.train_counts))
 
 
 def _index_of(vocabulary: Vocabulary) -> Dict[str, int]:
@@ -278,22 +268,22 @@ def user_examples(user: str, timeline: UserTimeline, context: ExampleContext,
            else np.full(len(item), context.folds[user_index], np.int64))
   examples = build_user_examples(
       Timelines(np.full(len(item), user_index, np.int64), item, timeline.domain,
-                timeline.label, timeline.timestamp, split), context.params)
+                timeline.label, timeline.timestamp, split), context.encoding.params)
   for index, name in enumerate(split_names):
     part = examples.take(examples.split == index)
     if len(part):
-      yield name, part.counts(), context.encoder.encode(
-          part, context.params.negatives_by_split[index],
-          context.params.train_negatives_by_split[index])
+      params = context.encoding.params
+      yield name, part.counts(), context.encoding.encoder.encode(
+          part, params.negatives_by_split[index], params.train_negatives_by_split[index])
 
 
 def write_metadata(context: ExampleContext, facts: InputFacts, staging: str) -> None:
   """Writes ``vocab/`` and the summary the launcher reads back (sizes, side-feature columns)."""
   pipeline_lib.write_vocabularies(staging, context.user_vocab, context.item_vocabs.vocabularies,
-                                  context.user_features, context.item_features)
+                                  context.encoding)
   summary = {"num_users": context.user_vocab.size,
              "num_items": [v.size for v in context.item_vocabs.vocabularies],
-             "side_features": context.side_feature_stats,
+             "side_features": context.encoding.side_feature_stats,
              "is_label": list(facts.is_label), "file_order": facts.file_order}
   with filesystems.open_file(os.path.join(staging, SUMMARY_FILE), "w") as f:
     f.write(json.dumps(summary))

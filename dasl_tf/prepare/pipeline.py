@@ -17,6 +17,7 @@ import os
 import time
 from typing import Callable, Dict, Optional, Tuple
 
+import numpy as np
 from absl import logging
 
 from dasl_tf import features as F
@@ -116,36 +117,27 @@ def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
   clean_a = interactions_lib.clean(raw_a, config.label_threshold)
   clean_b = interactions_lib.clean(raw_b, config.label_threshold)
   interactions = interactions_lib.merge(clean_a, clean_b, config)
-  user_features = side_features.load(
-      [config.user_features], [interactions.user_vocab],
-      config.numeric_features, config.categorical_features)
-  item_features = side_features.load(
-      [config.item_features_a, config.item_features_b], interactions.item_vocabs,
-      config.numeric_features, config.categorical_features)
-  item_vocab_sizes = tuple(v.size for v in interactions.item_vocabs)
-  params = ExampleParams.from_config(
-      config, item_vocab_sizes, stats_lib.train_item_counts(interactions, config.split_names))
-  local.check_memory(interactions, params)
-  side_feature_stats = stats_lib.side_feature_stats(user_features, item_features)
-  encoder = ExampleEncoder(feature_spec(config, side_feature_stats), user_features,
-                           item_features)
+  encoding = encoding_of(config, interactions.user_vocab, interactions.item_vocabs,
+                         stats_lib.train_item_counts(interactions, config.split_names))
+  local.check_memory(interactions, encoding.params)
+
   def write(staging: str) -> DriverResult:
     writers = writer_lib.ShardWriters(staging, config.split_names, config.num_shards,
                                       config.compress, config.seed)
     try:
-      counts = local.run(interactions, params, encoder, config.split_names, writers)
+      counts = local.run(interactions, encoding.params, encoding.encoder, config.split_names,
+                         writers)
     finally:
       writers.close()
-    write_vocabularies(staging, interactions.user_vocab, interactions.item_vocabs,
-                       user_features, item_features)
+    write_vocabularies(staging, interactions.user_vocab, interactions.item_vocabs, encoding)
     return DriverResult(
         splits=counts,
         domains=tuple(stats_lib.domain_counts(raw, clean, interactions, d)
                       for d, (raw, clean) in enumerate(((raw_a, clean_a), (raw_b, clean_b)))),
         users=stats_lib.user_stats(interactions),
         num_users=interactions.user_vocab.size,
-        num_items=item_vocab_sizes,
-        side_features=side_feature_stats,
+        num_items=tuple(v.size for v in interactions.item_vocabs),
+        side_features=encoding.side_feature_stats,
         sources=(raw_a.source, raw_b.source),
         is_label=(raw_a.is_label, raw_b.is_label),
         file_order=raw_a.file_order)
@@ -153,16 +145,56 @@ def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
   return write
 
 
+@dataclasses.dataclass
+class Encoding:
+  """How examples are encoded: side features, negative sampling and the encoder.
+
+  Attributes:
+    user_features: user side features aligned to the user vocabulary, or None.
+    item_features: item side features aligned to the item vocabularies, or None.
+    side_feature_stats: :func:`stats_lib.side_feature_stats` of both.
+    params: the per-user function's parameters (history, negatives, seeds).
+    encoder: serializes examples with their side features.
+  """
+  user_features: Optional[SideFeatures]
+  item_features: Optional[SideFeatures]
+  side_feature_stats: Dict[str, object]
+  params: ExampleParams
+  encoder: ExampleEncoder
+
+
+def encoding_of(config: PrepareConfig, user_vocab: vocab_lib.Vocabulary,
+                item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary],
+                train_item_counts: Tuple[np.ndarray, np.ndarray]) -> Encoding:
+  """Reads the side features against the vocabularies; builds the sampling parameters and encoder.
+
+  Args:
+    config: the run's configuration.
+    user_vocab: the user vocabulary.
+    item_vocabs: the item vocabularies of domains A and B.
+    train_item_counts: per domain, trained records per item index (popularity negatives).
+  """
+  user_features = side_features.load([config.user_features], [user_vocab],
+                                     config.numeric_features, config.categorical_features)
+  item_features = side_features.load([config.item_features_a, config.item_features_b],
+                                     item_vocabs, config.numeric_features,
+                                     config.categorical_features)
+  feature_stats = stats_lib.side_feature_stats(user_features, item_features)
+  params = ExampleParams.from_config(config, tuple(v.size for v in item_vocabs),
+                                     train_item_counts)
+  encoder = ExampleEncoder(feature_spec(config, feature_stats), user_features, item_features)
+  return Encoding(user_features, item_features, feature_stats, params, encoder)
+
+
 def write_vocabularies(output_dir: str, user_vocab: vocab_lib.Vocabulary,
                        item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary],
-                       user_features: Optional[SideFeatures],
-                       item_features: Optional[SideFeatures]) -> None:
+                       encoding: Encoding) -> None:
   """Writes ``vocab/``: users, items of A and B, and the categorical side-feature values."""
   vocab_dir = os.path.join(output_dir, VOCAB_DIR)
   vocab_lib.write_all(vocab_dir, users=user_vocab, items_a=item_vocabs[0],
                       items_b=item_vocabs[1])
-  side_features.write_vocabs(vocab_dir, "user", user_features)
-  side_features.write_vocabs(vocab_dir, "item", item_features)
+  side_features.write_vocabs(vocab_dir, "user", encoding.user_features)
+  side_features.write_vocabs(vocab_dir, "item", encoding.item_features)
 
 
 def feature_spec(config: PrepareConfig, side_feature_stats: Dict[str, object]) -> F.FeatureSpec:
