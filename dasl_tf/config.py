@@ -174,6 +174,10 @@ class ModelConfig(_JsonMixin):
       run trains on no negatives. DASL's heads get a relevance output unless
       it is "none".
     ranking_weight: its weight next to the CTR loss.
+    other_domain_dropout: in training, the fraction of examples whose other
+      domain's history is hidden from their head (as for a user with no
+      record there), so that the head also learns to score without it
+      (DASL, DASL-DE, DASL-DA; Single-Domain reads no other domain).
   """
   variant: str = "dasl"
   num_users: int = 0
@@ -198,6 +202,7 @@ class ModelConfig(_JsonMixin):
   candidate_interactions: bool = True
   ranking_loss: str = "bce"
   ranking_weight: float = 1.0
+  other_domain_dropout: float = 0.3
 
   @property
   def dual_embedding(self) -> bool:

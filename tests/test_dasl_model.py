@@ -256,3 +256,36 @@ def test_single_domain_heads_learn_only_from_their_domain(domain):
     before = _scores_after_one_step(config, (features, labels), features, head)
     after = _scores_after_one_step(config, changed, features, head)
     assert (not np.allclose(before, after, rtol=1e-6, atol=1e-6)) == coupled, head
+
+
+def test_other_domain_dropout_hides_the_other_history_of_some_training_examples():
+  """Each training example is scored either as it is or with its other-domain history empty.
+
+  About ``other_domain_dropout`` of them lose it; their own history never
+  changes, and evaluation (``training=False``) hides nothing.
+  """
+  model = build_model(_config(other_domain_dropout=0.4, dropout=0.0))
+  rng = np.random.default_rng(3)
+  batch = 400
+  domain = rng.integers(0, 2, batch)
+  features = {F.USER_ID: rng.integers(2, 20, batch), F.ITEM_ID: rng.integers(2, 12, batch),
+              F.DOMAIN: domain, F.HIST_A: rng.integers(2, 12, (batch, T)),
+              F.HIST_B: rng.integers(2, 15, (batch, T))}
+  emptied = dict(features)
+  for d, name in ((F.DOMAIN_A, F.HIST_B), (F.DOMAIN_B, F.HIST_A)):
+    emptied[name] = np.where((domain == d)[:, None], F.PAD_ID, features[name])
+  features, emptied = ({k: tf.constant(v) for k, v in x.items()} for x in (features, emptied))
+  as_is = model.training_logits(features, training=False)[0].numpy()[:, 0]
+  hidden = model.training_logits(emptied, training=False)[0].numpy()[:, 0]
+  distinct = np.abs(as_is - hidden) > 1e-5  # the examples that tell the two cases apart
+  assert distinct.mean() > 0.95, distinct.mean()
+  close = lambda x, y: np.isclose(x, y, rtol=1e-6, atol=1e-7)
+  trained = model.training_logits(features, training=True)[0].numpy()[:, 0]
+  is_hidden = close(trained, hidden)
+  assert np.all(close(trained, as_is) ^ is_hidden | ~distinct)
+  assert 0.3 < is_hidden[distinct].mean() < 0.5, is_hidden[distinct].mean()
+  again = model.training_logits(features, training=True)[0].numpy()[:, 0]
+  assert not np.array_equal(close(again, hidden)[distinct], is_hidden[distinct])
+  np.testing.assert_allclose(as_is, tf.where(features[F.DOMAIN] == F.DOMAIN_A,
+                                             *model(features).values()).numpy(),
+                             rtol=1e-5, atol=1e-6)

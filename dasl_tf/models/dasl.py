@@ -13,7 +13,7 @@ from dasl_tf.layers.autoencoder import FeatureAutoencoder
 from dasl_tf.layers.dual_attention import DualAttention, JOINT, MASK, OWN, QUERY, RECORDS, SEPARATE
 from dasl_tf.layers.dual_embedding import DualEmbedding
 from dasl_tf.layers.interaction import CandidateInteraction
-from dasl_tf.layers.mlp import MLP
+from dasl_tf.layers.mlp import MLP, CheckpointedDropout
 from dasl_tf.layers.sequence import SequenceEncoder
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import register
@@ -76,6 +76,10 @@ class DASL(CrossDomainRanker):
   * ``single_domain``: neither, and each head sees its own domain only
     (no ``h_D'``, no records of D').
 
+  With ``config.other_domain_dropout`` > 0, training hides the other domain's
+  history from that fraction of the examples (their head sees a user with no
+  record there); evaluation and serving hide nothing.
+
   Losses: the two ``tfrs.tasks.Ranking`` losses (each head on the examples of
   its domain) plus, through ``self.losses``, the dual-embedding, orthogonality,
   reconstruction and L2 terms with the weights of the config.
@@ -127,6 +131,12 @@ class DASL(CrossDomainRanker):
     self.interactions = [
         CandidateInteraction(l2=config.l2, name=f"interaction_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS
     ] if config.candidate_interactions else None
+    self.other_domain_dropout = None  # Single-Domain reads no other domain: nothing to hide
+    if config.other_domain_dropout != 0 and not self.single_domain:
+      # built now, so that checkpoints always hold its random state
+      self.other_domain_dropout = CheckpointedDropout(
+          config.other_domain_dropout, name="other_domain_dropout")
+      self.other_domain_dropout.build((None,))
     self.heads = [
         MLP(config.hidden_units, 2 if self.has_relevance else 1, dropout=config.dropout,
             l2=config.l2, name=f"head_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
@@ -194,6 +204,8 @@ class DASL(CrossDomainRanker):
     """
     negatives = features.get(F.TRAIN_NEGATIVES)
     in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
+    if training and self.other_domain_dropout is not None:
+      features = self._hide_other_domain(features, in_a)
     indices = [tf.where(in_a)[:, 0], tf.where(~in_a)[:, 0]]
     side_features = self._target_side_features(features)
     context = None if self.single_domain else self._user_context(features, training)
@@ -214,6 +226,19 @@ class DASL(CrossDomainRanker):
       per_head.append(self._head_outputs(d, head_context, candidates, training))
     outputs = tf.dynamic_stitch([tf.cast(i, tf.int32) for i in indices], per_head)
     return outputs[:, 0], (outputs[:, 1:] if negatives is not None else None)
+
+  def _hide_other_domain(self, features: Dict[str, tf.Tensor], in_a: tf.Tensor
+                         ) -> Dict[str, tf.Tensor]:
+    """``features`` with the other domain's history emptied for a random ``other_domain_dropout``
+    fraction of the examples (their head then sees a user without records there)."""
+    hidden = tf.equal(self.other_domain_dropout(tf.ones_like(in_a, tf.float32), training=True),
+                      0.0)
+    features = dict(features)
+    for d, hide in ((F.DOMAIN_A, hidden & ~in_a), (F.DOMAIN_B, hidden & in_a)):
+      history = features[_HISTORIES[d]]
+      features[_HISTORIES[d]] = tf.where(hide[:, None], tf.constant(F.PAD_ID, history.dtype),
+                                         history)
+    return features
 
   def _outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
