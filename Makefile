@@ -32,8 +32,12 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m dasl_tf.pipelines.demo
 
+# The suite in one pytest process per core (pytest-xdist), a test file per process at a time,
+# so that a file's shared fixtures are built once.
+TEST_WORKERS ?= auto
+
 test: venv
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow tests
@@ -80,4 +84,4 @@ $(TF221_VENV)/.installed: setup.py constraints/tfx.txt
 	$(call install_venv,$(TF221_VENV),constraints/tfx.txt,beam$(comma)dev)
 
 test-tf221: $(TF221_VENV)/.installed
-	$(TF221_PY) -m pytest -q -rs -m "not slow" tests
+	$(TF221_PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests

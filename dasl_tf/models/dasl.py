@@ -229,8 +229,7 @@ class DASL(CrossDomainRanker):
 
   def _hide_other_domain(self, features: Dict[str, tf.Tensor], in_a: tf.Tensor
                          ) -> Dict[str, tf.Tensor]:
-    """``features`` with the other domain's history emptied for a random ``other_domain_dropout``
-    fraction of the examples (their head then sees a user without records there)."""
+    """Empties the other domain's history of a random ``other_domain_dropout`` share of examples."""
     hidden = tf.equal(self.other_domain_dropout(tf.ones_like(in_a, tf.float32), training=True),
                       0.0)
     features = dict(features)
