@@ -1,11 +1,14 @@
 """Two variants of one ``dasl-experiment`` table, metric by metric, on every slice.
 
 Reads ``<experiment_dir>/results.json`` (every run's ``metrics.json``) and prints, for the test split (or ``--prefix=val_`` for
-validation) and each slice, the AUC and HR@10 of both heads: the two means,
-their difference, the larger of the two spreads, and whether ``--variant``
-holds up against ``--baseline`` "within the seed spread" (its mean is at
-least the baseline's minus that spread). Also prints each variant's HR@10
-over the ``popularity`` variant's when the table has one.
+validation) and each slice, the headline full-catalogue HR@10 and NDCG@10, the
+sampled HR@10 and the AUC of both heads: the two means, their difference, the
+larger of the two spreads, and whether ``--variant`` holds up against
+``--baseline`` "within the seed spread" (its mean is at least the baseline's
+minus that spread). A metric that either variant's runs lack (results of an
+older release, a slice without examples) is left out. Also prints the
+variant's full-catalogue and sampled HR@10 over the ``popularity`` variant's
+when the table has one.
 
 Usage::
 
@@ -27,8 +30,9 @@ _VARIANT = flags.DEFINE_string("variant", "dasl", "The variant compared.")
 _BASELINE = flags.DEFINE_string("baseline", "single_domain", "The variant compared against.")
 _PREFIX = flags.DEFINE_string("prefix", "", "'' for the test split, 'val_' for validation.")
 
-SLICES = ("", "_cold_start", "_no_other_domain", "_both_domains")
-METRICS = ("auc_a", "hr10_a", "auc_b", "hr10_b")
+SLICES = ("", "_cold_start", "_no_other_domain", "_both_domains", "_cold_start_user")
+METRICS = tuple(f"{metric}_{head}" for head in "ab"
+                for metric in ("hr10_full", "ndcg10_full", "hr10", "auc"))
 
 
 def _summaries(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
@@ -55,10 +59,13 @@ def main(argv):
   variant, baseline = table[_VARIANT.value], table[_BASELINE.value]
   print(f"| slice | metric | {_VARIANT.value} | {_BASELINE.value} | difference | spread | holds |")
   print("|---|---|---|---|---|---|---|")
-  failures = 0
+  failures = compared = 0
   for slice_suffix in SLICES:
     for metric in METRICS:
       key = f"{_PREFIX.value}{metric}{slice_suffix}"
+      if key not in variant or key not in baseline:
+        continue
+      compared += 1
       ours, theirs = variant[key], baseline[key]
       spread = max(ours["std"], theirs["std"])
       difference = ours["mean"] - theirs["mean"]
@@ -67,12 +74,14 @@ def main(argv):
       print(f"| {slice_suffix.lstrip('_') or 'all'} | {metric} | {ours['mean']:.4f} | "
             f"{theirs['mean']:.4f} | {difference:+.4f} | {spread:.4f} | "
             f"{'yes' if holds else '**no**'} |")
-  print(f"\n{failures} of {len(SLICES) * len(METRICS)} comparisons outside the seed spread")
+  print(f"\n{failures} of {compared} comparisons outside the seed spread")
   if "popularity" in table:
-    for head in ("a", "b"):
-      key = f"{_PREFIX.value}hr10_{head}"
-      ratio = variant[key]["mean"] / table["popularity"][key]["mean"]
-      print(f"HR@10 {head}: {_VARIANT.value} / popularity = {ratio:.3f}")
+    for metric, label in (("hr10_full", "HR@10 (full)"), ("hr10", "HR@10 (sampled)")):
+      for head in ("a", "b"):
+        key = f"{_PREFIX.value}{metric}_{head}"
+        if key in variant and key in table["popularity"]:
+          ratio = variant[key]["mean"] / table["popularity"][key]["mean"]
+          print(f"{label} {head}: {_VARIANT.value} / popularity = {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ DASL_VARIANTS = {
 }
 VARIANTS = tuple(DASL_VARIANTS)
 RANKING_LOSSES = ("bce", "softmax")
+# TrainConfig.negative_sampling: the stored draws of dasl-prepare, or fresh draws every epoch.
+NEGATIVE_SAMPLINGS = ("stored", "uniform", "popularity")
 # ModelConfig.ranking_loss of a model trained for CTR alone (no sampled negatives).
 NO_RANKING_LOSS = "none"
 
@@ -178,6 +180,13 @@ class ModelConfig(_JsonMixin):
       domain's history is hidden from their head (as for a user with no
       record there), so that the head also learns to score without it
       (DASL, DASL-DE, DASL-DA; Single-Domain reads no other domain).
+    sasrec_blocks: stacked self-attention blocks of each SASRec tower.
+    sasrec_heads: attention heads per SASRec block (they split embedding_dim).
+    knn_neighbors: neighbours kept per item by the item-kNN baselines
+      (``item_knn``, ``item_knn_cross``, ``pop_item_knn``).
+    recent_window_days: the trailing window of ``recent_popularity``, in days.
+    timestamp_unit: the unit of the examples' ``timestamp`` feature, from
+      ``schema.json`` ("seconds", "milliseconds" or "pseudo_time").
   """
   variant: str = "dasl"
   num_users: int = 0
@@ -203,6 +212,11 @@ class ModelConfig(_JsonMixin):
   ranking_loss: str = "bce"
   ranking_weight: float = 1.0
   other_domain_dropout: float = 0.3
+  sasrec_blocks: int = 2
+  sasrec_heads: int = 1
+  knn_neighbors: int = 100
+  recent_window_days: int = 90
+  timestamp_unit: str = "seconds"
 
   @property
   def dual_embedding(self) -> bool:
@@ -233,10 +247,22 @@ class TrainConfig(_JsonMixin):
       objective itself (CTR and ranking terms) on the validation split.
     shuffle_buffer: examples held by the shuffle buffer.
     train_negatives: sampled negatives per training example fed to the
-      ranking loss: -1 for all the data carries, 0 for the CTR loss alone,
-      else the first ``train_negatives`` of them.
+      ranking loss: 0 for the CTR loss alone, else the count; -1 for the
+      data's ``num_train_negatives`` (with fresh draws: 16 when the data
+      stores none). "stored" sampling takes the first ``train_negatives``
+      of those the data carries.
+    negative_sampling: where the training negatives come from
+      (:mod:`dasl_tf.negatives`): "stored" (those ``dasl-prepare`` wrote,
+      the same every epoch), or drawn fresh for every epoch in the input
+      pipeline, "uniform" over the domain's items or "popularity" (by
+      training records per item ``** negative_sampling_alpha``, with the
+      log-q correction of :mod:`dasl_tf.losses`).
+    negative_sampling_alpha: the exponent of popularity sampling, in [0, 2].
     seed: seed for initialisation, shuffling and negative sampling.
     strategy: "default", "mirrored" or "multi_worker".
+    full_catalogue_positives: test (and validation) positives per domain ranked
+      against the domain's full catalogue for ``hr10_full_*`` (a seeded sample;
+      0 = off).
   """
   batch_size: int = 256
   learning_rate: float = 3e-3
@@ -249,8 +275,20 @@ class TrainConfig(_JsonMixin):
   monitor: str = "val_loss"
   shuffle_buffer: int = 20000
   train_negatives: int = -1
+  negative_sampling: str = "uniform"
+  negative_sampling_alpha: float = 0.75
   seed: int = 42
   strategy: str = "default"
+  full_catalogue_positives: int = 2000
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.negative_sampling not in NEGATIVE_SAMPLINGS:
+      raise ConfigError(f"TrainConfig.negative_sampling={self.negative_sampling!r}; choose one "
+                        f"of {NEGATIVE_SAMPLINGS}")
+    if not 0.0 <= self.negative_sampling_alpha <= 2.0:
+      raise ConfigError(f"TrainConfig.negative_sampling_alpha={self.negative_sampling_alpha} "
+                        "is outside [0, 2]")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,10 +15,12 @@ from dasl_tf import config as config_lib
 from dasl_tf import distribute
 from dasl_tf import features as F
 from dasl_tf import models
+from dasl_tf import negatives
 
 # Model fields that always come from the dataset's schema.json.
 DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "history_length", "user_num_dim",
-                  "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes")
+                  "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes",
+                  "timestamp_unit")
 
 def resolve_config(schema: F.DatasetSchema,
                    base: Optional[config_lib.ExperimentConfig] = None,
@@ -72,7 +74,7 @@ def _ranking_objective(model: config_lib.ModelConfig, train: config_lib.TrainCon
   """
   if model.ranking_loss == config_lib.NO_RANKING_LOSS:
     return model, train.replace(train_negatives=0)
-  available = spec.num_train_negatives if train.train_negatives == -1 else train.train_negatives
+  available = negatives.per_example(train, spec)
   if available == 0:
     logging.info("no sampled training negatives (train.train_negatives=%d, %d in the data): "
                  "training the CTR objective alone", train.train_negatives,
@@ -104,7 +106,8 @@ def validate_config(experiment: config_lib.ExperimentConfig) -> None:
   non_negative = {"clipnorm": train.clipnorm, "steps_per_epoch": train.steps_per_epoch,
                   "train_steps": train.train_steps, "eval_steps": train.eval_steps,
                   "early_stopping_patience": train.early_stopping_patience,
-                  "shuffle_buffer": train.shuffle_buffer}
+                  "shuffle_buffer": train.shuffle_buffer,
+                  "full_catalogue_positives": train.full_catalogue_positives}
   for name, value in non_negative.items():
     if value < 0:
       raise config_lib.ConfigError(f"train.{name} must be >= 0, got {value}")

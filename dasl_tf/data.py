@@ -121,7 +121,8 @@ def make_dataset(file_patterns: Patterns,
                  drop_remainder: bool = False,
                  num_parallel_reads: int = 4,
                  verify_files: bool = True,
-                 parse_window: int = _PARSE_WINDOW) -> tf.data.Dataset:
+                 parse_window: int = _PARSE_WINDOW,
+                 with_timestamp: bool = True) -> tf.data.Dataset:
   """Batches of ``(features, label)`` read from TFRecord shards.
 
   Args:
@@ -145,6 +146,9 @@ def make_dataset(file_patterns: Patterns,
       file fails here, by name, rather than mid-training.
     parse_window: records parsed by one ``parse_example`` in evaluation order
       (batches and their order do not depend on it).
+    with_timestamp: also parse ``timestamp`` (the target's time, int64
+      ``[batch]``) when the data carries it (``feature_spec.has_timestamp``);
+      older datasets have none, and then no ``timestamp`` feature comes.
 
   Returns:
     A dataset of ``(features, label)``: features is a dict of batched tensors
@@ -174,7 +178,8 @@ def make_dataset(file_patterns: Patterns,
 
   def parse(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
     parsed = feature_spec.parse(serialized, with_label=True, with_negatives=with_negatives,
-                                with_train_negatives=train_negatives != 0)
+                                with_train_negatives=train_negatives != 0,
+                                with_timestamp=with_timestamp)
     if train_negatives > 0 and features_lib.TRAIN_NEGATIVES in parsed:
       parsed[features_lib.TRAIN_NEGATIVES] = (
           parsed[features_lib.TRAIN_NEGATIVES][:, :train_negatives])

@@ -23,6 +23,11 @@ Features (dtype, shape):
   train_negatives int64 [k]  training splits: k sampled items of the target's
                              domain the user had not touched by the target's
                              time (the top-n training objective)
+  timestamp int64   []       the target record's time, in the unit that
+                             ``DatasetSchema.timestamp_unit`` names (data of
+                             ``has_timestamp`` specs only; never a model or
+                             serving input: time-aware baselines and
+                             evaluation read it)
 
 Importing this module does not import TensorFlow (``dasl-prepare`` runs without
 it): :meth:`FeatureSpec.shapes` gives NumPy dtypes (``np.int64``,
@@ -69,8 +74,21 @@ ITEM_NUM = "item_num"
 ITEM_CAT = "item_cat"
 NEGATIVES = "negatives"
 TRAIN_NEGATIVES = "train_negatives"
+# Training batches only, never stored or served (dasl_tf.negatives): log q of the target [B]
+# and of the negatives [B, k], and which negative slots hold a drawn item [B, k].
+TRAIN_TARGET_LOGQ, TRAIN_NEGATIVE_LOGQ = "train_target_logq", "train_negative_logq"
+TRAIN_NEGATIVE_MASK = "train_negative_mask"
+TIMESTAMP = "timestamp"
 
 SCHEMA_FILE = "schema.json"
+
+# The units of ``timestamp`` (``DatasetSchema.timestamp_unit``): the input's time
+# column as written, rounded down to a whole unit ("seconds": Unix seconds, or the
+# input's own clock; "milliseconds": since the epoch), or, for inputs without a
+# time column, the pseudo-time of a user's k-th of n records of a domain in file
+# order, round((k + 0.5) / n * PSEUDO_TIME_SCALE).
+TIMESTAMP_UNITS = ("seconds", "milliseconds", "pseudo_time")
+PSEUDO_TIME_SCALE = 10**12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +103,8 @@ class FeatureSpec:
     item_cat_dim: Ci, number of categorical item features.
     num_negatives: K, sampled negatives per evaluation example (0 = none).
     num_train_negatives: k, sampled negatives per training example (0 = none).
+    has_timestamp: the records carry ``timestamp`` (``dasl-prepare`` writes
+      it; False for older datasets and for model and serving specs).
   """
   history_length: int = DEFAULT_HISTORY_LENGTH
   user_num_dim: int = 0
@@ -93,11 +113,15 @@ class FeatureSpec:
   item_cat_dim: int = 0
   num_negatives: int = 0
   num_train_negatives: int = 0
+  has_timestamp: bool = False
 
   def shapes(self, with_label: bool = True, with_negatives: bool = False,
-             with_train_negatives: bool = False
+             with_train_negatives: bool = False, with_timestamp: bool = False
             ) -> Dict[str, Tuple[Type[np.generic], Tuple[int, ...]]]:
     """Returns ``{name: (dtype, per-example shape)}`` of the selected features.
+
+    ``timestamp`` is selected by ``with_timestamp`` in specs that have it; the
+    model inputs (``with_label=False`` and nothing else) never hold it.
 
     The dtypes are NumPy's ``np.int64`` and ``np.float32`` (so that this module
     needs no TensorFlow); TensorFlow accepts them wherever it takes a dtype, and
@@ -126,10 +150,12 @@ class FeatureSpec:
       spec[NEGATIVES] = (np.int64, (self.num_negatives,))
     if with_train_negatives and self.num_train_negatives:
       spec[TRAIN_NEGATIVES] = (np.int64, (self.num_train_negatives,))
+    if with_timestamp and self.has_timestamp:
+      spec[TIMESTAMP] = (np.int64, ())
     return spec
 
   def parsing_spec(self, with_label: bool = True, with_negatives: bool = False,
-                   with_train_negatives: bool = False
+                   with_train_negatives: bool = False, with_timestamp: bool = False
                   ) -> Dict[str, tf.io.FixedLenFeature]:
     """The ``tf.io.parse_example`` spec. Side features default to 0 when absent."""
     # Imported here, not at the top: dasl-prepare runs without TensorFlow.
@@ -137,7 +163,7 @@ class FeatureSpec:
 
     parsing = {}
     for name, (np_dtype, shape) in self.shapes(with_label, with_negatives,
-                                               with_train_negatives).items():
+                                               with_train_negatives, with_timestamp).items():
       dtype = tf.as_dtype(np_dtype)
       default = None
       if name in (USER_NUM, USER_CAT, ITEM_NUM, ITEM_CAT):
@@ -157,14 +183,15 @@ class FeatureSpec:
     }
 
   def parse(self, serialized: tf.Tensor, with_label: bool = True,
-            with_negatives: bool = False,
-            with_train_negatives: bool = False) -> Dict[str, tf.Tensor]:
+            with_negatives: bool = False, with_train_negatives: bool = False,
+            with_timestamp: bool = False) -> Dict[str, tf.Tensor]:
     """Parses a batch of serialized ``tf.Example`` strings."""
     # Imported here, not at the top: dasl-prepare runs without TensorFlow.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     return tf.io.parse_example(
-        serialized, self.parsing_spec(with_label, with_negatives, with_train_negatives))
+        serialized, self.parsing_spec(with_label, with_negatives, with_train_negatives,
+                                      with_timestamp))
 
   def encode(self, features: Mapping[str, object]) -> bytes:
     """Serializes one example (a mapping of feature name to value) to ``tf.Example`` bytes.
@@ -174,7 +201,8 @@ class FeatureSpec:
     """
     names = self.shapes(with_label=LABEL in features,
                         with_negatives=NEGATIVES in features,
-                        with_train_negatives=TRAIN_NEGATIVES in features)
+                        with_train_negatives=TRAIN_NEGATIVES in features,
+                        with_timestamp=TIMESTAMP in features)
     values = {}
     for name, (dtype, shape) in names.items():
       if name not in features:
@@ -227,6 +255,14 @@ class DatasetSchema:
     item_cat_vocab_sizes: vocabulary size of each categorical item feature.
     domain_names: display names of domains A and B.
     splits: split name -> list of shard paths relative to the dataset directory.
+    split: the split rule of ``dasl-prepare --split`` ("" in older datasets).
+    validation_cut: ``global_time`` split: the first time of ``validation``
+      (records at or after it and before ``test_cut`` are validation), in the
+      unit of ``timestamp``; None for the other rules.
+    test_cut: ``global_time`` split: the first time of ``test`` (every record
+      at or after it is test, every other record is earlier); None otherwise.
+    timestamp_unit: the unit of the ``timestamp`` feature, one of
+      :data:`TIMESTAMP_UNITS` ("" when the records carry none).
   """
   feature_spec: FeatureSpec = dataclasses.field(default_factory=FeatureSpec)
   num_users: int = NUM_RESERVED_IDS
@@ -240,6 +276,10 @@ class DatasetSchema:
   item_cat_vocab_sizes: Tuple[int, ...] = ()
   domain_names: Tuple[str, str] = ("A", "B")
   splits: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  split: str = ""
+  validation_cut: Optional[int] = None
+  test_cut: Optional[int] = None
+  timestamp_unit: str = ""
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -284,6 +324,8 @@ class DatasetSchema:
         item_num_dim=self.feature_spec.item_num_dim,
         item_cat_vocab_sizes=tuple(self.item_cat_vocab_sizes),
     )
+    if self.timestamp_unit:
+      values["timestamp_unit"] = self.timestamp_unit
     values.update(overrides)
     return config_lib.ModelConfig(**values)
 

@@ -1,34 +1,82 @@
-"""Evaluation metrics per head: exact AUC and HR@K against sampled negatives.
+"""Evaluation metrics per head: exact AUC, and HR@K / NDCG@K on sampled negatives and on the
+full catalogue.
 
-Stable metric names (used by ``metrics.json``, reports and callbacks):
+The ranking protocol. The paper (§4.2) reports AUC and HR@10 (after its reference [11]);
+NDCG@10 and the full-catalogue ranking follow DESIGN.md §4. Every *positive*
+example's target item is ranked by the head of its domain
+(``model.score_candidates``) against a set of candidates; its 1-based rank is
+
+  rank = 1 + #(candidates scored above the target) + U,  U ~ uniform on {0, ..., m},
+
+where m candidates tie with the target: the target takes each of its m + 1 tied
+positions with equal probability. U comes from a counter-based hash of
+``(seed, example index in the dataset)`` (:func:`counter_uniforms`), so it is
+reproducible and does not depend on the batch size. HR@K = [rank <= K] and
+NDCG@K = [rank <= K] / log2(rank + 1) (one relevant item, so the ideal DCG is 1).
+
+Stable metric names (``metrics.json``, reports and callbacks), with K = 10:
 
 * ``auc_a``, ``auc_b``: ROC AUC of the click probability of each head on the
   examples of its domain (exact, rank-based with ties averaged);
-* ``hr10_a``, ``hr10_b``: hit rate at 10: each *positive* example's target
-  item ranked by the head of its domain against the example's ``negatives``
-  (K = 99 items the user never touched in that domain, sampled with a fixed
-  seed by ``dasl-prepare``); a hit when fewer than 10 negatives score at least
-  as high as the target (ties count against the target, so a constant scorer
-  gets HR@10 = 0, and a random one about 10/100);
+* ``hr10_a``, ``hr10_b``: sampled HR@10: the target against the example's
+  ``negatives`` (K = 99 items the user never touched in that domain, sampled
+  with a fixed seed by ``dasl-prepare``; padding ids are not ranked), ties
+  broken at random as above, so a constant scorer gets about 10/100;
+* ``hr10_tied_against_a``, ``hr10_tied_against_b``: the same with ties counted
+  against the target (a hit when fewer than 10 negatives score at least as
+  high; a constant scorer gets 0): the rule of earlier releases;
+* ``ndcg10_a``, ``ndcg10_b``: sampled NDCG@10 of the same random rank;
+* ``hr10_full_a``/``hr10_full_b`` and ``ndcg10_full_a``/``ndcg10_full_b``: the
+  headline figures: the target against every item of its domain's vocabulary
+  (ids >= 2: every item with a training record) the user has not touched. Touched
+  are the items of that domain in the user's examples of the earlier splits
+  (targets and histories; training and validation for the test split, training
+  for the validation split: the :class:`FullCatalogue`) and in the example's own
+  history; the target itself is always ranked. A target out of vocabulary (id 1, unseen in
+  training) is a miss by rule (HR = NDCG = 0). Computed on a seeded uniform
+  sample of at most ``full_catalogue_positives`` positives per domain (all of
+  them when there are fewer);
+* ``hr10_full_in_vocab_a``/``_b`` and ``ndcg10_full_in_vocab_a``/``_b``: the same
+  over the sample's in-vocabulary targets only;
+* ``full_catalogue_positives_a``/``_b``: the size of that sample (out-of-vocabulary
+  targets included);
+* ``unseen_target_share_a``/``_b``: the share of positives whose target is out
+  of vocabulary (over all positives);
 * ``examples_a``/``examples_b`` and ``positives_a``/``positives_b``: how many
-  examples each number is computed on;
+  examples and positive examples each number is computed on;
 * each of these again per slice of the examples (:data:`SLICES`), with the
   slice's name as a suffix: ``auc_a_cold_start`` (at most 2 own-domain
   history items before the target), ``auc_a_no_other_domain`` (no
   other-domain history before the target), ``auc_a_both_domains`` (history in
-  both), and so on. Slices are per example, by what the model sees.
+  both), ``hr10_full_b_cold_start_user`` (the user has no example of the
+  earlier splits in the example's domain), and so on.
+
+The full-catalogue keys and the ``cold_start_user`` slice need the earlier
+splits (a :class:`FullCatalogue`); without one they are absent.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
+from dasl_tf import config as config_lib
+from dasl_tf import data as data_lib
 from dasl_tf import features as F
 
+SLICES = ("cold_start", "no_other_domain", "both_domains", "cold_start_user")
+"""Example slices of the per-slice metrics (:func:`slice_masks`)."""
+COLD_START_MAX_HISTORY = 2
+HISTORIES = {F.DOMAIN_A: F.HIST_A, F.DOMAIN_B: F.HIST_B}
+"""The history feature of each domain."""
+
+# Streams of counter_uniforms: one per use, so the draws of one do not repeat in another.
+_SAMPLED_TIES, _FULL_TIES, _FULL_SAMPLE = 0, 1, 2
+# Pending (user, item) keys of one domain merged into the sorted set past this many.
+_MERGE_KEYS = 1 << 22
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -57,109 +105,408 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
   return float((ranks[labels].sum() - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
-def hits_at_k(candidate_scores: tf.Tensor, candidate_valid: tf.Tensor, k: int) -> tf.Tensor:
-  """Whether the first candidate (the target) ranks in the top ``k``.
+def rank_counts(candidate_scores: tf.Tensor, candidate_valid: tf.Tensor
+               ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """How many candidates score above the target, and how many tie with it.
 
   Args:
-    candidate_scores: ``[N, 1 + K]`` scores; column 0 is the target.
-    candidate_valid: bool ``[N, 1 + K]``; false for padding negatives, which
-      are not ranked.
-    k: the cut-off.
+    candidate_scores: ``[N, 1 + C]`` scores; column 0 is the target.
+    candidate_valid: bool ``[N, 1 + C]``; false for candidates that are not
+      ranked (padding, touched items); column 0 is not read.
 
   Returns:
-    bool ``[N]``: fewer than ``k`` valid negatives score at least as high as
-    the target.
+    ``(above, ties)``, int32 ``[N]`` each, over the valid candidates.
   """
   target = candidate_scores[:, :1]
-  above = (candidate_scores[:, 1:] >= target) & candidate_valid[:, 1:]
-  return tf.reduce_sum(tf.cast(above, tf.int32), axis=1) < k
+  valid = candidate_valid[:, 1:]
+  above = tf.reduce_sum(tf.cast((candidate_scores[:, 1:] > target) & valid, tf.int32), axis=1)
+  ties = tf.reduce_sum(tf.cast((candidate_scores[:, 1:] == target) & valid, tf.int32), axis=1)
+  return above, ties
 
 
-SLICES = ("cold_start", "no_other_domain", "both_domains")
-"""Example slices of the per-slice metrics (:func:`slice_masks`)."""
-COLD_START_MAX_HISTORY = 2
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+  """The SplitMix64 finaliser of uint64 ``x`` (wrapping arithmetic)."""
+  x = x + np.uint64(0x9E3779B97F4A7C15)
+  x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return x ^ (x >> np.uint64(31))
 
 
-def slice_masks(own_history: np.ndarray, other_history: np.ndarray) -> Dict[str, np.ndarray]:
+def counter_uniforms(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
+  """Uniform numbers in [0, 1), one per example index, from a counter-based hash.
+
+  The number of example ``index`` is a function of ``(seed, stream, index)``
+  only (SplitMix64 of the three), not of how the examples were batched.
+
+  >>> u = counter_uniforms(7, 0, np.arange(5))
+  >>> bool(np.all((u >= 0) & (u < 1))), bool(np.all(u == counter_uniforms(7, 0, np.arange(5))))
+  (True, True)
+  """
+  with np.errstate(over="ignore"):
+    key = _splitmix64(_splitmix64(np.array([seed % 2**64], np.uint64)) ^ np.uint64(stream))
+    bits = _splitmix64(np.asarray(index).astype(np.uint64) ^ key)
+  return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def random_ranks(above: np.ndarray, ties: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+  """1-based ranks of targets whose ties are broken uniformly at random.
+
+  rank = 1 + above + U with U = floor(u * (ties + 1)) uniform on {0, ..., ties}.
+
+  >>> random_ranks(np.array([0, 3]), np.array([0, 4]), np.array([0.99, 0.5]))
+  array([1, 6])
+  """
+  tied_above = np.minimum(np.floor(uniforms * (ties + 1)), ties).astype(np.int64)
+  return 1 + np.asarray(above, np.int64) + tied_above
+
+
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+  """NDCG@k of one relevant item at 1-based ``ranks``: 1 / log2(rank + 1) if rank <= k, else 0."""
+  ranks = np.asarray(ranks, np.float64)
+  return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def slice_masks(own_history: np.ndarray, other_history: np.ndarray,
+                cold_start_user: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
   """Which examples fall in each slice of :data:`SLICES`.
 
   Args:
     own_history: items in each example's own-domain history (before the target), int [N].
     other_history: items in its other-domain history, int [N].
+    cold_start_user: whether the example's user has no example of the earlier
+      splits in the example's domain, bool [N]; None leaves that slice out.
 
   Returns:
     ``{"cold_start": own <= 2, "no_other_domain": other == 0,
-    "both_domains": own > 0 and other > 0}``, bool [N] each.
+    "both_domains": own > 0 and other > 0, "cold_start_user": cold_start_user}``,
+    bool [N] each.
   """
-  return {"cold_start": own_history <= COLD_START_MAX_HISTORY,
-          "no_other_domain": other_history == 0,
-          "both_domains": (own_history > 0) & (other_history > 0)}
+  masks = {"cold_start": own_history <= COLD_START_MAX_HISTORY,
+           "no_other_domain": other_history == 0,
+           "both_domains": (own_history > 0) & (other_history > 0)}
+  if cold_start_user is not None:
+    masks["cold_start_user"] = np.asarray(cold_start_user, bool)
+  return masks
+
+
+class FullCatalogue:
+  """Each domain's catalogue and the items each user touched there in the earlier splits.
+
+  The earlier splits are those before the evaluated one: training and
+  validation for the test split, training for the validation split.
+
+  Args:
+    num_items: item vocabulary sizes of domains A and B, reserved ids included;
+      domain D's catalogue is the ids ``2 .. num_items[D] - 1``.
+    touched: per domain, the sorted unique int64 keys ``user * num_items[D] + item``
+      of the (user, item) pairs of that domain in the earlier splits' examples
+      (targets and histories).
+    users: per domain, the sorted unique ids of users with an example in it in
+      the earlier splits.
+  """
+
+  def __init__(self, num_items: Sequence[int], touched: Sequence[np.ndarray],
+               users: Sequence[np.ndarray]):
+    self.num_items = tuple(int(n) for n in num_items)
+    self.touched = tuple(touched)
+    self.users = tuple(users)
+
+  @classmethod
+  def from_batches(cls, batches: Iterable[Mapping[str, np.ndarray]],
+                   num_items: Sequence[int]) -> "FullCatalogue":
+    """One pass over batches of examples (``user_id``, ``item_id``, ``domain``, histories).
+
+    Raises:
+      ValueError: an item id is outside its domain's vocabulary (the feature is named).
+    """
+    pending = {d: [] for d in F.DOMAINS}
+    touched = {d: np.zeros(0, np.int64) for d in F.DOMAINS}
+    users = {d: [] for d in F.DOMAINS}
+    for batch in batches:
+      user, item, domain = (np.asarray(batch[name], np.int64)
+                            for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN))
+      for d, hist_name in HISTORIES.items():
+        size = num_items[d]
+        in_d = domain == d
+        history = np.asarray(batch[hist_name], np.int64)
+        for name, values in ((F.ITEM_ID, item[in_d]), (hist_name, history)):
+          if values.size and values.max() >= size:
+            raise ValueError(f"{name} holds item id {values.max()}, outside domain "
+                             f"{F.DOMAIN_SUFFIX[d]}'s vocabulary of {size} ids: the examples "
+                             "and schema.json disagree")
+        pair_users = np.concatenate([user[in_d], np.repeat(user, history.shape[1])])
+        pair_items = np.concatenate([item[in_d], history.reshape(-1)])
+        known = pair_items >= F.NUM_RESERVED_IDS
+        pending[d].append(np.unique(pair_users[known] * size + pair_items[known]))
+        users[d].append(np.unique(user[in_d]))
+        if sum(p.size for p in pending[d]) > _MERGE_KEYS:
+          touched[d] = np.unique(np.concatenate([touched[d]] + pending[d]))
+          pending[d] = []
+    return cls(num_items,
+               [np.unique(np.concatenate([touched[d]] + pending[d])) for d in F.DOMAINS],
+               [np.unique(np.concatenate(users[d] or [np.zeros(0, np.int64)]))
+                for d in F.DOMAINS])
+
+  @classmethod
+  def from_files(cls, files: Sequence[str], spec: F.FeatureSpec, num_items: Sequence[int],
+                 batch_size: int = 8192) -> "FullCatalogue":
+    """One pass over TFRecord shards (the earlier splits).
+
+    Raises:
+      ValueError: an item id is outside its domain's vocabulary.
+    """
+    dataset = data_lib.make_dataset(list(files), spec, batch_size)
+    batches = ({name: features[name].numpy()
+                for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B)}
+               for features, _ in dataset)
+    catalogue = cls.from_batches(batches, num_items)
+    logging.info("full catalogue: %s touched (user, item) pairs in domains A and B",
+                 [keys.size for keys in catalogue.touched])
+    return catalogue
+
+  def union(self, other: "FullCatalogue") -> "FullCatalogue":
+    """What either catalogue's users touched (the same vocabularies)."""
+    if other.num_items != self.num_items:
+      raise ValueError(f"catalogues of vocabulary sizes {self.num_items} and {other.num_items}")
+    return FullCatalogue(self.num_items,
+                         [np.union1d(a, b) for a, b in zip(self.touched, other.touched)],
+                         [np.union1d(a, b) for a, b in zip(self.users, other.users)])
+
+  def touched_items(self, domain: int, user: int) -> np.ndarray:
+    """The sorted items of ``domain`` that ``user`` touched in the earlier splits."""
+    size = self.num_items[domain]
+    keys = self.touched[domain]
+    lo, hi = np.searchsorted(keys, [user * size, (user + 1) * size])
+    return keys[lo:hi] - user * size
+
+  def cold_start_users(self, domains: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """bool ``[N]``: user ``users[n]`` has no example of the earlier splits in ``domains[n]``."""
+    known = np.zeros(len(users), bool)
+    for d in F.DOMAINS:
+      rows = domains == d
+      position = np.searchsorted(self.users[d], users[rows])
+      found = position < self.users[d].size
+      found[found] = self.users[d][position[found]] == users[rows][found]
+      known[rows] = found
+    return ~known
+
+  def excluded(self, domain: int, users: np.ndarray, histories: np.ndarray,
+               targets: np.ndarray, width: int) -> np.ndarray:
+    """Which catalogue items are not ranked against each target.
+
+    Args:
+      domain: the targets' domain.
+      users: ``[N]`` user ids.
+      histories: ``[N, T]`` each example's own-domain history.
+      targets: ``[N]`` in-vocabulary target items.
+      width: columns of the result (at least the catalogue's size).
+
+    Returns:
+      bool ``[N, width]``; column j is item ``2 + j``; true for the user's
+      touched items, the example's history, the target itself (ranked
+      separately) and the columns past the vocabulary.
+    """
+    excluded = np.zeros((len(users), width), bool)
+    excluded[:, self.num_items[domain] - F.NUM_RESERVED_IDS:] = True
+    for row, user in enumerate(users):
+      excluded[row, self.touched_items(domain, int(user)) - F.NUM_RESERVED_IDS] = True
+    rows, columns = np.nonzero(histories >= F.NUM_RESERVED_IDS)
+    excluded[rows, histories[rows, columns] - F.NUM_RESERVED_IDS] = True
+    excluded[np.arange(len(users)), targets - F.NUM_RESERVED_IDS] = True
+    return excluded
+
+
+class _Sample:
+  """A uniform sample without replacement of at most ``size`` rows: the smallest priorities."""
+
+  def __init__(self, size: int):
+    self.size = size
+    self.columns: Optional[Dict[str, np.ndarray]] = None
+
+  def offer(self, priority: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
+    columns = dict(columns, priority=priority)
+    if self.columns is not None:
+      columns = {name: np.concatenate([self.columns[name], values])
+                 for name, values in columns.items()}
+    if columns["priority"].size > self.size:
+      keep = np.sort(np.lexsort((columns["index"], columns["priority"]))[:self.size])
+      columns = {name: values[keep] for name, values in columns.items()}
+    self.columns = columns
+
+
+def _concat(parts: Sequence[Mapping[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+  return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _mean(values: np.ndarray) -> float:
+  return float(values.mean()) if values.size else float("nan")
 
 
 class _Collector:
-  """Gathers per-domain scores, labels, hits and history sizes over a dataset's batches."""
+  """Gathers per-domain scores, labels, ranks and slices over a dataset's batches."""
 
-  def __init__(self, model, k: int):
-    self.k = k
+  def __init__(self, model, k: int, seed: int, catalogue: Optional[FullCatalogue],
+               full_catalogue_positives: int, user_batch: int, item_chunk: int):
     self.model = model
-    self.columns = {name: [[], []] for name in
-                    ("scores", "labels", "own", "other", "hits", "hit_own", "hit_other")}
+    self.k = k
+    self.seed = seed
+    self.catalogue = catalogue
+    self.user_batch = user_batch
+    self.item_chunk = item_chunk
+    self.offset = 0
+    self.examples = {d: [] for d in F.DOMAINS}
+    self.positives = {d: [] for d in F.DOMAINS}
+    self.samples = ({d: _Sample(full_catalogue_positives) for d in F.DOMAINS}
+                    if catalogue is not None and full_catalogue_positives > 0 else None)
 
   @tf.function(reduce_retracing=True)
   def _batch(self, features: Dict[str, tf.Tensor], labels: tf.Tensor):
     logits = self.model(features, training=False)
     in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
     own_logit = tf.where(in_a, logits["logit_a"], logits["logit_b"])
-    if F.NEGATIVES not in features:
-      return own_logit, tf.zeros([0], tf.bool), tf.zeros([0], tf.bool)
     positive = labels > 0.5
+    if F.NEGATIVES not in features:
+      missing = -tf.ones_like(tf.boolean_mask(labels, positive), tf.int32)
+      return own_logit, missing, missing
     selected = {name: tf.boolean_mask(value, positive) for name, value in features.items()}
     candidates = tf.concat([selected[F.ITEM_ID][:, None], selected[F.NEGATIVES]], axis=1)
     scores = self.model.score_candidates(selected, candidates, training=False)
-    hits = hits_at_k(scores, tf.not_equal(candidates, F.PAD_ID), self.k)
-    return own_logit, hits, positive
+    above, ties = rank_counts(scores, tf.not_equal(candidates, F.PAD_ID))
+    return own_logit, above, ties
+
+  @tf.function(reduce_retracing=True)
+  def _target_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
+    """Scores of the targets; ``candidates`` ``[B, C]`` repeat each row's target.
+
+    The same ``[B, C]`` shape as :meth:`_chunk_counts`, so the same kernels score both.
+    """
+    return self.model.score_candidates(features, candidates, training=False)[:, 0]
+
+  @tf.function(reduce_retracing=True)
+  def _chunk_counts(self, features: Dict[str, tf.Tensor], target_scores: tf.Tensor,
+                    first_item: tf.Tensor, excluded: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Rank counts of the targets against items ``first_item + j`` (``excluded`` [B, C] skipped)."""
+    items = first_item + tf.range(tf.shape(excluded)[1], dtype=tf.int64)
+    candidates = tf.where(excluded, tf.constant(F.OOV_ID, tf.int64),
+                          tf.broadcast_to(items, tf.shape(excluded)))
+    scores = self.model.score_candidates(features, candidates, training=False)
+    ranked = tf.concat([tf.ones_like(excluded[:, :1]), ~excluded], axis=1)
+    return rank_counts(tf.concat([target_scores[:, None], scores], axis=1), ranked)
 
   def add(self, features: Dict[str, tf.Tensor], labels: tf.Tensor) -> None:
-    own_logit, hits, positive = (t.numpy() for t in self._batch(features, labels))
-    domains = features[F.DOMAIN].numpy()
-    history = [np.sum(features[name].numpy() != F.PAD_ID, axis=1)
-               for name in (F.HIST_A, F.HIST_B)]
-    own = np.where(domains == F.DOMAIN_A, history[0], history[1])
-    other = np.where(domains == F.DOMAIN_A, history[1], history[0])
+    own_logit, above, ties = (t.numpy() for t in self._batch(features, labels))
+    arrays = {name: value.numpy() for name, value in features.items()
+              if name not in (F.NEGATIVES, F.TRAIN_NEGATIVES)}
     labels = labels.numpy()
-    hit_domains = domains[positive] if hits.size else np.zeros(0, domains.dtype)
-    for d in (F.DOMAIN_A, F.DOMAIN_B):
+    index = self.offset + np.arange(labels.size)
+    self.offset += labels.size
+    domains = arrays[F.DOMAIN]
+    history = [np.sum(arrays[HISTORIES[d]] != F.PAD_ID, axis=1) for d in F.DOMAINS]
+    columns = {"own": np.where(domains == F.DOMAIN_A, history[0], history[1]),
+               "other": np.where(domains == F.DOMAIN_A, history[1], history[0])}
+    if self.catalogue is not None:
+      columns["cold_start_user"] = self.catalogue.cold_start_users(domains, arrays[F.USER_ID])
+    positive = np.flatnonzero(labels > 0.5)
+    for d in F.DOMAINS:
       rows = domains == d
-      hit_rows = hit_domains == d
-      for name, values in (("scores", own_logit[rows]), ("labels", labels[rows]),
-                           ("own", own[rows]), ("other", other[rows]),
-                           ("hits", hits[hit_rows]),
-                           ("hit_own", own[positive][hit_rows] if hits.size else own[:0]),
-                           ("hit_other", other[positive][hit_rows] if hits.size else other[:0])):
-        self.columns[name][d].append(values)
+      self.examples[d].append(dict({name: values[rows] for name, values in columns.items()},
+                                   score=own_logit[rows], label=labels[rows]))
+      in_d = domains[positive] == d
+      rows = positive[in_d]
+      ranked = dict({name: values[rows] for name, values in columns.items()},
+                    index=index[rows], oov=arrays[F.ITEM_ID][rows] == F.OOV_ID)
+      self.positives[d].append(dict(ranked, above=above[in_d], ties=ties[in_d]))
+      if self.samples is not None:
+        self.samples[d].offer(
+            counter_uniforms(self.seed, _FULL_SAMPLE, ranked["index"]),
+            dict(ranked, **{f"feature:{name}": values[rows] for name, values in arrays.items()}))
+
+  def _full_ranks(self, domain: int, sample: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Full-catalogue random ranks of the sample's targets (inf for an out-of-vocabulary one)."""
+    catalogue_size = self.catalogue.num_items[domain] - F.NUM_RESERVED_IDS
+    chunk = max(1, min(self.item_chunk, catalogue_size))
+    num_chunks = -(-catalogue_size // chunk)
+    targets = sample[f"feature:{F.ITEM_ID}"]
+    ranks = np.full(targets.size, np.inf)
+    in_vocab = np.flatnonzero(targets != F.OOV_ID)
+    for done, start in enumerate(range(0, in_vocab.size, self.user_batch)):
+      rows = in_vocab[start:start + self.user_batch]
+      padded = np.resize(rows, self.user_batch)  # a stable batch shape: repeats rows
+      features = {name[len("feature:"):]: tf.constant(values[padded])
+                  for name, values in sample.items() if name.startswith("feature:")}
+      excluded = self.catalogue.excluded(
+          domain, sample[f"feature:{F.USER_ID}"][padded],
+          sample[f"feature:{HISTORIES[domain]}"][padded], targets[padded], num_chunks * chunk)
+      target_scores = self._target_scores(
+          features, tf.constant(np.repeat(targets[padded][:, None], chunk, axis=1)))
+      above = np.zeros(self.user_batch, np.int64)
+      ties = np.zeros(self.user_batch, np.int64)
+      for c in range(num_chunks):
+        counts = self._chunk_counts(
+            features, target_scores, tf.constant(F.NUM_RESERVED_IDS + c * chunk, tf.int64),
+            tf.constant(excluded[:, c * chunk:(c + 1) * chunk]))
+        above += counts[0].numpy()
+        ties += counts[1].numpy()
+      n = rows.size
+      ranks[rows] = random_ranks(above[:n], ties[:n],
+                                 counter_uniforms(self.seed, _FULL_TIES, sample["index"][rows]))
+      if done % 10 == 9:
+        logging.info("full-catalogue ranking of domain %s: %d of %d positives",
+                     F.DOMAIN_SUFFIX[domain], start + n, in_vocab.size)
+    return ranks
+
+  def _slices(self, columns: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    masks = {"": np.ones(columns["own"].size, bool)}
+    masks.update({f"_{name}": mask for name, mask in slice_masks(
+        columns["own"], columns["other"], columns.get("cold_start_user")).items()})
+    return masks
 
   def result(self) -> Dict[str, float]:
+    if not self.offset:
+      raise ValueError("the evaluation dataset has no example")
     out = {}
+    k = self.k
     for d, name in F.DOMAIN_SUFFIX.items():
-      column = {key: np.concatenate(parts[d]) if parts[d] else np.zeros(0)
-                for key, parts in self.columns.items()}
-      masks = {"": np.ones(column["labels"].size, dtype=bool)}
-      masks.update({f"_{s}": m for s, m in slice_masks(column["own"], column["other"]).items()})
-      hit_masks = {"": np.ones(column["hits"].size, dtype=bool)}
-      hit_masks.update({f"_{s}": m for s, m in
-                        slice_masks(column["hit_own"], column["hit_other"]).items()})
-      for suffix, mask in masks.items():
-        hits = column["hits"][hit_masks[suffix]]
-        out[f"auc_{name}{suffix}"] = roc_auc(column["labels"][mask], column["scores"][mask])
-        out[f"hr{self.k}_{name}{suffix}"] = float(hits.mean()) if hits.size else float("nan")
+      examples, positives = _concat(self.examples[d]), _concat(self.positives[d])
+      sampled = positives["above"] >= 0
+      ranks = random_ranks(positives["above"], positives["ties"],
+                           counter_uniforms(self.seed, _SAMPLED_TIES, positives["index"]))
+      tied_against_hit = positives["above"] + positives["ties"] < k
+      sample = None
+      if self.samples is not None:
+        sample = self.samples[d].columns
+        sample = dict(sample, rank=self._full_ranks(d, sample))
+      example_slices, positive_slices = self._slices(examples), self._slices(positives)
+      sample_slices = self._slices(sample) if sample is not None else {}
+      for suffix, mask in example_slices.items():
+        out[f"auc_{name}{suffix}"] = roc_auc(examples["label"][mask], examples["score"][mask])
         out[f"examples_{name}{suffix}"] = int(mask.sum())
-        out[f"positives_{name}{suffix}"] = int(hits.size)
+        rows = positive_slices[suffix]
+        ranked = rows & sampled
+        out[f"hr{k}_{name}{suffix}"] = _mean(ranks[ranked] <= k)
+        out[f"hr{k}_tied_against_{name}{suffix}"] = _mean(tied_against_hit[ranked])
+        out[f"ndcg{k}_{name}{suffix}"] = _mean(ndcg_gains(ranks[ranked], k))
+        out[f"positives_{name}{suffix}"] = int(rows.sum())
+        out[f"unseen_target_share_{name}{suffix}"] = _mean(positives["oov"][rows])
+        if sample is not None:
+          rows = sample_slices[suffix]
+          in_vocab = rows & ~sample["oov"]
+          out[f"hr{k}_full_{name}{suffix}"] = _mean(sample["rank"][rows] <= k)
+          out[f"ndcg{k}_full_{name}{suffix}"] = _mean(ndcg_gains(sample["rank"][rows], k))
+          out[f"hr{k}_full_in_vocab_{name}{suffix}"] = _mean(sample["rank"][in_vocab] <= k)
+          out[f"ndcg{k}_full_in_vocab_{name}{suffix}"] = _mean(
+              ndcg_gains(sample["rank"][in_vocab], k))
+          out[f"full_catalogue_positives_{name}{suffix}"] = int(rows.sum())
     return out
 
 
 def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
-                   max_batches: Optional[int] = None) -> Dict[str, float]:
-  """AUC and HR@k per head, overall and per slice, of a two-headed model.
+                   max_batches: Optional[int] = None,
+                   catalogue: Optional[FullCatalogue] = None,
+                   full_catalogue_positives: int = config_lib.TrainConfig.full_catalogue_positives,
+                   seed: int = 0, user_batch: int = 64, item_chunk: int = 2048
+                   ) -> Dict[str, float]:
+  """AUC, HR@k and NDCG@k per head, overall and per slice, of a two-headed model.
 
   Args:
     model: a two-headed model (``call`` -> ``logit_a``/``logit_b``, and
@@ -167,17 +514,25 @@ def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
       :class:`~dasl_tf.models.base.CrossDomainRanker`.
     dataset: batches of ``(features, labels)``, e.g. from
       ``dasl_tf.data.make_dataset(..., with_negatives=True)``. Without a
-      ``negatives`` feature HR is NaN.
-    k: the HR cut-off.
+      ``negatives`` feature the sampled HR and NDCG are NaN.
+    k: the HR and NDCG cut-off.
     max_batches: evaluate at most this many batches (None = all).
+    catalogue: the training and validation splits' :class:`FullCatalogue`;
+      adds the full-catalogue keys and the ``cold_start_user`` slice.
+    full_catalogue_positives: positives per domain ranked against the full
+      catalogue (a seeded uniform sample; 0 = no full-catalogue keys).
+    seed: seeds the random tie-breaking and the full-catalogue sample.
+    user_batch: examples per full-catalogue scoring call.
+    item_chunk: catalogue items per full-catalogue scoring call.
 
   Returns:
-    ``{"auc_a", "auc_b", "hr{k}_a", "hr{k}_b", "examples_a", "examples_b",
-    "positives_a", "positives_b"}`` over all examples, and the same keys with
-    the suffix ``_<slice>`` for each slice of :data:`SLICES`; a metric with no
-    example is NaN.
+    The keys of the module docstring (``auc_a``, ``hr{k}_a``, ``ndcg{k}_a``,
+    ``hr{k}_full_a``, ..., for both domains) over all examples, and the same
+    keys with the suffix ``_<slice>`` for each slice of :data:`SLICES`; a
+    metric with no example is NaN.
   """
-  collector = _Collector(model, k)
+  collector = _Collector(model, k, seed, catalogue, full_catalogue_positives, user_batch,
+                         item_chunk)
   for step, (features, labels) in enumerate(dataset):
     if max_batches is not None and step >= max_batches:
       break

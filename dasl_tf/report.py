@@ -2,7 +2,9 @@
 
 :func:`write_report` writes ``<model_dir>/report/``:
 
-* ``report.md``: the evaluation metrics per domain and the run's accounting,
+* ``report.md``: the evaluation metrics per domain, headed by the full-catalogue
+  HR@10 and NDCG@10 (sampled HR@10 and AUC beside them; keys in
+  :mod:`dasl_tf.metrics`), and the run's accounting,
 * ``roc.png``: the ROC curve of each domain (each example scored by its own
   domain's head),
 * ``training_curves.png``: per-head training and evaluation loss and AUC per epoch,
@@ -12,7 +14,9 @@
 
 :func:`summarize_runs` and :func:`experiment_table_markdown` turn many runs
 (variants x folds or seeds) into a table like the paper's Tables 4 and 5:
-mean +- standard deviation per domain and metric.
+mean +- standard deviation per domain and metric, the full-catalogue HR@10 and
+NDCG@10 first, then the in-vocabulary full-catalogue HR@10, the sampled HR@10
+and the AUC.
 """
 from __future__ import annotations
 
@@ -38,7 +42,13 @@ REPORT_FILE = "report.md"
 ROC_FILE = "roc.png"
 CURVES_FILE = "training_curves.png"
 ATTENTION_FILE = "attention.png"
-_OVERALL_METRICS = ("auc_a", "hr10_a", "auc_b", "hr10_b", "examples_a", "examples_b")
+# Per domain, in table order: the headline (full catalogue) first.
+_DOMAIN_COLUMNS = (("hr10_full", "HR@10 (full)"), ("ndcg10_full", "NDCG@10 (full)"),
+                   ("hr10_full_in_vocab", "HR@10 (full, seen targets)"),
+                   ("hr10", "HR@10 (sampled)"), ("auc", "AUC"))
+_OVERALL_METRICS = tuple(f"{metric}_{head}" for head in F.DOMAIN_SUFFIX.values()
+                         for metric in [m for m, _ in _DOMAIN_COLUMNS] + [
+                             "examples", "unseen_target_share", "full_catalogue_positives"])
 # The experiment tables: every test metric overall and per slice of dasl_tf.metrics.SLICES.
 TABLE_METRICS = _OVERALL_METRICS + tuple(
     f"{name}_{slice_name}" for slice_name in metrics_lib.SLICES for name in _OVERALL_METRICS)
@@ -225,12 +235,24 @@ def write_report(model, eval_dataset: tf.data.Dataset,
         "# Evaluation report", "",
         f"Model variant: `{model.model_config.variant}`",
         "", "## Metrics on the evaluation split", "",
-        "| domain | AUC | HR@10 | loss (best epoch) | AUC of the plotted ROC |",
-        "|---|---|---|---|---|"]
+        "| domain | HR@10 (full catalogue) | NDCG@10 (full catalogue) | HR@10 (full, seen "
+        "targets) | unseen targets | HR@10 (sampled) | NDCG@10 (sampled) | AUC "
+        "| loss (best epoch) | AUC of the plotted ROC |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for head, name in zip(F.DOMAIN_SUFFIX.values(), names):
-      sections.append(
-          f"| {name} | {_fmt(metrics.get(f'auc_{head}'))} | {_fmt(metrics.get(f'hr10_{head}'))} "
-          f"| {_fmt(metrics.get(f'loss_{head}'))} | {_fmt(roc_aucs.get(name))} |")
+      cells = [_fmt(metrics.get(f"{key}_{head}")) for key in
+               ("hr10_full", "ndcg10_full", "hr10_full_in_vocab")]
+      cells.append(_percent(metrics.get(f"unseen_target_share_{head}")))
+      cells += [_fmt(metrics.get(f"{key}_{head}")) for key in ("hr10", "ndcg10", "auc", "loss")]
+      sections.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(roc_aucs.get(name))} |")
+    ranked = [metrics.get(f"full_catalogue_positives_{head}") for head in F.DOMAIN_SUFFIX.values()]
+    sections += [
+        "", "Full catalogue: each positive's target ranked against every item of its domain "
+        "with a training record that the user has not touched (in training, validation or the "
+        "example's history), on a seeded sample of "
+        + ", ".join(f"{'n/a' if n is None else n} ({name})" for n, name in zip(ranked, names))
+        + " positives; a target unseen in training counts as a miss. Sampled: against the "
+        "example's stored negatives, ties broken at random (seeded)."]
     sections += [
         "", f"Trained on {metrics.get('train_examples', 0):,} examples in "
         f"{metrics.get('train_seconds', 0.0):.1f} s ({metrics.get('epochs', '?')} epochs; "
@@ -260,6 +282,14 @@ def write_report(model, eval_dataset: tf.data.Dataset,
 
 def _fmt(value: Optional[float]) -> str:
   return "n/a" if value is None else f"{value:.4f}"
+
+
+def _percent(value: Optional[float]) -> str:
+  return "n/a" if value is None or np.isnan(value) else f"{value:.1%}"
+
+
+def _count(value: float) -> str:
+  return "n/a" if np.isnan(value) else f"{value:.0f}"
 
 
 # ----------------------------------------------------------------------------- experiment tables
@@ -296,7 +326,8 @@ def summarize_runs(runs: Sequence[Mapping[str, object]],
 def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
                               domain_names: Sequence[str] = ("A", "B"),
                               title: str = "", slice_name: str = "") -> str:
-  """A Markdown table (rows = variants; AUC and HR@10 per domain, mean +- std).
+  """A Markdown table (rows = variants; per domain, mean +- std of the full-catalogue
+  HR@10 and NDCG@10, the full-catalogue HR@10 of seen targets, the sampled HR@10 and the AUC).
 
   Args:
     summary: :func:`summarize_runs` of the runs.
@@ -305,12 +336,15 @@ def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, fl
     slice_name: a slice of :data:`dasl_tf.metrics.SLICES` (its examples
       only), or "" for every test example.
 
-  The best mean of each column is in bold; a slice without examples shows n/a.
+  The best mean of each column is in bold; a metric the runs lack (a slice
+  without examples, runs without the full-catalogue figures) shows n/a. Below
+  the table: the test examples, the share of positives whose target was unseen
+  in training and the positives ranked against the full catalogue, per domain.
   """
   suffix = f"_{slice_name}" if slice_name else ""
-  columns = [("auc_a", f"{domain_names[0]} AUC"), ("hr10_a", f"{domain_names[0]} HR@10"),
-             ("auc_b", f"{domain_names[1]} AUC"), ("hr10_b", f"{domain_names[1]} HR@10")]
-  columns = [(metric + suffix, label) for metric, label in columns]
+  columns = [(f"{metric}_{head}{suffix}", f"{domain} {label}")
+             for head, domain in zip(F.DOMAIN_SUFFIX.values(), domain_names)
+             for metric, label in _DOMAIN_COLUMNS]
   best = {metric: np.nanmax([row[metric]["mean"] for row in summary.values()] + [-np.inf])
           for metric, _ in columns}
   lines = [f"**{title}**", ""] if title else []
@@ -328,6 +362,15 @@ def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, fl
   lines.append("")
   lines.append(f"Test examples: {examples[0]:.0f} ({domain_names[0]}), "
                f"{examples[1]:.0f} ({domain_names[1]}).")
+  first = summary[next(iter(summary))]
+  unseen = [first[f"unseen_target_share_{d}{suffix}"]["mean"] for d in "ab"]
+  ranked = [first[f"full_catalogue_positives_{d}{suffix}"]["mean"] for d in "ab"]
+  if not np.all(np.isnan(unseen + ranked)):
+    lines.append(
+        f"Positives whose target was unseen in training (full-catalogue misses by rule): "
+        f"{_percent(unseen[0])} ({domain_names[0]}), {_percent(unseen[1])} "
+        f"({domain_names[1]}); ranked against the full catalogue: {_count(ranked[0])} "
+        f"({domain_names[0]}), {_count(ranked[1])} ({domain_names[1]}) per run.")
   return "\n".join(lines) + "\n"
 
 

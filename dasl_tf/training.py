@@ -47,6 +47,7 @@ from dasl_tf import features as F
 from dasl_tf import metrics as metrics_lib
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import model_io
+from dasl_tf import negatives as negatives_lib
 from dasl_tf import publish
 from dasl_tf import report as report_lib
 from dasl_tf.model_dir import METRICS_FILE
@@ -68,12 +69,15 @@ class TrainingData:
     test_files: shards scored once, after training, for ``metrics.json``.
     schema: the dataset's schema (feature spec and vocabulary sizes).
     vocab_dir: raw-id vocabularies copied into the model directory, if any.
+    schema_dir: the directory of ``schema.json`` (and ``dasl-prepare``'s
+      ``stats.json``, which says how stored training negatives were drawn).
   """
   train_files: Tuple[str, ...]
   validation_files: Tuple[str, ...]
   test_files: Tuple[str, ...]
   schema: F.DatasetSchema
   vocab_dir: Optional[str] = None
+  schema_dir: Optional[str] = None
 
   @classmethod
   def from_data_dir(cls, data_dir: str) -> "TrainingData":
@@ -89,7 +93,7 @@ class TrainingData:
                validation_files=tuple(data_lib.split_files(data_dir, "validation")),
                test_files=tuple(data_lib.split_files(data_dir, "test")),
                schema=F.DatasetSchema.load(data_dir),
-               vocab_dir=_vocab_dir_of(data_dir))
+               vocab_dir=_vocab_dir_of(data_dir), schema_dir=data_dir)
 
   @classmethod
   def for_fold(cls, data_dir: str, fold: int) -> "TrainingData":
@@ -113,7 +117,7 @@ class TrainingData:
     return cls(train_files=tuple(train_files),
                validation_files=tuple(data_lib.split_files(data_dir, validation_split)),
                test_files=tuple(data_lib.split_files(data_dir, test_split)),
-               schema=schema, vocab_dir=_vocab_dir_of(data_dir))
+               schema=schema, vocab_dir=_vocab_dir_of(data_dir), schema_dir=data_dir)
 
   @classmethod
   def from_patterns(cls, train_patterns: Sequence[str], validation_patterns: Sequence[str],
@@ -123,7 +127,7 @@ class TrainingData:
                validation_files=tuple(data_lib.resolve_files(list(validation_patterns))),
                test_files=tuple(data_lib.resolve_files(list(test_patterns))),
                schema=F.DatasetSchema.load(schema_dir),
-               vocab_dir=_vocab_dir_of(schema_dir))
+               vocab_dir=_vocab_dir_of(schema_dir), schema_dir=schema_dir)
 
 
 def _vocab_dir_of(data_dir: str) -> Optional[str]:
@@ -156,20 +160,37 @@ def _schedule(train: config_lib.TrainConfig, num_train_examples: int) -> _Schedu
 def _input(files: Sequence[str], spec: F.FeatureSpec, train: config_lib.TrainConfig,
            strategy: tf.distribute.Strategy, training: bool = False,
            with_negatives: bool = False, repeat: bool = False,
-           ranking_negatives: bool = False, seed: Optional[int] = None) -> tf.data.Dataset:
+           ranking_negatives: bool = False, seed: Optional[int] = None,
+           negatives: Optional[negatives_lib.TrainingNegatives] = None) -> tf.data.Dataset:
   """Batches of a split for ``strategy``; ``seed`` (default ``train.seed``) seeds the shuffle.
+
+  Training batches carry the stored ``train_negatives`` when
+  ``train.negative_sampling`` is "stored"; ``negatives``, the run's
+  :class:`~dasl_tf.negatives.TrainingNegatives`, then draws fresh ones (or
+  adds the stored ones' log q) with the same ``seed``, so an epoch's draws are
+  a function of (seed, epoch) like its shuffle.
 
   With ``ranking_negatives`` (the per-epoch validation pass), the first ``k``
   stored evaluation ``negatives`` stand in for ``train_negatives``, so the
   validation loss is the training objective, ranking term included.
+
+  Raises:
+    ValueError: training batches need fresh negatives and ``negatives`` is None.
   """
   num_ranking = _train_negatives(train, spec)
   ranking_negatives = ranking_negatives and num_ranking > 0 and spec.num_negatives >= num_ranking
+  stored = train.negative_sampling == "stored"
+  if training and num_ranking and not stored and negatives is None:
+    raise ValueError(f"train.negative_sampling={train.negative_sampling!r} draws the training "
+                     "negatives in the input pipeline: pass the run's TrainingNegatives")
+  seed = train.seed if seed is None else seed
   dataset = data_lib.make_dataset(
       list(files), spec, train.batch_size, training=training,
-      shuffle_buffer=train.shuffle_buffer, seed=train.seed if seed is None else seed,
+      shuffle_buffer=train.shuffle_buffer, seed=seed,
       with_negatives=with_negatives or ranking_negatives,
-      train_negatives=num_ranking if training else 0, repeat=repeat)
+      train_negatives=num_ranking if training and stored else 0, repeat=repeat)
+  if training and negatives is not None:
+    dataset = negatives.apply(dataset, seed)
   if ranking_negatives:
     def as_ranking_negatives(features, labels):
       features = dict(features)
@@ -192,15 +213,19 @@ def validation_dataset(experiment: config_lib.ExperimentConfig, data: TrainingDa
 
 
 def _train_negatives(train: config_lib.TrainConfig, spec: F.FeatureSpec) -> int:
-  """Sampled negatives per training example the ranking loss sees (0: CTR loss only)."""
-  if train.train_negatives == -1:
-    return spec.num_train_negatives
-  if train.train_negatives > spec.num_train_negatives:
+  """Sampled negatives per training example the ranking loss sees (0: CTR loss only).
+
+  Raises:
+    ConfigError: more "stored" negatives asked for than the data carries.
+  """
+  count = negatives_lib.per_example(train, spec)
+  if train.negative_sampling == "stored" and count > spec.num_train_negatives:
     raise config_lib.ConfigError(
         f"train.train_negatives={train.train_negatives}, but the training data carries "
         f"{spec.num_train_negatives} per example; prepare it with dasl-prepare "
-        f"--train_negatives={train.train_negatives} or ask for fewer")
-  return train.train_negatives
+        f"--train_negatives={train.train_negatives}, ask for fewer, or draw them fresh "
+        "(train.negative_sampling='uniform')")
+  return count
 
 
 def count_examples(files: Sequence[str]) -> int:
@@ -305,6 +330,9 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
     logging.info("%s does not learn by gradients: fitting it with one pass over the training "
                  "split", experiment.model.variant)
     model.adapt(_input(data.train_files, spec, train, strategy))
+    if hasattr(model, "select_on_validation"):  # its choices (a blend weight) read validation
+      model.select_on_validation(
+          _input(data.validation_files, spec, train, strategy, with_negatives=True))
 
   metrics = _final_metrics(model, data, spec, train, strategy, state)
   model_io.save_final_weights(model, write_dir)  # every worker saves (collective ops)
@@ -338,10 +366,12 @@ def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: T
     logging.info("starting the item priors at the training split's click counts")
     model.adapt(_input(data.train_files, spec, train, strategy))
   validation_ds = validation_dataset(experiment, data, strategy)
-  logging.info("training %s on %d examples (%d per epoch, %d sampled negatives each), "
+  negatives = negatives_lib.TrainingNegatives.for_run(train, data.schema, data.train_files,
+                                                      data.schema_dir)
+  logging.info("training %s on %d examples (%d per epoch, %d %s sampled negatives each), "
                "epochs %d..%d, strategy %s with %d replica(s)", experiment.model.variant,
                num_train_examples, schedule.examples_per_epoch, _train_negatives(train, spec),
-               initial_epoch + 1, schedule.epochs, train.strategy,
+               train.negative_sampling, initial_epoch + 1, schedule.epochs, train.strategy,
                strategy.num_replicas_in_sync)
   callbacks = [
       callbacks_lib.EpochMetrics(strategy.num_replicas_in_sync),
@@ -351,11 +381,12 @@ def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: T
       tf_keras.callbacks.TensorBoard(os.path.join(write_dir, model_dir_lib.LOGS_DIR),
                                      write_graph=False, profile_batch=0),
   ]
-  # One `fit` per epoch, each on the epoch's own shuffle: epoch e's order depends on
-  # (seed, e) alone, so a run resumed at e sees what an uninterrupted run would.
+  # One `fit` per epoch, each on the epoch's own shuffle and negatives: epoch e's order and
+  # draws depend on (seed, e) alone, so a run resumed at e sees what an uninterrupted run would.
   for epoch in range(initial_epoch, schedule.epochs):
     train_ds = _input(data.train_files, spec, train, strategy, training=True,
-                      repeat=schedule.repeat, seed=_epoch_seed(train.seed, epoch))
+                      repeat=schedule.repeat, seed=_epoch_seed(train.seed, epoch),
+                      negatives=negatives)
     model.fit(train_ds, validation_data=validation_ds, epochs=epoch + 1, initial_epoch=epoch,
               steps_per_epoch=schedule.steps_per_epoch,
               validation_steps=train.eval_steps or None, callbacks=callbacks, verbose=verbose)
@@ -364,7 +395,7 @@ def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: T
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-  """The shuffle seed of one epoch, a function of the run's seed and the epoch only."""
+  """The shuffle and negative-draw seed of one epoch: a function of the seed and epoch only."""
   return (seed * 1_000_003 + epoch) % 2**31
 
 
@@ -374,13 +405,22 @@ def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpe
   """Test and validation metrics of the final weights plus the run's accounting.
 
   The per-head losses are those of the best epoch's validation pass, which
-  ran on the same weights.
+  ran on the same weights. The full-catalogue figures of the test split
+  exclude what users touched in the training and validation splits; those of
+  the validation split, what they touched in training (the validation targets
+  are what it predicts).
   """
+  sizes = (data.schema.num_items_a, data.schema.num_items_b)
+  trained = metrics_lib.FullCatalogue.from_files(data.train_files, spec, sizes)
+  catalogues = {"": trained.union(
+                    metrics_lib.FullCatalogue.from_files(data.validation_files, spec, sizes)),
+                VALIDATION_PREFIX: trained}
   metrics = {}
   for prefix, files in (("", data.test_files), (VALIDATION_PREFIX, data.validation_files)):
     dataset = _input(files, spec, train, strategy, with_negatives=True)
     for key, value in metrics_lib.evaluate_model(
-        model, dataset, max_batches=train.eval_steps or None).items():
+        model, dataset, max_batches=train.eval_steps or None, catalogue=catalogues[prefix],
+        full_catalogue_positives=train.full_catalogue_positives, seed=train.seed).items():
       metrics[prefix + key] = float(value)
   best_epoch = int(state.best_epoch.numpy())
   best_logs = state.history[best_epoch - 1] if best_epoch else {}

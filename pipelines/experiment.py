@@ -7,9 +7,13 @@ every seed on the train/validation/test split (``--seeds``), then writes, in
 * ``<variant>/<fold-k|seed-s>/``: each run's model directory (finished runs
   are reused, so an interrupted experiment resumes where it stopped),
 * ``results.json``: every run's metrics,
-* ``table.md`` and ``table.json``: test AUC and HR@10 per domain, mean ± std
-  over runs, one row per variant (the layout of the paper's Tables 4 and 5),
-  overall and per slice (cold start, no other-domain history, both domains).
+* ``table.md`` and ``table.json``: per domain, mean ± std over runs, one row
+  per variant (the layout of the paper's Tables 4 and 5): the headline
+  full-catalogue HR@10 and NDCG@10, the full-catalogue HR@10 of targets seen in
+  training, the sampled HR@10 and the AUC, with the share of test positives
+  whose target was unseen in training; overall and per slice (cold start, no
+  other-domain history, both domains, cold-start users). The keys are those of
+  :mod:`dasl_tf.metrics`.
 
 Example::
 
@@ -26,7 +30,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 from dasl_tf import config as config_lib
+from dasl_tf import features as F
 from dasl_tf import filesystems
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import models
@@ -37,7 +43,8 @@ from dasl_tf.pipelines import cli
 from dasl_tf.pipelines import grid
 
 FLAGS = flags.FLAGS
-DEFAULT_VARIANTS = ("dasl", "dasl_de", "dasl_da", "single_domain", "popularity")
+DEFAULT_VARIANTS = ("dasl", "dasl_de", "dasl_da", "single_domain", "popularity", "sasrec",
+                    "item_knn", "item_knn_cross", "pop_item_knn", "recent_popularity")
 
 
 def define_flags() -> None:
@@ -58,13 +65,23 @@ def define_flags() -> None:
     flags.DEFINE_string("title", "", "Caption of the table.")
 
 
-def _variants() -> List[str]:
+# Default variants that need real times; left out, with a line saying so, on data without.
+NEEDS_TIMESTAMPS = ("recent_popularity",)
+
+
+def _variants(schema: F.DatasetSchema) -> List[str]:
+  """The variants of ``--variants``; by default, those the data can run."""
   if FLAGS.variants == ["all"]:
     return list(models.variants())
   unknown = sorted(set(FLAGS.variants) - set(models.variants()))
   if unknown:
     raise app.UsageError(f"unknown --variants {unknown}; registered: {models.variants()}")
-  return list(FLAGS.variants)
+  variants = list(FLAGS.variants)
+  if not FLAGS["variants"].present and schema.timestamp_unit not in ("seconds", "milliseconds"):
+    logging.warning("%s has no real timestamps (unit %r): leaving out %s", FLAGS.data_dir,
+                    schema.timestamp_unit, ", ".join(NEEDS_TIMESTAMPS))
+    variants = [v for v in variants if v not in NEEDS_TIMESTAMPS]
+  return variants
 
 
 def run(argv: List[str]) -> None:
@@ -81,7 +98,8 @@ def run(argv: List[str]) -> None:
 def _experiment() -> None:
   """Trains the grid and writes the runs' metrics and the tables."""
   seeds = [int(seed) for seed in FLAGS.seeds]
-  runs = grid.grid_runs(FLAGS.data_dir, _variants(), FLAGS.folds, seeds)
+  variants = _variants(F.DatasetSchema.load(FLAGS.data_dir))
+  runs = grid.grid_runs(FLAGS.data_dir, variants, FLAGS.folds, seeds)
   base = config_lib.ExperimentConfig.load(FLAGS.config) if FLAGS.config else None
   overrides = {name: FLAGS[name].value for name in ("epochs", "batch_size", "learning_rate")
                if FLAGS[name].present}

@@ -7,6 +7,7 @@ Examples:
       --output_dir data/ --domain_names book,music
   dasl-prepare --format mat --input rating_with_timestamp.mat --category_a 1 \\
       --category_b 2 --output_dir data/ --split kfold --folds 5
+  dasl-prepare ... --split global_time --cold_start_users 0.1
   dasl-prepare ... --runner beam --direct_num_workers=2   # other Beam options pass through
 
 Bad input ends with ``dasl-prepare: error: <file[:line]>: <what>`` and exit code 1.
@@ -54,15 +55,23 @@ def define_flags() -> None:
     flags.DEFINE_integer("history_length", 10, "T: past items per domain in each example.")
     flags.DEFINE_integer("min_item_count", 1, "Items with fewer records map to OOV (id 1).")
     flags.DEFINE_enum("split", "temporal", list(config_lib.SPLITS), "Split rule: temporal "
-                      "(per user: train, then validation, then test in time order) or kfold "
-                      "(users in --folds folds).")
+                      "(per user: train, then validation, then test in time order), kfold "
+                      "(users in --folds folds) or global_time (one cut in time for "
+                      "validation and one for test over all records: train on the past, "
+                      "score the future).")
     flags.DEFINE_float("validation_fraction", 0.1, "Temporal split: share of each user's "
                        "examples in the validation split (early stopping and best-epoch "
-                       "selection read it).")
+                       "selection read it); global_time: share of all records between the "
+                       "validation and the test cut.")
     flags.DEFINE_float("test_fraction", 0.1, "Temporal split: share of each user's examples "
                        "in the test split, the end of the timeline (scored once, at the end "
-                       "of training).")
+                       "of training); global_time: share of all records at or after the "
+                       "test cut.")
     flags.DEFINE_integer("folds", 5, "k-fold split: number of folds (at least 3).")
+    flags.DEFINE_float("cold_start_users", 0.0, "Share of the users in both domains that "
+                       "get one domain (A or B, half each) held out: all their records of "
+                       "it go to test and it is left out of their other histories "
+                       "(temporal and global_time splits; 0 = none).")
     flags.DEFINE_integer("num_negatives", 99, "Sampled negatives per evaluation example "
                          "(HR@10; 0 = none).")
     flags.DEFINE_integer("train_negatives", config_lib.PrepareConfig.train_negatives,

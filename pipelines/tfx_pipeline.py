@@ -55,7 +55,7 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import dasl_tf  # noqa: F401  pylint: disable=unused-import  (TF_USE_LEGACY_KERAS=1 before tfx)
+from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (TF_USE_LEGACY_KERAS=1 before tfx)
 from absl import app
 from absl import flags
 from absl import logging

@@ -66,7 +66,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import dasl_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from dasl_tf import use_keras2  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import numpy as np
 import tensorflow as tf
 

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 from absl import app
 from absl import flags
 
+from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import data as data_lib
@@ -39,7 +40,7 @@ FLAGS = flags.FLAGS
 _MODEL_FIELDS = ("variant", "embedding_dim", "dropout", "ranking_loss", "ranking_weight")
 _TRAIN_FIELDS = ("epochs", "steps_per_epoch", "train_steps", "eval_steps", "batch_size",
                  "learning_rate", "early_stopping_patience", "monitor", "train_negatives",
-                 "seed", "strategy")
+                 "negative_sampling", "negative_sampling_alpha", "seed", "strategy")
 
 
 def define_flags() -> None:
@@ -83,7 +84,13 @@ def define_flags() -> None:
     flags.DEFINE_string("monitor", None, "Early-stopping metric on the validation split "
                         "(val_auc, val_auc_a, val_loss, ...).")
     flags.DEFINE_integer("train_negatives", None, "Sampled negatives per training example for "
-                         "the ranking loss: -1 all the data carries (default), 0 CTR loss only.")
+                         "the ranking loss: -1 as many as the data carries (default; 16 fresh "
+                         "draws when it carries none), 0 CTR loss only.")
+    flags.DEFINE_enum("negative_sampling", None, list(config_lib.NEGATIVE_SAMPLINGS),
+                      "Training negatives: drawn fresh every epoch (uniform, default; popularity, "
+                      "log-q corrected) or those dasl-prepare stored.")
+    flags.DEFINE_float("negative_sampling_alpha", None,
+                       "Exponent of popularity sampling: train count ** alpha.")
     flags.DEFINE_integer("seed", None, "Seed of initialisation and shuffling.")
     flags.DEFINE_enum("strategy", None, list(distribute.STRATEGIES), "tf.distribute strategy.")
   flags.mark_flag_as_required("model_dir")

@@ -31,6 +31,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 import tensorflow as tf
 
 from dasl_tf import features as F

@@ -304,6 +304,7 @@ class ServingModule:
     check = _assert(tf.reduce_all(lengths <= t),
                     f"{name} holds more than history_length={t} ids per example (send the "
                     f"most recent {t}, most recent last); ids per example:", [lengths])
+    lengths = _checked(lengths, [check])  # the gather below reads them only once checked
     padding = tf.constant(self.serving_spec.padding_id, ragged.dtype)
     right_padded = ragged.to_tensor(default_value=padding, shape=[None, t])
     source = tf.range(t, dtype=tf.int64)[None, :] - (t - lengths)[:, None]

@@ -1,22 +1,28 @@
 """One test of the standard contract of a dasl_tf Keras layer (as keras-hub's ``run_layer_test``).
 
 Every ``tests/test_layers_*.py`` calls :func:`run_layer_test` for each layer
-configuration it covers; the layer-specific tests (NumPy references, masking,
-argument checks) stay beside it.
+configuration it covers, in a ``test_*layer_contract*`` test; the layer-specific
+tests (NumPy references, masking, argument checks) stay beside it. The checks
+use the Keras of the layer class, so the same contract tests run on the
+Keras 2 classes (the pytest process, ``TF_USE_LEGACY_KERAS=1``) and on the
+Keras 3 classes (``tests/test_keras3.py`` runs them in a Keras 3 process).
 """
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
+from dasl_tf.layers import shell
 from tests import keras_testing
 
 Shape = Tuple[int, ...]
 _LEARNING_RATE = 0.1
+CONTRACT_LOG = "DASL_LAYER_CONTRACT_LOG"
+"""Environment variable: a file to which :func:`run_layer_test` appends each class it checked."""
 
 
 def _is_shape(spec: Any) -> bool:
@@ -45,18 +51,20 @@ def random_inputs(shapes: Any, seed: int = 0) -> Any:
   return build(shapes)
 
 
-def _flat_outputs(layer: tf_keras.layers.Layer, inputs: Any, call_kwargs: Dict[str, Any],
+def _flat_outputs(layer: Any, inputs: Any, call_kwargs: Dict[str, Any],
                   training: bool) -> List[tf.Tensor]:
   return tf.nest.flatten(layer(inputs, training=training, **call_kwargs))
 
 
-def _check_training_step(layer: tf_keras.layers.Layer, inputs: Any,
-                         call_kwargs: Dict[str, Any]) -> None:
+def _check_training_step(layer: Any, inputs: Any, call_kwargs: Dict[str, Any]) -> None:
   """Every trainable weight gets a finite gradient; one SGD step changes every output.
 
   The objective is the sum of the squared outputs plus the layer's losses, so
-  every weight that reaches an output or a loss gets a gradient.
+  every weight that reaches an output or a loss gets a gradient. A layer
+  without trainable weights has nothing to check.
   """
+  if not layer.trainable_weights:
+    return
   before = [output.numpy() for output in _flat_outputs(layer, inputs, call_kwargs, False)]
   with tf.GradientTape() as tape:
     outputs = _flat_outputs(layer, inputs, call_kwargs, True)
@@ -68,13 +76,13 @@ def _check_training_step(layer: tf_keras.layers.Layer, inputs: Any,
     assert gradient is not None, f"no gradient reaches {weight.name}"
     assert np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy())), (
         f"non-finite gradient of {weight.name}")
-  tf_keras.optimizers.SGD(_LEARNING_RATE).apply_gradients(zip(gradients, weights))
+  shell.keras_of(layer).optimizers.SGD(_LEARNING_RATE).apply_gradients(zip(gradients, weights))
   after = _flat_outputs(layer, inputs, call_kwargs, False)
   for index, (old, new) in enumerate(zip(before, after)):
     assert not np.allclose(old, new.numpy()), f"an SGD step left output {index} unchanged"
 
 
-def run_layer_test(layer_cls: Type[tf_keras.layers.Layer], init_kwargs: Dict[str, Any],
+def run_layer_test(layer_cls: Type[Any], init_kwargs: Dict[str, Any],
                    tmp_dir: str, *, expected_output_shape: Union[Shape, Sequence[Shape]],
                    expected_num_trainable_weights: int,
                    expected_num_non_trainable_weights: int = 0,
@@ -87,17 +95,18 @@ def run_layer_test(layer_cls: Type[tf_keras.layers.Layer], init_kwargs: Dict[str
      ``expected_output_shape`` and has the expected numbers of trainable and
      non-trainable weights and of losses;
   2. :func:`tests.keras_testing.check_keras_layer`: ``get_config``
-     round-trips through Keras serialization, ``from_config`` with the same
-     weights gives the same outputs, and so do a functional model and that
-     model saved as a SavedModel and loaded back;
+     round-trips through Keras serialization, ``from_config`` and ``build``
+     create every weight and with the same weights give the same outputs, and so do a functional model and that
+     model saved (SavedModel with tf_keras, ``.keras`` with Keras 3) and
+     loaded back;
   3. one training step: every trainable weight gets a finite gradient of the
      sum of the squared outputs plus the layer's losses, and one step of
-     ``tf_keras.optimizers.SGD`` changes every output.
+     the layer's Keras ``optimizers.SGD`` changes every output.
 
   Args:
     layer_cls: the layer class.
     init_kwargs: constructor arguments.
-    tmp_dir: a scratch directory for the SavedModel.
+    tmp_dir: a scratch directory for the saved model.
     expected_output_shape: the output's shape, or the shapes of the outputs
       in the order of ``tf.nest.flatten``.
     expected_num_trainable_weights: ``len(layer.trainable_weights)``.
@@ -125,5 +134,8 @@ def run_layer_test(layer_cls: Type[tf_keras.layers.Layer], init_kwargs: Dict[str
   assert len(layer.losses) == expected_num_losses
 
   keras_testing.check_keras_layer(lambda: layer_cls(**init_kwargs), inputs, tmp_dir,
-                                  call_kwargs=call_kwargs)
+                                  call_kwargs=call_kwargs, weights_from_build=True)
   _check_training_step(layer, inputs, call_kwargs)
+  if os.environ.get(CONTRACT_LOG):
+    with open(os.environ[CONTRACT_LOG], "a", encoding="utf-8") as log:
+      log.write(f"{layer_cls.__module__}.{layer_cls.__name__}\n")

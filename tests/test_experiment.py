@@ -27,7 +27,12 @@ def test_experiment_over_folds_writes_runs_and_tables(tmp_path):
   aucs = [r["metrics"]["auc_a"] for r in results]
   assert summary["wide_deep"]["auc_a"]["n"] == support.NUM_FOLDS
   assert abs(summary["wide_deep"]["auc_a"]["mean"] - sum(aucs) / len(aucs)) < 1e-9
+  fulls = [r["metrics"]["hr10_full_a"] for r in results]
+  assert abs(summary["wide_deep"]["hr10_full_a"]["mean"] - sum(fulls) / len(fulls)) < 1e-9
   table = (output_dir / "table.md").read_text()
   assert "**tiny**" in table and f"| wide_deep | {support.NUM_FOLDS} |" in table and "±" in table
-  for slice_name in ("cold_start", "no_other_domain", "both_domains"):
+  header = table.splitlines()[2]
+  assert header.startswith("| variant | runs | Books HR@10 (full) | Books NDCG@10 (full) |")
+  assert "Positives whose target was unseen in training" in table
+  for slice_name in ("cold_start", "no_other_domain", "both_domains", "cold_start_user"):
     assert f"**tiny: slice {slice_name}**" in table

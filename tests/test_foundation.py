@@ -18,7 +18,7 @@ def test_import_selects_legacy_keras():
 
 def test_import_after_keras3_fails_clearly():
   code = ("import os; os.environ.pop('TF_USE_LEGACY_KERAS', None); import tensorflow as tf; "
-          "tf.keras.layers; import dasl_tf")
+          "tf.keras.layers; import dasl_tf.models")
   env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
   assert proc.returncode != 0

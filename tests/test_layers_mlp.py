@@ -82,3 +82,10 @@ def test_checkpointed_dropout_masks_continue_after_a_restore(tmp_path):
   for mask in expected:
     np.testing.assert_array_equal(restored(x, training=True).numpy(), mask)
   assert not np.array_equal(expected[0], expected[1])
+
+
+def test_checkpointed_dropout_layer_contract(tmp_path):
+  """No weights; the identity outside training (the contract calls it in inference mode)."""
+  layer_testing.run_layer_test(
+      CheckpointedDropout, dict(rate=0.3, seed=5), str(tmp_path), input_shape=(4, 6),
+      expected_output_shape=(4, 6), expected_num_trainable_weights=0)

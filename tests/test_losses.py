@@ -32,6 +32,56 @@ def test_ranking_loss_matches_numpy(kind):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def _numpy_corrected(kind, target, negatives, positive, target_log_q, negative_log_q, mask):
+  """The log-q corrected, masked losses written out: c = r - log q; empty slots left out."""
+  c0, c = target - target_log_q, negatives - negative_log_q
+  out = np.zeros(len(target))
+  for row in range(len(target)):
+    kept = c[row][mask[row] == 1]
+    if kind == "bce":
+      out[row] = (positive[row] * np.log1p(np.exp(-c0[row]))
+                  + np.sum(np.log1p(np.exp(kept))) / negatives.shape[1])
+    else:
+      out[row] = positive[row] * (np.log(np.exp(c0[row]) + np.exp(kept).sum()) - c0[row])
+  return out
+
+
+@pytest.mark.parametrize("kind", ["bce", "softmax"])
+def test_log_q_corrected_masked_ranking_loss_matches_numpy(kind):
+  rng = np.random.default_rng(2)
+  target = rng.normal(size=8).astype(np.float32) * 2
+  negatives = rng.normal(size=(8, 5)).astype(np.float32) * 2
+  labels = rng.integers(0, 2, 8).astype(np.float32)
+  target_log_q = np.log(rng.uniform(0.01, 0.3, 8)).astype(np.float32)
+  negative_log_q = np.log(rng.uniform(0.01, 0.3, (8, 5))).astype(np.float32)
+  mask = (rng.random((8, 5)) < 0.7).astype(np.float32)
+  mask[0] = 0.0  # a row without a single negative
+  got = losses.sampled_ranking_loss(kind, tf.constant(target), tf.constant(negatives),
+                                    tf.constant(labels), tf.constant(target_log_q),
+                                    tf.constant(negative_log_q), tf.constant(mask)).numpy()
+  expected = _numpy_corrected(kind, target, negatives, labels, target_log_q, negative_log_q,
+                              mask)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_constant_log_q_leaves_the_softmax_loss_unchanged():
+  """Uniform draws: every log q is one constant, and the softmax form needs no correction."""
+  rng = np.random.default_rng(3)
+  target, negatives = tf.constant(rng.normal(size=6)), tf.constant(rng.normal(size=(6, 4)))
+  positive = tf.ones([6], tf.float64)
+  plain = losses.sampled_ranking_loss("softmax", target, negatives, positive)
+  constant = losses.sampled_ranking_loss("softmax", target, negatives, positive,
+                                         tf.fill([6], np.log(1 / 50.0)),
+                                         tf.fill([6, 4], np.log(1 / 50.0)))
+  np.testing.assert_allclose(constant.numpy(), plain.numpy(), rtol=1e-12)
+
+
+def test_the_log_q_correction_needs_both_tensors():
+  with pytest.raises(ValueError, match="negative_log_q"):
+    losses.sampled_ranking_loss("bce", tf.zeros([1]), tf.zeros([1, 1]), tf.zeros([1]),
+                                target_log_q=tf.zeros([1]))
+
+
 def test_unknown_ranking_loss_is_an_error():
   with pytest.raises(ValueError, match="hinge"):
     losses.sampled_ranking_loss("hinge", tf.zeros([1]), tf.zeros([1, 1]), tf.zeros([1]))
@@ -99,6 +149,32 @@ def test_compute_loss_is_ctr_plus_weighted_ranking_loss(kind, weight, relevance)
   without = {k: v for k, v in features.items() if k != F.TRAIN_NEGATIVES}
   ctr_only = float(model.compute_loss((without, tf.constant(labels))))
   assert ctr_only == pytest.approx(np.mean(ctr), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bce", "softmax"])
+def test_compute_loss_applies_the_batch_log_q_and_mask(kind):
+  """Drawn negatives come with log q and a mask (dasl_tf.negatives): the ranking term uses them."""
+  rng = np.random.default_rng(4)
+  n = 10
+  domain = rng.integers(0, 2, n)
+  ids, negative_ids = rng.integers(2, 30, n), rng.integers(2, 30, (n, 3))
+  target_log_q = np.log(rng.uniform(0.01, 0.2, n)).astype(np.float32)
+  negative_log_q = np.log(rng.uniform(0.01, 0.2, (n, 3))).astype(np.float32)
+  mask = (rng.random((n, 3)) < 0.6).astype(np.float32)
+  features = {F.USER_ID: tf.constant(np.full(n, 2)), F.ITEM_ID: tf.constant(ids),
+              F.DOMAIN: tf.constant(domain), F.TRAIN_NEGATIVES: tf.constant(negative_ids),
+              F.TRAIN_TARGET_LOGQ: tf.constant(target_log_q),
+              F.TRAIN_NEGATIVE_LOGQ: tf.constant(negative_log_q),
+              F.TRAIN_NEGATIVE_MASK: tf.constant(mask)}
+  labels = rng.integers(0, 2, n).astype(np.float32)
+  model = IdScorer(_CONFIG.replace(ranking_loss=kind, ranking_weight=1.0), relevance=True)
+  loss = float(model.compute_loss((features, tf.constant(labels))))
+
+  target = np.where(domain == 0, 1.0, -1.0) * ids / 10.0
+  ctr = np.log1p(np.exp(target)) - labels * target
+  ranking = _numpy_corrected(kind, ids / 20.0, negative_ids / 20.0, np.ones(n), target_log_q,
+                             negative_log_q, mask)  # the priors start at zero
+  assert loss == pytest.approx(np.mean(ctr + ranking), rel=1e-5)
 
 
 @pytest.mark.parametrize("relevance", [False, True])

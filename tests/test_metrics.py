@@ -1,4 +1,6 @@
-"""AUC and HR@K per head, against brute-force NumPy references."""
+"""AUC, HR@K and NDCG@K per head, sampled and full-catalogue, against NumPy references."""
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +17,16 @@ def _pairwise_auc(labels, scores):
   return np.mean((diff > 0) + 0.5 * (diff == 0))
 
 
+def _gain(rank, k):
+  return 1.0 / math.log2(rank + 1) if rank <= k else 0.0
+
+
+def _same(a, b):
+  assert a.keys() == b.keys()
+  for key in a:
+    assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), key
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_roc_auc_matches_pairwise_count_with_ties(seed):
   rng = np.random.default_rng(seed)
@@ -27,14 +39,35 @@ def test_roc_auc_is_nan_with_one_class():
   assert np.isnan(metrics.roc_auc(np.ones(4), np.arange(4)))
 
 
-def test_hits_at_k_counts_ties_against_the_target_and_skips_padding():
+def test_rank_counts_split_above_and_tied_candidates_and_skip_padding():
   scores = tf.constant([[5.0, 1.0, 2.0, 6.0], [3.0, 3.0, 3.0, 3.0], [1.0, 9.0, 9.0, 0.0]])
   valid = tf.constant([[True] * 4, [True] * 4, [True, False, False, True]])
-  np.testing.assert_array_equal(metrics.hits_at_k(scores, valid, k=2).numpy(),
-                                [True, False, True])
+  above, ties = metrics.rank_counts(scores, valid)
+  np.testing.assert_array_equal(above.numpy(), [1, 0, 0])
+  np.testing.assert_array_equal(ties.numpy(), [0, 3, 0])
 
 
-_CONFIG = config_lib.ModelConfig(variant="id", num_users=3, num_items_a=30, num_items_b=30)
+def test_counter_uniforms_are_uniform_and_a_function_of_seed_stream_and_index():
+  index = np.arange(20000)
+  u = metrics.counter_uniforms(5, 0, index)
+  counts = np.histogram(u, bins=10, range=(0, 1))[0]
+  chi2 = ((counts - 2000) ** 2 / 2000).sum()
+  assert chi2 < 30  # 9 degrees of freedom: p < 1e-3
+  np.testing.assert_array_equal(metrics.counter_uniforms(5, 0, index[::-1])[::-1], u)
+  for other in (metrics.counter_uniforms(6, 0, index), metrics.counter_uniforms(5, 1, index)):
+    assert abs(np.corrcoef(u, other)[0, 1]) < 0.05
+
+
+def test_random_ranks_take_each_tied_position_equally_often():
+  ties = np.full(50000, 4)
+  ranks = metrics.random_ranks(np.full(50000, 2), ties,
+                               metrics.counter_uniforms(1, 0, np.arange(50000)))
+  counts = np.bincount(ranks, minlength=8)
+  assert counts[:3].sum() == 0 and counts[8:].sum() == 0
+  np.testing.assert_allclose(counts[3:8] / 50000, 0.2, atol=0.01)  # ranks 3..7
+
+
+_CONFIG = config_lib.ModelConfig(variant="id", num_users=12, num_items_a=30, num_items_b=30)
 
 
 class IdScorer(CrossDomainRanker):
@@ -45,30 +78,101 @@ class IdScorer(CrossDomainRanker):
     return score, -score
 
 
+class ConstantScorer(CrossDomainRanker):
+  """Every candidate scores 0 under both heads."""
+
+  def head_logits(self, features, candidates, training=False):
+    zeros = tf.zeros(tf.shape(candidates), tf.float32)
+    return zeros, zeros
+
+
+class TableScorer(CrossDomainRanker):
+  """Score of (user, item) read from a fixed table per domain."""
+
+  def __init__(self, config, tables):
+    super().__init__(config)
+    self.tables = [tf.constant(t, tf.float32) for t in tables]
+
+  def head_logits(self, features, candidates, training=False):
+    return tuple(tf.gather(tf.gather(table, features[F.USER_ID]), candidates, batch_dims=1)
+                 for table in self.tables)
+
+
+def _examples(rng, n, k_neg=9, users=10, items=30, hist=3):
+  return {F.USER_ID: rng.integers(2, users, n), F.ITEM_ID: rng.integers(2, items, n),
+          F.DOMAIN: rng.integers(0, 2, n),
+          F.HIST_A: rng.integers(0, items, (n, hist)), F.HIST_B: rng.integers(0, items, (n, hist)),
+          F.NEGATIVES: rng.integers(2, items, (n, k_neg))}
+
+
+def _dataset(features, labels, batch):
+  return tf.data.Dataset.from_tensor_slices((features, labels.astype(np.float32))).batch(batch)
+
+
 def test_evaluate_model_matches_numpy():
   rng = np.random.default_rng(0)
-  n, k_neg = 40, 9
-  features = {F.USER_ID: np.full(n, 2), F.ITEM_ID: rng.integers(2, 30, n),
-              F.DOMAIN: rng.integers(0, 2, n), F.HIST_A: np.zeros((n, 3), np.int64),
-              F.HIST_B: np.zeros((n, 3), np.int64), F.NEGATIVES: rng.integers(2, 30, (n, k_neg))}
+  n = 40
+  features = _examples(rng, n)
+  features[F.HIST_A][:] = 0
+  features[F.HIST_B][:] = 0
   features[F.NEGATIVES][0, :4] = F.PAD_ID
-  labels = rng.integers(0, 2, n).astype(np.float32)
-  dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(16)
-  model = IdScorer(_CONFIG)
-  result = metrics.evaluate_model(model, dataset, k=3)
+  labels = rng.integers(0, 2, n)
+  result = metrics.evaluate_model(IdScorer(_CONFIG), _dataset(features, labels, 16), k=3)
 
-  own_score = np.where(features[F.DOMAIN] == 0, 1.0, -1.0) * features[F.ITEM_ID]
-  sign = np.where(features[F.DOMAIN] == 0, 1.0, -1.0)[:, None]
-  negatives = sign * features[F.NEGATIVES]
-  above = (negatives >= own_score[:, None]) & (features[F.NEGATIVES] != F.PAD_ID)
-  hit = above.sum(1) < 3
+  sign = np.where(features[F.DOMAIN] == 0, 1.0, -1.0)
+  own_score = sign * features[F.ITEM_ID]
+  negatives = sign[:, None] * features[F.NEGATIVES]
+  valid = features[F.NEGATIVES] != F.PAD_ID
+  above = ((negatives > own_score[:, None]) & valid).sum(1)
+  at_least = ((negatives >= own_score[:, None]) & valid).sum(1)
   for d, name in enumerate("ab"):
     in_d = features[F.DOMAIN] == d
     assert result[f"auc_{name}"] == pytest.approx(_pairwise_auc(labels[in_d], own_score[in_d]))
     positives = in_d & (labels == 1)
-    assert result[f"hr3_{name}"] == pytest.approx(hit[positives].mean())
+    assert result[f"hr3_tied_against_{name}"] == pytest.approx((at_least[positives] < 3).mean())
+    # Random tie-breaking lies between ties-against and ties-for.
+    assert (at_least[positives] < 3).mean() <= result[f"hr3_{name}"] <= (
+        above[positives] < 3).mean()
     assert result[f"examples_{name}"] == in_d.sum()
     assert result[f"positives_{name}"] == positives.sum()
+    assert result[f"unseen_target_share_{name}"] == 0.0
+  assert not any("full" in key or "cold_start_user" in key for key in result)
+
+
+def test_sampled_hr_and_ndcg_match_numpy_without_ties():
+  rng = np.random.default_rng(4)
+  n, k_neg, k = 120, 9, 3
+  # Distinct candidate ids per example: the id scorer never ties.
+  candidates = np.stack([rng.permutation(np.arange(2, 30))[:1 + k_neg] for _ in range(n)])
+  features = _examples(rng, n, k_neg)
+  features[F.ITEM_ID], features[F.NEGATIVES] = candidates[:, 0], candidates[:, 1:]
+  labels = np.ones(n)
+  result = metrics.evaluate_model(IdScorer(_CONFIG), _dataset(features, labels, 32), k=k)
+
+  sign = np.where(features[F.DOMAIN] == 0, 1, -1)[:, None]
+  ranks = 1 + (sign * candidates[:, 1:] > sign * candidates[:, :1]).sum(1)
+  for d, name in enumerate("ab"):
+    rows = features[F.DOMAIN] == d
+    assert result[f"hr3_{name}"] == pytest.approx((ranks[rows] <= k).mean())
+    assert result[f"hr3_tied_against_{name}"] == result[f"hr3_{name}"]
+    assert result[f"ndcg3_{name}"] == pytest.approx(np.mean([_gain(r, k) for r in ranks[rows]]))
+
+
+def test_constant_scorer_gets_k_over_k_plus_one_with_seeded_batch_free_ties():
+  rng = np.random.default_rng(1)
+  n = 4000
+  features = _examples(rng, n, k_neg=99)
+  labels = np.ones(n)
+  model = ConstantScorer(_CONFIG)
+  result = metrics.evaluate_model(model, _dataset(features, labels, 256), seed=3)
+  expected_ndcg = sum(_gain(r, 10) for r in range(1, 11)) / 100  # rank uniform on 1..100
+  for name in "ab":
+    assert result[f"hr10_{name}"] == pytest.approx(0.10, abs=0.02)
+    assert result[f"ndcg10_{name}"] == pytest.approx(expected_ndcg, abs=0.01)
+    assert result[f"hr10_tied_against_{name}"] == 0.0
+  _same(result, metrics.evaluate_model(model, _dataset(features, labels, 37), seed=3))
+  other = metrics.evaluate_model(model, _dataset(features, labels, 256), seed=4)
+  assert other["ndcg10_a"] != result["ndcg10_a"]
 
 
 def test_slice_metrics_match_numpy_per_slice():
@@ -80,10 +184,8 @@ def test_slice_metrics_match_numpy_per_slice():
   features = {F.USER_ID: np.full(n, 2), F.ITEM_ID: rng.integers(2, 30, n),
               F.DOMAIN: rng.integers(0, 2, n), F.HIST_A: hist_a, F.HIST_B: hist_b,
               F.NEGATIVES: rng.integers(2, 30, (n, k_neg))}
-  labels = rng.integers(0, 2, n).astype(np.float32)
-  dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(64)
-  result = metrics.evaluate_model(IdScorer(_CONFIG),
-                                  dataset, k=3)
+  labels = rng.integers(0, 2, n)
+  result = metrics.evaluate_model(IdScorer(_CONFIG), _dataset(features, labels, 64), k=3)
 
   sign = np.where(features[F.DOMAIN] == 0, 1.0, -1.0)
   own_score = sign * features[F.ITEM_ID]
@@ -104,5 +206,169 @@ def test_slice_metrics_match_numpy_per_slice():
         checked += 1
       positives = rows & (labels == 1)
       assert result[f"positives_{name}_{slice_name}"] == positives.sum()
-      assert result[f"hr3_{name}_{slice_name}"] == pytest.approx(hit[positives].mean())
+      assert result[f"hr3_tied_against_{name}_{slice_name}"] == pytest.approx(
+          hit[positives].mean())
   assert checked == 6
+
+
+# ----------------------------------------------------------------------------- full catalogue
+
+NUM_USERS, NUM_ITEMS = 12, 30
+
+
+def _training_examples(rng, n):
+  examples = _examples(rng, n, users=NUM_USERS - 2, items=NUM_ITEMS)
+  examples.pop(F.NEGATIVES)
+  examples[F.USER_ID] = np.minimum(examples[F.USER_ID], NUM_USERS - 3)  # user 9+ never trains
+  examples[F.ITEM_ID][:5] = F.OOV_ID  # unseen items are not catalogue items
+  return examples
+
+
+def _touched_reference(train):
+  """{(domain, user): items} from the training examples, by a Python loop."""
+  touched = {}
+  for n in range(train[F.USER_ID].size):
+    user = int(train[F.USER_ID][n])
+    touched.setdefault((int(train[F.DOMAIN][n]), user), set()).add(int(train[F.ITEM_ID][n]))
+    for d, hist in ((0, F.HIST_A), (1, F.HIST_B)):
+      touched.setdefault((d, user), set()).update(int(i) for i in train[hist][n])
+  return {key: {i for i in items if i >= 2} for key, items in touched.items()}
+
+
+def _full_ranks_reference(tables, touched, features, labels):
+  """Full-catalogue rank of each positive (inf for an OOV target), tables without ties."""
+  ranks = {}
+  for n in np.flatnonzero(labels == 1):
+    d, user, target = (int(features[name][n]) for name in (F.DOMAIN, F.USER_ID, F.ITEM_ID))
+    if target == F.OOV_ID:
+      ranks[n] = math.inf
+      continue
+    history = set(int(i) for i in features[(F.HIST_A, F.HIST_B)[d]][n])
+    candidates = [i for i in range(2, NUM_ITEMS) if i != target and i not in history
+                  and i not in touched.get((d, user), set())]
+    ranks[n] = 1 + sum(tables[d][user, i] > tables[d][user, target] for i in candidates)
+  return ranks
+
+
+def _full_catalogue_case(seed=0, n=160):
+  rng = np.random.default_rng(seed)
+  train = _training_examples(rng, 60)
+  catalogue = metrics.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
+  tables = [rng.permutation(NUM_USERS * NUM_ITEMS).reshape(NUM_USERS, NUM_ITEMS) / 10.0
+            for _ in range(2)]  # distinct scores: no ties
+  features = _examples(rng, n, users=NUM_USERS, items=NUM_ITEMS)
+  features[F.ITEM_ID][rng.random(n) < 0.2] = F.OOV_ID
+  labels = (rng.random(n) < 0.7).astype(np.int64)
+  model = TableScorer(_CONFIG, tables)
+  return train, catalogue, tables, features, labels, model
+
+
+def test_catalogue_holds_each_users_touched_items_and_known_users():
+  train, catalogue, _, _, _, _ = _full_catalogue_case()
+  touched = _touched_reference(train)
+  for d in (0, 1):
+    for user in range(NUM_USERS):
+      np.testing.assert_array_equal(catalogue.touched_items(d, user),
+                                    sorted(touched.get((d, user), set())))
+    users = np.arange(NUM_USERS)
+    trained = {int(u) for u in train[F.USER_ID][train[F.DOMAIN] == d]}
+    np.testing.assert_array_equal(catalogue.cold_start_users(np.full(NUM_USERS, d), users),
+                                  [u not in trained for u in users])
+
+
+def test_catalogue_from_files_equals_the_one_from_batches(tmp_path):
+  rng = np.random.default_rng(2)
+  train = _training_examples(rng, 40)
+  spec = F.FeatureSpec(history_length=3)
+  path = str(tmp_path / "train.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    for n in range(40):
+      writer.write(spec.encode(dict({name: values[n] for name, values in train.items()},
+                                    label=1.0)))
+  from_files = metrics.FullCatalogue.from_files([path], spec, (NUM_ITEMS, NUM_ITEMS),
+                                                batch_size=16)
+  from_batches = metrics.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
+  halves = [metrics.FullCatalogue.from_batches(
+      [{name: values[part] for name, values in train.items()}], (NUM_ITEMS, NUM_ITEMS))
+      for part in (slice(0, 25), slice(25, 40))]
+  union = halves[0].union(halves[1])
+  for d in (0, 1):
+    for catalogue in (from_files, union):
+      np.testing.assert_array_equal(catalogue.touched[d], from_batches.touched[d])
+      np.testing.assert_array_equal(catalogue.users[d], from_batches.users[d])
+  outside = train[F.HIST_B].copy()
+  outside[3, 1] = NUM_ITEMS
+  with pytest.raises(ValueError, match="hist_b holds item id 30, outside domain b's"):
+    metrics.FullCatalogue.from_batches([dict(train, **{F.HIST_B: outside})],
+                                       (NUM_ITEMS, NUM_ITEMS))
+
+
+def test_full_catalogue_ranks_untouched_items_and_counts_unseen_targets_as_misses():
+  train, catalogue, tables, features, labels, model = _full_catalogue_case()
+  k = 5
+  result = metrics.evaluate_model(model, _dataset(features, labels, 16), k=k,
+                                  catalogue=catalogue, full_catalogue_positives=1000)
+  ranks = _full_ranks_reference(tables, _touched_reference(train), features, labels)
+  assert any(r == math.inf for r in ranks.values())
+  trained = {(int(d), int(u)) for d, u in zip(train[F.DOMAIN], train[F.USER_ID])}
+  cold_user = np.array([(int(d), int(u)) not in trained
+                        for d, u in zip(features[F.DOMAIN], features[F.USER_ID])])
+  assert 0 < cold_user.sum() < cold_user.size
+  for suffix, in_slice in (("", np.ones(labels.size, bool)), ("_cold_start_user", cold_user)):
+    for d, name in enumerate("ab"):
+      rows = [n for n in ranks if features[F.DOMAIN][n] == d and in_slice[n]]
+      in_vocab = [n for n in rows if ranks[n] != math.inf]
+      assert result[f"full_catalogue_positives_{name}{suffix}"] == len(rows)
+      assert result[f"hr5_full_{name}{suffix}"] == pytest.approx(
+          np.mean([ranks[n] <= k for n in rows]))
+      assert result[f"ndcg5_full_{name}{suffix}"] == pytest.approx(
+          np.mean([_gain(ranks[n], k) for n in rows]))
+      assert result[f"hr5_full_in_vocab_{name}{suffix}"] == pytest.approx(
+          np.mean([ranks[n] <= k for n in in_vocab]))
+      assert result[f"ndcg5_full_in_vocab_{name}{suffix}"] == pytest.approx(
+          np.mean([_gain(ranks[n], k) for n in in_vocab]))
+      assert result[f"unseen_target_share_{name}{suffix}"] == pytest.approx(
+          1 - len(in_vocab) / len(rows))
+      examples = (features[F.DOMAIN] == d) & in_slice
+      assert result[f"examples_{name}{suffix}"] == examples.sum()
+      scores = tables[d][features[F.USER_ID][examples], features[F.ITEM_ID][examples]]
+      assert result[f"auc_{name}{suffix}"] == pytest.approx(
+          _pairwise_auc(labels[examples], scores))
+  # Neither the batch size, nor the scoring chunks, change a rank.
+  _same(result, metrics.evaluate_model(model, _dataset(features, labels, 7), k=k,
+                                       catalogue=catalogue, full_catalogue_positives=1000,
+                                       user_batch=3, item_chunk=4))
+
+
+def test_a_touched_item_scored_highest_does_not_push_the_target_down():
+  catalogue = metrics.FullCatalogue.from_batches(
+      [{F.USER_ID: np.array([2]), F.ITEM_ID: np.array([9]), F.DOMAIN: np.array([0]),
+        F.HIST_A: np.array([[0, 0, 4]]), F.HIST_B: np.zeros((1, 3), np.int64)}],
+      (NUM_ITEMS, NUM_ITEMS))
+  table = np.tile(np.arange(NUM_ITEMS) / 100.0, (NUM_USERS, 1))
+  table[:, 9], table[:, 4], table[:, 6] = 3.0, 2.0, 1.0  # touched 9 and 4 above target 6
+  features = {F.USER_ID: np.array([2, 2, 3]), F.ITEM_ID: np.array([6, 6, 6]),
+              F.DOMAIN: np.zeros(3, np.int64), F.HIST_A: np.array([[0, 0, 0]] * 2 + [[0, 0, 9]]),
+              F.HIST_B: np.zeros((3, 3), np.int64)}
+  features[F.HIST_A][1, 2] = 29  # below the target: excluding it changes nothing
+  model = TableScorer(_CONFIG, [table, table])
+  result = metrics.evaluate_model(model, _dataset(features, np.ones(3), 3), k=1,
+                                  catalogue=catalogue)
+  # Users 2: 9 and 4 touched, the target first. User 3: 9 in its own history, 4 untouched
+  # and scored above the target, so a miss.
+  assert result["hr1_full_a"] == pytest.approx(2 / 3)
+  assert result["ndcg1_full_a"] == pytest.approx(2 / 3)
+  assert result["hr1_full_a_cold_start_user"] == 0.0
+  assert result["full_catalogue_positives_a_cold_start_user"] == 1
+
+
+def test_the_full_catalogue_sample_is_seeded_and_batch_free():
+  _, catalogue, _, features, labels, model = _full_catalogue_case(seed=1, n=200)
+  first = metrics.evaluate_model(model, _dataset(features, labels, 32), catalogue=catalogue,
+                                 full_catalogue_positives=9, seed=5)
+  assert first["full_catalogue_positives_a"] == first["full_catalogue_positives_b"] == 9
+  _same(first, metrics.evaluate_model(model, _dataset(features, labels, 13),
+                                      catalogue=catalogue, full_catalogue_positives=9, seed=5))
+  off = metrics.evaluate_model(model, _dataset(features, labels, 32), catalogue=catalogue,
+                               full_catalogue_positives=0)
+  assert "hr10_full_a" not in off and "auc_a_cold_start_user" in off

@@ -273,7 +273,8 @@ def test_tensorflow_metadata_schema_and_statistics_describe_the_examples(tiny_ra
   proto = text_format.Parse((out / "schema.pbtxt").read_text(), schema_pb2.Schema())
   features = {f.name: f for f in proto.feature}
   assert set(features) == set(schema.feature_spec.shapes(
-      with_label=True, with_negatives=True, with_train_negatives=True))
+      with_label=True, with_negatives=True, with_train_negatives=True, with_timestamp=True))
+  assert F.TIMESTAMP in features and features[F.TIMESTAMP].type == schema_pb2.INT
   assert [d.size for d in features["hist_a"].shape.dim] == [schema.feature_spec.history_length]
   assert (features["user_id"].int_domain.min, features["user_id"].int_domain.max) == (
       0, schema.num_users - 1)

@@ -157,6 +157,17 @@ def test_one_parquet_input_split_by_category(raw, tmp_path):
   _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
 
 
+def test_global_time_split_with_cold_start_users(raw, tmp_path):
+  """One cut in time over both domains (a side input of Beam) and held-out domains."""
+  local, beam = _both(tmp_path, input_a=raw["input_a"], input_b=raw["input_b"],
+                      split="global_time", cold_start_users=0.4, validation_fraction=0.2)
+  stats = prepare(local)
+  prepare(beam)
+  _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
+  assert stats["test_cut"] > stats["validation_cut"] > 0
+  assert stats["cold_start_users_a"] > 0 and stats["cold_start_users_b"] > 0
+
+
 def _lines(file_format, count):
   """A file's lines in ``file_format``: records of varied length, with a header where it has one."""
   records = [(f"u{k % 7}", f"{'i' * (1 + k % 13)}{k}", str(1 + k % 5), str(1000 + k))

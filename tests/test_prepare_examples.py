@@ -24,18 +24,21 @@ def _params(num_negatives=4, vocab=(40, 40), seed=0, train_negatives=0, cdfs=(No
                        train_negative_cdfs=cdfs)
 
 
-def _timeline(times, domains, items, user=5, split=None):
+def _timeline(times, domains, items, user=5, split=None, held_out=splits.NO_DOMAIN):
   n = len(times)
   if split is None:  # the temporal rule with 10% validation and 25% test
     split = splits.temporal_split(np.array([0, n]), 0.1, 0.25)
   return Timelines(np.full(n, user, np.int64), np.asarray(items, np.int64),
                    np.asarray(domains, np.int64), (np.arange(n) % 2).astype(np.float32),
-                   np.asarray(times, np.float64), np.broadcast_to(split, (n,)).astype(np.int64))
+                   np.asarray(times, np.float64), np.broadcast_to(split, (n,)).astype(np.int64),
+                   np.floor(np.asarray(times, np.float64)).astype(np.int64),
+                   np.full(n, held_out, np.int64))
 
 
 def _concat(*timelines):
   return Timelines(*(np.concatenate([getattr(t, f) for t in timelines])
-                     for f in ("user", "item", "domain", "label", "timestamp", "split")))
+                     for f in ("user", "item", "domain", "label", "timestamp", "split", "time",
+                               "held_out")))
 
 
 def test_histories_hold_earlier_items_left_padded_and_exclude_ties():

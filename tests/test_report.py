@@ -58,11 +58,35 @@ def test_summary_and_table_give_mean_and_sample_std_per_variant():
   assert summary["dasl_de"]["hr10_b"] == {"mean": pytest.approx(0.3), "std": 0.0, "n": 2}
   table = report.experiment_table_markdown(summary, ("Books", "Music"), "Douban")
   lines = table.splitlines()
-  assert "Books AUC" in table and "Music HR@10" in table
-  dasl_row = next(line for line in lines if line.startswith("| dasl |"))
-  de_row = next(line for line in lines if line.startswith("| dasl_de |"))
-  assert "**0.8500 ± 0.0707**" in dasl_row  # best Books AUC in bold
-  assert "**0.3500 ± 0.0707**" in de_row  # best Music AUC in bold
+  header = [cell.strip() for cell in lines[2].split("|")[1:-1]]
+  assert header == ["variant", "runs"] + [
+      f"{domain} {metric}" for domain in ("Books", "Music") for metric in (
+          "HR@10 (full)", "NDCG@10 (full)", "HR@10 (full, seen targets)", "HR@10 (sampled)",
+          "AUC")]
+  dasl_row = [cell.strip() for cell in next(
+      line for line in lines if line.startswith("| dasl |")).split("|")[1:-1]]
+  de_row = [cell.strip() for cell in next(
+      line for line in lines if line.startswith("| dasl_de |")).split("|")[1:-1]]
+  assert dasl_row[header.index("Books AUC")] == "**0.8500 ± 0.0707**"  # best in bold
+  assert de_row[header.index("Music AUC")] == "**0.3500 ± 0.0707**"
+  assert dasl_row[header.index("Books HR@10 (sampled)")] == "**0.4250 ± 0.0354**"
+  assert dasl_row[header.index("Books HR@10 (full)")] == "n/a"  # runs without the figures
+  assert "unseen in training" not in table
+
+
+def test_the_tables_lead_with_the_full_catalogue_figures_and_the_unseen_share():
+  runs = [{"variant": variant, "metrics": {
+      "hr10_full_a": full, "ndcg10_full_a": full / 2, "hr10_full_in_vocab_a": full / 0.81,
+      "hr10_a": 0.5, "auc_a": 0.7, "unseen_target_share_a": 0.19,
+      "unseen_target_share_b": 0.49, "full_catalogue_positives_a": 2000,
+      "full_catalogue_positives_b": 1500, "examples_a": 10, "examples_b": 10}}
+      for variant, full in (("dasl", 0.10), ("dasl", 0.12), ("popularity", 0.05))]
+  table = report.experiment_table_markdown(report.summarize_runs(runs), ("DVDs", "Books"))
+  assert "| dasl | 2 | **0.1100 ± 0.0141** | **0.0550 ± 0.0071** | **0.1358 ± 0.0175** |" \
+      in table
+  assert "| popularity | 1 | 0.0500 ± 0.0000 |" in table
+  assert ("unseen in training (full-catalogue misses by rule): 19.0% (DVDs), 49.0% (Books); "
+          "ranked against the full catalogue: 2000 (DVDs), 1500 (Books) per run.") in table
 
 
 def test_slice_tables_follow_the_overall_one():
@@ -75,12 +99,14 @@ def test_slice_tables_follow_the_overall_one():
                                              "Ciao")
   sections = tables.split("**Ciao")
   assert [s.split("**")[0] for s in sections[1:]] == [
-      "", ": slice cold_start", ": slice no_other_domain", ": slice both_domains"]
+      "", ": slice cold_start", ": slice no_other_domain", ": slice both_domains",
+      ": slice cold_start_user"]
   cold = sections[2]
   assert "Test examples: 30 (DVDs), 0 (Books)." in cold
   dasl_row = next(line for line in cold.splitlines() if line.startswith("| dasl |"))
   assert "**0.6800 ± 0.0283**" in dasl_row and "n/a" in dasl_row
-  assert "| single_domain | 1 | 0.6000 ± 0.0000 |" in cold
+  assert "| 0.6000 ± 0.0000 | n/a |" in next(
+      line for line in cold.splitlines() if line.startswith("| single_domain | 1 |"))
 
 
 HISTORY_LENGTH = 3
@@ -125,13 +151,18 @@ def test_attention_panels_show_each_heads_weights_over_both_histories(variant):
 
 def test_write_report_publishes_a_whole_directory_and_never_replaces_a_users_one(tmp_path):
   model, dataset = _tiny_model_and_batch("dasl", labels=(1.0, 0.0, 0.0, 1.0))
-  metrics = {"auc_a": 0.75, "hr10_a": 0.5, "auc_b": 0.25, "hr10_b": 0.125}
+  metrics = {"auc_a": 0.75, "hr10_a": 0.5, "auc_b": 0.25, "hr10_b": 0.125, "hr10_full_a": 0.0625,
+             "ndcg10_full_a": 0.03125, "hr10_full_in_vocab_a": 0.078125,
+             "unseen_target_share_a": 0.2, "ndcg10_a": 0.25, "full_catalogue_positives_a": 80}
   history = [{"epoch": 1, "loss_a": 0.7, "val_auc_a": 0.6}]
   out = tmp_path / "report"
   for curves in (history, []):  # the second report, without curves, replaces the first whole
     assert report.write_report(model, dataset, curves, metrics, str(out)) == str(out / "report.md")
   assert sorted(os.listdir(out)) == ["attention.png", "report.md", "roc.png"]
-  assert "| A | 0.7500 | 0.5000 |" in (out / "report.md").read_text()
+  text = (out / "report.md").read_text()
+  assert "| A | 0.0625 | 0.0312 | 0.0781 | 20.0% | 0.5000 | 0.2500 | 0.7500 | n/a |" in text
+  assert "| B | n/a | n/a | n/a | n/a | 0.1250 | n/a | 0.2500 | n/a |" in text
+  assert "seeded sample of 80 (A), n/a (B) positives" in text
   assert sorted(os.listdir(tmp_path)) == ["report"]
 
   users = tmp_path / "mine"

@@ -259,7 +259,8 @@ def test_folds_test_on_one_validate_on_the_next_and_train_on_the_rest(dataset_di
 def test_more_train_negatives_than_stored_is_a_clear_error(dataset_dir, tmp_path):
   data = training.TrainingData.from_data_dir(dataset_dir)
   config = config_resolution.resolve_config(
-      data.schema, None, {}, {"train_negatives": support.NUM_TRAIN_NEGATIVES + 1})
+      data.schema, None, {}, {"train_negatives": support.NUM_TRAIN_NEGATIVES + 1,
+                              "negative_sampling": "stored"})
   with pytest.raises(config_lib.ConfigError, match="carries 3 per example"):
     training.train_and_evaluate(config, data, str(tmp_path / "run"), verbose=0)
 

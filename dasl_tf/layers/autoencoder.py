@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Union
 
 import tensorflow as tf
-import tf_keras
 
-from dasl_tf.layers.mlp import MLP
+from dasl_tf.layers import shell
+
+__getattr__ = shell.active_keras_classes("FeatureAutoencoder")
 
 ID = "id"
 NUMERIC = "numeric"
@@ -21,9 +22,10 @@ def _in_vocabulary(values: tf.Tensor, size: int) -> tf.Tensor:
   return tf.where((values >= 0) & (values < size), values, tf.zeros_like(values))
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class FeatureAutoencoder(tf_keras.layers.Layer):
+class FeatureAutoencoderBody(shell.LayerBody):
   """Encodes an entity's explicit features (id, numeric, categorical) to a latent embedding.
+
+  The layer ``FeatureAutoencoder``.
 
   Section 3.1 of the paper: an MLP encoder maps the explicit features ``x`` of a
   user or an item to its latent embedding and an MLP decoder reconstructs them,
@@ -60,6 +62,7 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
   outside their vocabulary to 0 (missing).
 
   Example:
+    >>> from dasl_tf.layers import FeatureAutoencoder
     >>> ae = FeatureAutoencoder(vocab_size=100, embedding_dim=8, numeric_dim=2)
     >>> z = ae({"id": tf.constant([3, 4]), "numeric": tf.ones([2, 2])})
     >>> z.shape, len(ae.losses)
@@ -127,21 +130,37 @@ class FeatureAutoencoder(tf_keras.layers.Layer):
     return bool(self.numeric_dim or self.categorical_vocab_sizes)
 
   def build(self, input_shape):
-    regularizer = tf_keras.regularizers.L2(self.l2) if self.l2 else None
-    self._id_embedding = tf_keras.layers.Embedding(
+    keras = self._api.keras
+    regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
+    self._id_embedding = keras.layers.Embedding(
         self.vocab_size, self.embedding_dim, embeddings_regularizer=regularizer,
         name="id_embedding")
+    # Sublayers built here, not at the first call: a Keras 3 model reloads its weights
+    # right after `build`.
+    self.build_sublayer(self._id_embedding, (None,))
     if self.has_side_features:
-      self._numeric_norm = tf_keras.layers.BatchNormalization(
+      self._numeric_norm = keras.layers.BatchNormalization(
           center=False, scale=False, name="numeric_norm") if self.numeric_dim else None
       self._categorical_embeddings = [] if not self.encode_side_features else [
-          tf_keras.layers.Embedding(size, self.categorical_embedding_dim, name=f"categorical_{j}")
+          keras.layers.Embedding(size, self.categorical_embedding_dim, name=f"categorical_{j}")
           for j, size in enumerate(self.categorical_vocab_sizes)
       ]
-      self._encoder = MLP(self.hidden_units, self.embedding_dim, l2=self.l2, name="encoder")
-      self._decoder = MLP(tuple(reversed(self.hidden_units)),
-                          self.numeric_dim + sum(self.categorical_vocab_sizes),
-                          l2=self.l2, name="decoder")
+      self._encoder = self._api.MLP(self.hidden_units, self.embedding_dim, l2=self.l2,
+                                    name="encoder")
+      self._decoder = self._api.MLP(tuple(reversed(self.hidden_units)),
+                                    self.numeric_dim + sum(self.categorical_vocab_sizes),
+                                    l2=self.l2, name="decoder")
+      if self._numeric_norm is not None:  # of the ids' rank: its input spec fixes the rank
+        ids_shape = input_shape[ID] if isinstance(input_shape, dict) else input_shape
+        self.build_sublayer(self._numeric_norm, tuple(ids_shape) + (self.numeric_dim,))
+      for embedding in self._categorical_embeddings:
+        self.build_sublayer(embedding, (None,))
+      encoder_input = self.embedding_dim
+      if self.encode_side_features:
+        encoder_input += (self.numeric_dim
+                          + self.categorical_embedding_dim * len(self.categorical_vocab_sizes))
+      self.build_sublayer(self._encoder, (None, encoder_input))
+      self.build_sublayer(self._decoder, (None, self.embedding_dim))
     super().build(input_shape)
 
   def call(self, inputs: Inputs, training: Optional[bool] = None) -> tf.Tensor:

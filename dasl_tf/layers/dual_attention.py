@@ -5,9 +5,11 @@ import math
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
-import tf_keras
 
 from dasl_tf import features as F
+from dasl_tf.layers import shell
+
+__getattr__ = shell.active_keras_classes("DualAttention")
 
 JOINT = "joint"
 SEPARATE = "separate"
@@ -68,9 +70,8 @@ def attention_weights(query: tf.Tensor, keys: tf.Tensor, mask: tf.Tensor) -> tf.
   return tf.nn.softmax(scores, axis=-1) * tf.cast(valid, scores.dtype)
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class DualAttention(tf_keras.layers.Layer):
-  """Attention of each head's candidate over the user's records of both domains.
+class DualAttentionBody(shell.LayerBody):
+  """Attention of each head's candidate over the user's records of both domains (``DualAttention``).
 
   Records ``R_A``, ``R_B`` (``[batch, T, r]``, e.g. the per-step GRU outputs of
   each domain) are projected once per domain to keys ``K_D = R_D W^K_D`` and
@@ -93,6 +94,7 @@ class DualAttention(tf_keras.layers.Layer):
   the inputs of domain A end in ``_a``, those of domain B in ``_b``.
 
   Example:
+    >>> from dasl_tf.layers import DualAttention
     >>> layer = DualAttention(key_dim=4)
     >>> inputs = {"query_a": tf.ones([2, 3, 8]), "query_b": tf.ones([2, 3, 8]),
     ...           "records_a": tf.zeros([2, 5, 6]), "records_b": tf.zeros([2, 5, 6]),
@@ -149,14 +151,21 @@ class DualAttention(tf_keras.layers.Layer):
   def build(self, input_shape: Dict[str, tf.TensorShape]):
     self._check_keys(input_shape, (*RECORDS.values(), *MASK.values()))
 
-    def projections(units: int, role: str) -> List[tf_keras.layers.Dense]:
-      """One projection without bias per domain, indexed by domain."""
-      return [tf_keras.layers.Dense(units, use_bias=False, name=f"{role}_{_LETTER[d]}")
-              for d in _DOMAINS]
+    def projections(units: int, role: str, inputs: Dict[int, str]) -> List:
+      """One projection without bias per domain, indexed by domain, built where its input is known.
 
-    self._query = projections(self.key_dim, "query")
-    self._key = projections(self.key_dim, "key")
-    self._value = projections(self.value_dim, "value")
+      A query absent from ``input_shape`` (a call of one head) builds at its first call.
+      """
+      dense = [self._api.keras.layers.Dense(units, use_bias=False, name=f"{role}_{_LETTER[d]}")
+               for d in _DOMAINS]
+      for d in _DOMAINS:
+        if inputs[d] in input_shape:
+          self.build_sublayer(dense[d], tuple(input_shape[inputs[d]]))
+      return dense
+
+    self._query = projections(self.key_dim, "query", QUERY)
+    self._key = projections(self.key_dim, "key", RECORDS)
+    self._value = projections(self.value_dim, "value", RECORDS)
     super().build(input_shape)
 
   def call(self, inputs: Mapping[str, tf.Tensor], heads: Sequence[int] = _DOMAINS

@@ -4,8 +4,11 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
-import tf_keras
 
+from dasl_tf.layers import shell
+
+__getattr__ = shell.active_keras_classes("DualEmbedding", "OrthogonalityRegularizer",
+                                         "OrthogonalRetraction")
 
 def orthogonality_residual(kernel: tf.Tensor) -> tf.Tensor:
   """``||X^T X - I||_F`` of a square matrix ``X``."""
@@ -13,16 +16,17 @@ def orthogonality_residual(kernel: tf.Tensor) -> tf.Tensor:
   return tf.norm(gram - tf.eye(tf.shape(kernel)[0], dtype=kernel.dtype))
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class OrthogonalityRegularizer(tf_keras.regularizers.Regularizer):
+class OrthogonalityRegularizerBody:
   """Penalty ``weight * ||X^T X - I||_F^2`` that pulls a square kernel toward orthogonality.
 
-  Unlike ``tf_keras.regularizers.OrthogonalRegularizer`` (which normalises the
+  A Keras regularizer (``OrthogonalityRegularizer``). Unlike Keras's
+  ``regularizers.OrthogonalRegularizer`` (which normalises the
   rows and so ignores their norms), this penalty is zero only when ``X^T X = I``
   exactly, that is when ``X^T`` is the inverse of ``X`` as eq. (2) of the
   paper needs.
 
   Example:
+    >>> from dasl_tf.layers import OrthogonalityRegularizer
     >>> # X = 2 I_3: X^T X - I = 3 I_3, whose squared Frobenius norm is 27.
     >>> float(OrthogonalityRegularizer(1.0)(tf.eye(3) * 2.0).numpy().round(4))
     27.0
@@ -46,9 +50,10 @@ class OrthogonalityRegularizer(tf_keras.regularizers.Regularizer):
     return {"weight": self.weight}
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class OrthogonalRetraction(tf_keras.constraints.Constraint):
+class OrthogonalRetractionBody:
   """Pulls a square kernel back to the orthogonal matrices after each optimizer step.
+
+  A Keras constraint (``OrthogonalRetraction``).
 
   Applies ``steps`` Newton–Schulz iterations ``X <- X (1.5 I - 0.5 X^T X)``, which
   converge quadratically to the orthogonal polar factor of ``X`` when
@@ -77,9 +82,8 @@ class OrthogonalRetraction(tf_keras.constraints.Constraint):
     return {"steps": self.steps}
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class DualEmbedding(tf_keras.layers.Layer):
-  """Maps user embeddings between domains A and B with one orthogonal matrix ``X``.
+class DualEmbeddingBody(shell.LayerBody):
+  """Maps user embeddings between domains A and B with one orthogonal matrix ``X`` (``DualEmbedding``).
 
   With column vectors ``u_A``, ``u_B`` (a user's embedding in each domain) the
   layer returns both mappings
@@ -97,13 +101,14 @@ class DualEmbedding(tf_keras.layers.Layer):
 
   Both directions train together in every step. A batch without overlap users
   adds 0 for eq. (1)-(2). ``X`` starts orthogonal; with ``retraction_steps > 0``
-  an :class:`OrthogonalRetraction` constraint re-orthogonalises it after each
+  an ``OrthogonalRetraction`` constraint re-orthogonalises it after each
   optimizer step (Newton–Schulz steps), so ``||X^T X - I||_F`` stays near 0
   even when the dual losses pull ``X`` away from orthogonality.
 
   Batched rows are row vectors, so the layer computes ``u_A X^T`` and ``u_B X``.
 
   Example:
+    >>> from dasl_tf.layers import DualEmbedding
     >>> layer = DualEmbedding()
     >>> a_to_b, b_to_a = layer((tf.ones([2, 4]), tf.ones([2, 4]), tf.constant([True, False])))
     >>> a_to_b.shape, len(layer.losses)
@@ -147,10 +152,10 @@ class DualEmbedding(tf_keras.layers.Layer):
           f"{self.name}: u_a and u_b must have the same size, got {dim_a} and {dim_b}")
     self.kernel = self.add_weight(
         name="kernel", shape=(dim_a, dim_a),
-        initializer=tf_keras.initializers.Orthogonal(seed=self.seed),
-        regularizer=(OrthogonalityRegularizer(self.orthogonality_weight)
+        initializer=self._api.keras.initializers.Orthogonal(seed=self.seed),
+        regularizer=(self._api.OrthogonalityRegularizer(self.orthogonality_weight)
                      if self.orthogonality_weight else None),
-        constraint=(OrthogonalRetraction(self.retraction_steps)
+        constraint=(self._api.OrthogonalRetraction(self.retraction_steps)
                     if self.retraction_steps else None))
     super().build(input_shape)
 

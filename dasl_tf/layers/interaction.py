@@ -4,12 +4,14 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import tensorflow as tf
-import tf_keras
+
+from dasl_tf.layers import shell
+
+__getattr__ = shell.active_keras_classes("CandidateInteraction")
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class CandidateInteraction(tf_keras.layers.Layer):
-  """Element-wise products of each candidate with projected user-context vectors.
+class CandidateInteractionBody(shell.LayerBody):
+  """Element-wise products of each candidate with projected user-context vectors (``CandidateInteraction``).
 
   For a candidate embedding ``c`` (size d) and context vectors ``x_1..x_n``
   (attention outputs, GRU states, user embeddings; any sizes ``k_i``):
@@ -22,6 +24,7 @@ class CandidateInteraction(tf_keras.layers.Layer):
   with many ReLUs (as in DIN's ``e_cand ⊙ e_hist`` features).
 
   Example:
+    >>> from dasl_tf.layers import CandidateInteraction
     >>> layer = CandidateInteraction(l2=0.0)
     >>> out = layer([tf.ones([2, 3, 4]), tf.ones([2, 3, 5]), tf.ones([2, 6])])
     >>> out.shape
@@ -52,10 +55,13 @@ class CandidateInteraction(tf_keras.layers.Layer):
       raise ValueError(f"{self.name}: expects [candidates, context, ...], got {len(shapes)} input(s)")
     if any(shape[-1] is None for shape in shapes):
       raise ValueError(f"{self.name}: every input needs a known last dimension, got {shapes}")
-    regularizer = tf_keras.regularizers.L2(self.l2) if self.l2 else None
+    keras = self._api.keras
+    regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
     self._projections = [
-        tf_keras.layers.Dense(shapes[0][-1], use_bias=False, kernel_regularizer=regularizer,
-                              name=f"projection_{i}") for i in range(len(shapes) - 1)]
+        keras.layers.Dense(shapes[0][-1], use_bias=False, kernel_regularizer=regularizer,
+                           name=f"projection_{i}") for i in range(len(shapes) - 1)]
+    for projection, context_shape in zip(self._projections, shapes[1:]):
+      self.build_sublayer(projection, tuple(context_shape))
     super().build(input_shape)
 
   def call(self, inputs: Sequence[tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
@@ -63,7 +69,7 @@ class CandidateInteraction(tf_keras.layers.Layer):
     products = []
     for projection, context in zip(self._projections, contexts):
       projected = projection(context)
-      if projected.shape.rank == 2:
+      if len(projected.shape) == 2:
         projected = tf.expand_dims(projected, 1)  # shared by the C candidates: broadcast.
       products.append(candidates * projected)
     return tf.concat(products, axis=-1)

@@ -5,17 +5,20 @@ import random
 from typing import Optional, Sequence
 
 import tensorflow as tf
-import tf_keras
+
+from dasl_tf.layers import shell
+
+__getattr__ = shell.active_keras_classes("MLP", "CheckpointedDropout")
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class MLP(tf_keras.layers.Layer):
-  """Dense ReLU layers, optional dropout, then a linear output layer.
+class MLPBody(shell.LayerBody):
+  """Dense ReLU layers, optional dropout, then a linear output layer (``MLP``).
 
   ``y = W_L · relu(... relu(W_1 x + b_1) ...) + b_L``, applied to the last axis,
   so any leading shape works (``[batch, d]``, ``[batch, C, d]``, ...).
 
   Example:
+    >>> from dasl_tf.layers import MLP
     >>> mlp = MLP(hidden_units=(16,), output_units=1)
     >>> mlp(tf.zeros([4, 3, 8])).shape
     TensorShape([4, 3, 1])
@@ -50,16 +53,26 @@ class MLP(tf_keras.layers.Layer):
     self.l2 = float(l2)
 
   def build(self, input_shape):
-    regularizer = tf_keras.regularizers.L2(self.l2) if self.l2 else None
+    keras = self._api.keras
+    regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
     self._hidden = [
-        tf_keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
-                              name=f"hidden_{i}")
+        keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
+                           name=f"hidden_{i}")
         for i, units in enumerate(self.hidden_units)
     ]
-    self._dropouts = [CheckpointedDropout(self.dropout) for _ in self.hidden_units
+    self._dropouts = [self._api.CheckpointedDropout(self.dropout) for _ in self.hidden_units
                      ] if self.dropout else []
-    self._output = tf_keras.layers.Dense(self.output_units, kernel_regularizer=regularizer,
-                                         name="output")
+    self._output = keras.layers.Dense(self.output_units, kernel_regularizer=regularizer,
+                                      name="output")
+    # Sublayers built here, not at the first call: a Keras 3 model reloads its weights
+    # right after `build`.
+    shape = tuple(input_shape)
+    for i, dense in enumerate(self._hidden):
+      self.build_sublayer(dense, shape)
+      shape = shape[:-1] + (dense.units,)
+      if self._dropouts:
+        self.build_sublayer(self._dropouts[i], shape)
+    self.build_sublayer(self._output, shape)
     super().build(input_shape)
 
   def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
@@ -77,10 +90,8 @@ class MLP(tf_keras.layers.Layer):
     return config
 
 
-
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class CheckpointedDropout(tf_keras.layers.Layer):
-  """Inverted dropout whose random state is a variable saved with the model's checkpoints.
+class CheckpointedDropoutBody(shell.LayerBody):
+  """Inverted dropout whose random state is a variable saved with the model's checkpoints (``CheckpointedDropout``).
 
   Keras' ``Dropout`` keeps its random state out of checkpoints, so a run
   resumed after a kill draws other masks than one never interrupted. Here the
@@ -90,8 +101,8 @@ class CheckpointedDropout(tf_keras.layers.Layer):
   Args:
     rate: fraction of the inputs set to 0 while training, in [0, 1).
     seed: the generator's seed; None draws one from Python's ``random``
-      (seeded by ``tf_keras.utils.set_random_seed``) when the layer is built.
-    **kwargs: ``tf_keras.layers.Layer`` arguments.
+      (seeded by ``keras.utils.set_random_seed``) when the layer is built.
+    **kwargs: ``Layer`` arguments.
   """
 
   def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):

@@ -4,12 +4,14 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import tensorflow as tf
-import tf_keras
+
+from dasl_tf.layers import shell
+
+__getattr__ = shell.active_keras_classes("SequenceEncoder")
 
 
-@tf_keras.utils.register_keras_serializable(package="dasl_tf")
-class SequenceEncoder(tf_keras.layers.Layer):
-  """GRU over the embeddings of a user's last ``T`` items, padding masked.
+class SequenceEncoderBody(shell.LayerBody):
+  """GRU over the embeddings of a user's last ``T`` items, padding masked (``SequenceEncoder``).
 
   Equations (3)-(5) of the paper, for t = 1..T over the unmasked steps:
 
@@ -32,6 +34,7 @@ class SequenceEncoder(tf_keras.layers.Layer):
   before the first real item).
 
   Example:
+    >>> from dasl_tf.layers import SequenceEncoder
     >>> encoder = SequenceEncoder(units=8)
     >>> mask = tf.constant([[False, False, True, True, True]] * 2)
     >>> outputs, state = encoder(tf.ones([2, 5, 4]), mask=mask)

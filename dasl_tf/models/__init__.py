@@ -3,6 +3,7 @@
 :func:`build_model` makes the model a :class:`~dasl_tf.config.ModelConfig`
 names in its ``variant``.
 """
+from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import build_model, register, variants

@@ -252,8 +252,12 @@ class CrossDomainRanker(tfrs.Model):
       # A relevance output learns every observed interaction; a lone CTR logit
       # only clicks (it must keep disliked items low).
       positive = tf.ones_like(labels) if self.has_relevance else labels
+      # Log q and empty slots come with negatives drawn in the input pipeline (dasl_tf.negatives).
       ranking = losses_lib.sampled_ranking_loss(
-          self.model_config.ranking_loss, target_score, negative_scores, positive)
+          self.model_config.ranking_loss, target_score, negative_scores, positive,
+          target_log_q=features.get(F.TRAIN_TARGET_LOGQ),
+          negative_log_q=features.get(F.TRAIN_NEGATIVE_LOGQ),
+          negative_mask=features.get(F.TRAIN_NEGATIVE_MASK))
       self.ranking_loss_metric.update_state(ranking)
       per_example += self.model_config.ranking_weight * ranking
     # Mean over the global batch, so replicas' gradients sum to the batch mean

@@ -9,7 +9,7 @@ Modules, one responsibility each:
   interactions   cleaning (drops, counted) and the merged per-user table.
   vocab          raw id -> index vocabularies (0 = padding, 1 = OOV).
   side_features  user / item side-feature tables aligned to the vocabularies.
-  splits         temporal and k-fold split rules.
+  splits         temporal, global-time and k-fold split rules; cold-start users.
   examples       the per-user function both drivers share.
   codec          vectorised ``tf.train.Example`` serialization.
   encoder        examples + side features -> serialized records.

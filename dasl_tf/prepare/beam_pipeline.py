@@ -8,7 +8,10 @@ memory does not grow with the data. Pipeline::
     text, Parquet row groups, whole .gz / .mat files) -> Reshuffle
     -> ReadBlock: parse, check, drop invalid rows (a counter per reason)
   -> CombinePerKey((domain, user, item) -> earliest record)       de-duplication
-  -> GroupByKey(user) -> UserTimeline: pseudo-times, merged order, temporal split
+  -> GroupByKey(user) -> UserTimeline: pseudo-times, merged order, integer times,
+     held-out domain (cold-start users)
+  -> global_time only: CombineGlobally(histogram of record times) -> the two cuts
+  -> Split: the split rule of every record (the cuts as a side input)
   -> users: CombineGlobally(sorted)                                user vocabulary
   -> items of the trained records: CombinePerKey(count) -> CombineGlobally
                                                                    item vocabularies
@@ -39,6 +42,7 @@ from dasl_tf.prepare import interactions as interactions_lib
 from dasl_tf.prepare import pipeline as pipeline_lib
 from dasl_tf.prepare import readers
 from dasl_tf.prepare import splits
+from dasl_tf.prepare import stats as stats_lib
 from dasl_tf.prepare import writer as writer_lib
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
 from dasl_tf.prepare.examples import COUNT_KEYS, Timelines, build_user_examples
@@ -82,9 +86,10 @@ class BlockFacts:
 
 @dataclasses.dataclass(frozen=True)
 class InputFacts:
-  """The checked facts of both inputs."""
+  """The checked facts of both inputs (``time_unit``: "ms", "s", or "" without times)."""
   is_label: Tuple[bool, bool]
   file_order: bool
+  time_unit: str
 
 
 def check_inputs(blocks: Sequence[BlockFacts], config: PrepareConfig) -> InputFacts:
@@ -109,7 +114,8 @@ def check_inputs(blocks: Sequence[BlockFacts], config: PrepareConfig) -> InputFa
                        "records cannot be ordered against each other")
   readers.check_time_units([(b.source, b.time_unit, b.first_time) for b in blocks])
   is_label = tuple(next(b.is_label for b in blocks if b.domain == d) for d in (0, 1))
-  return InputFacts(is_label, blocks[0].file_order)
+  return InputFacts(is_label, blocks[0].file_order,
+                    next((b.time_unit for b in blocks if b.valid and b.time_unit), ""))
 
 
 def read_block(block: readers.Block, domain: int, config: PrepareConfig
@@ -140,27 +146,33 @@ def read_block(block: readers.Block, domain: int, config: PrepareConfig
 
 @dataclasses.dataclass
 class UserTimeline:
-  """One user's records in time order, items as raw ids (before the item vocabularies)."""
+  """One user's records in time order, items as raw ids (before the item vocabularies).
+
+  ``time`` is :func:`interactions_lib.integer_times` of ``timestamp``;
+  ``held_out`` the user's held-out domain (``splits.NO_DOMAIN`` for none).
+  """
   item: np.ndarray
   domain: np.ndarray
   label: np.ndarray
   timestamp: np.ndarray
   split: np.ndarray
+  time: np.ndarray
+  held_out: int
 
 
-def user_timeline(records: Iterable[Tuple[int, str, float, Position, float]],
+def user_timeline(user: str, records: Iterable[Tuple[int, str, float, Position, float]],
                   config: PrepareConfig, file_order: bool) -> UserTimeline:
-  """Orders a user's records as the local driver's merged table does, and splits them.
+  """Orders a user's records as the local driver's merged table does; chooses a held-out domain.
 
   Args:
+    user: the raw user id.
     records: ``(domain, item, timestamp, position, label)``, in any order.
-    config: the run's configuration (split rule).
+    config: the run's configuration (cold-start share, seed).
     file_order: the inputs have no time column: a user's k-th of n records of
       a domain (in file order) is at ``(k + 0.5) / n``.
 
   Returns:
-    The timeline; a k-fold split's records all get split 0 here (the fold
-    is the user's, given with the user index).
+    The timeline, every record in split 0 until :func:`split_timeline`.
   """
   records = sorted(records, key=lambda r: (r[0], r[3]))  # domain, then file order
   domain = np.array([r[0] for r in records], np.int64)
@@ -171,18 +183,59 @@ def user_timeline(records: Iterable[Tuple[int, str, float, Position, float]],
       timestamp[rows] = (np.arange(len(rows)) + 0.5) / max(len(rows), 1)
   order = sorted(range(len(records)),
                  key=lambda k: (timestamp[k], domain[k], records[k][3]))
-  n = len(order)
-  split = (splits.temporal_split(np.array([0, n]), config.validation_fraction,
-                                 config.test_fraction)
-           if config.split == "temporal" else np.zeros(n, np.int64))
+  in_a, in_b = (np.array([(domain == d).any()]) for d in (DOMAIN_A, DOMAIN_B))
+  held_out = splits.held_out_domains(np.array([user], dtype=object), in_a, in_b,
+                                     config.cold_start_users, config.seed)
   return UserTimeline(np.array([records[k][1] for k in order], dtype=object), domain[order],
                       np.array([records[k][4] for k in order], np.float32), timestamp[order],
-                      split)
+                      np.zeros(len(order), np.int64),
+                      interactions_lib.integer_times(timestamp[order], file_order),
+                      int(held_out[0]))
+
+
+def split_timeline(timeline: UserTimeline, cuts: Optional[Tuple[int, int]],
+                   config: PrepareConfig) -> UserTimeline:
+  """The timeline with the split of each record (temporal or global_time; k-fold keeps 0).
+
+  Args:
+    timeline: a :func:`user_timeline`.
+    cuts: the global_time split's ``(validation_cut, test_cut)``, else None.
+    config: the run's configuration.
+  """
+  if config.split == "kfold":
+    return timeline
+  n = len(timeline.time)
+  return dataclasses.replace(timeline, split=splits.record_splits(
+      config.split, np.array([0, n]), timeline.time, timeline.domain,
+      np.full(n, timeline.held_out, np.int64), config.validation_fraction,
+      config.test_fraction, cuts))
+
+
+def time_histogram_of(histograms: Iterable[Dict[int, int]]) -> Dict[int, int]:
+  """The sum of histograms ``{time: records}``."""
+  total: Dict[int, int] = {}
+  for histogram in histograms:
+    for time, count in histogram.items():
+      total[time] = total.get(time, 0) + count
+  return total
+
+
+def user_time_histogram(timeline: UserTimeline) -> Dict[int, int]:
+  """``{time: records}`` of one user's records."""
+  times, counts = np.unique(timeline.time, return_counts=True)
+  return dict(zip(times.tolist(), counts.tolist()))
+
+
+def global_cuts(histogram: Dict[int, int], config: PrepareConfig) -> Tuple[int, int]:
+  """:func:`splits.time_cuts` of the histogram of every record's time."""
+  times = np.array(sorted(histogram), dtype=np.int64)
+  return splits.time_cuts(times, np.array([histogram[t] for t in times.tolist()], np.int64),
+                          config.validation_fraction, config.test_fraction)
 
 
 def trained(timeline: UserTimeline, config: PrepareConfig) -> np.ndarray:
   """Which records are trained on: the train split, or every fold of a k-fold split."""
-  if config.split == "temporal":
+  if config.split != "kfold":
     return timeline.split == splits.TRAIN
   return np.ones(len(timeline.split), dtype=bool)
 
@@ -268,7 +321,8 @@ def user_examples(user: str, timeline: UserTimeline, context: ExampleContext,
            else np.full(len(item), context.folds[user_index], np.int64))
   examples = build_user_examples(
       Timelines(np.full(len(item), user_index, np.int64), item, timeline.domain,
-                timeline.label, timeline.timestamp, split), context.encoding.params)
+                timeline.label, timeline.timestamp, split, timeline.time,
+                np.full(len(item), timeline.held_out, np.int64)), context.encoding.params)
   for index, name in enumerate(split_names):
     part = examples.take(examples.split == index)
     if len(part):
@@ -277,14 +331,16 @@ def user_examples(user: str, timeline: UserTimeline, context: ExampleContext,
           part, params.negatives_by_split[index], params.train_negatives_by_split[index])
 
 
-def write_metadata(context: ExampleContext, facts: InputFacts, staging: str) -> None:
-  """Writes ``vocab/`` and the summary the launcher reads back (sizes, side-feature columns)."""
+def write_metadata(context: ExampleContext, facts: InputFacts,
+                   cuts: Optional[Tuple[int, int]], staging: str) -> None:
+  """Writes ``vocab/`` and the summary the launcher reads back (sizes, columns, time cuts)."""
   pipeline_lib.write_vocabularies(staging, context.user_vocab, context.item_vocabs.vocabularies,
                                   context.encoding)
   summary = {"num_users": context.user_vocab.size,
              "num_items": [v.size for v in context.item_vocabs.vocabularies],
              "side_features": context.encoding.side_feature_stats,
-             "is_label": list(facts.is_label), "file_order": facts.file_order}
+             "is_label": list(facts.is_label), "file_order": facts.file_order,
+             "time_unit": facts.time_unit, "time_cuts": None if cuts is None else list(cuts)}
   with filesystems.open_file(os.path.join(staging, SUMMARY_FILE), "w") as f:
     f.write(json.dumps(summary))
 
@@ -324,7 +380,7 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
 
     def process(self, element, facts: InputFacts):
       user, records = element
-      timeline = user_timeline(records, config, facts.file_order)
+      timeline = user_timeline(user, records, config, facts.file_order)
       present = [bool((timeline.domain == d).any()) for d in (DOMAIN_A, DOMAIN_B)]
       for d, key in enumerate(DOMAIN_KEYS):
         rows = timeline.domain == d
@@ -335,6 +391,8 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
       counter("overlap_users").inc(int(all(present)))
       counter("users_only_a").inc(int(present[0] and not present[1]))
       counter("users_only_b").inc(int(present[1] and not present[0]))
+      for d, key in enumerate(("cold_start_users_a", "cold_start_users_b")):
+        counter(key).inc(int(timeline.held_out == d))
       yield user, timeline
 
   class UserExamplesFn(beam.DoFn):
@@ -386,6 +444,16 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
       | "ByUser" >> beam.Map(lambda kv: (kv[0][1], (kv[0][0], kv[0][2], *kv[1])))
       | "GroupByUser" >> beam.GroupByKey()
       | "UserTimeline" >> beam.ParDo(UserTimelineFn(), beam.pvalue.AsSingleton(facts)))
+  if config.split == "global_time":
+    cuts = (timelines
+            | "UserTimes" >> beam.Map(lambda kv: user_time_histogram(kv[1]))
+            | "TimeHistogram" >> beam.CombineGlobally(time_histogram_of)
+            | "TimeCuts" >> beam.Map(global_cuts, config))
+  else:
+    cuts = pipeline | "NoCuts" >> beam.Create([None])
+  timelines = timelines | "Split" >> beam.Map(
+      lambda kv, cuts: (kv[0], split_timeline(kv[1], cuts, config)),
+      beam.pvalue.AsSingleton(cuts))
   users = timelines | "Users" >> beam.Keys() | "UserList" >> beam.combiners.ToList()
   items = (timelines
            | "ItemKeys" >> beam.FlatMap(item_keys)
@@ -404,7 +472,8 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
         file_name_suffix=writer_lib.shard_suffix(config.compress),
         num_shards=config.num_shards, shard_name_template=writer_lib.SHARD_TEMPLATE,
         compression_type=compression)
-  _ = context | "Metadata" >> beam.Map(write_metadata, beam.pvalue.AsSingleton(facts), staging)
+  _ = context | "Metadata" >> beam.Map(write_metadata, beam.pvalue.AsSingleton(facts),
+                                       beam.pvalue.AsSingleton(cuts), staging)
   result = _run(pipeline)
   return _driver_result(config, staging, _counters(result))
 
@@ -471,11 +540,12 @@ def _driver_result(config: PrepareConfig, staging: str, counts: Dict[str, int]
       splits={name: {key: counts.get(f"{name}/{key}", 0) for key in COUNT_KEYS}
               for name in config.split_names},
       domains=domains,
-      users={key: counts.get(key, 0)
-             for key in ("users", "overlap_users", "users_only_a", "users_only_b")},
+      users={key: counts.get(key, 0) for key in stats_lib.USER_KEYS},
       num_users=summary["num_users"],
       num_items=tuple(summary["num_items"]),
       side_features=summary["side_features"],
       sources=readers.domain_sources(config),
       is_label=tuple(summary["is_label"]),
-      file_order=summary["file_order"])
+      file_order=summary["file_order"],
+      time_unit=summary["time_unit"],
+      time_cuts=None if summary["time_cuts"] is None else tuple(summary["time_cuts"]))

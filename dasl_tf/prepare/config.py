@@ -6,7 +6,7 @@ import math
 from typing import Tuple
 
 FORMATS = ("csv", "tsv", "parquet", "amazon_csv", "amazon_json", "douban", "mat")
-SPLITS = ("temporal", "kfold")
+SPLITS = ("temporal", "kfold", "global_time")
 RUNNERS = ("local", "beam")
 NEGATIVE_SAMPLERS = ("uniform", "popularity")
 TEMPORAL_SPLITS = ("train", "validation", "test")
@@ -39,12 +39,19 @@ class PrepareConfig:
     min_item_count: items with fewer records map to the OOV id 1.
     split: "temporal" (per user: the last ``test_fraction`` of the timeline to
       ``test``, the ``validation_fraction`` before it to ``validation``, the
-      rest to ``train``) or "kfold" (users in ``folds`` folds).
+      rest to ``train``), "global_time" (one cut in time for validation and
+      one for test, over every record: train on the past, score the future)
+      or "kfold" (users in ``folds`` folds).
     validation_fraction: share of each user's examples in the temporal
-      validation split (early stopping and best-epoch selection read it).
+      validation split (early stopping and best-epoch selection read it);
+      with "global_time", the share of all records between the two cuts.
     test_fraction: share of each user's examples in the temporal test split
-      (scored once, at the end of training).
+      (scored once, at the end of training); with "global_time", the share
+      of all records at or after the test cut.
     folds: number of folds of the k-fold split.
+    cold_start_users: share of the users in both domains that get one domain
+      held out whole in ``test`` (0 = none; temporal and global_time splits;
+      :func:`dasl_tf.prepare.splits.held_out_domains`).
     num_negatives: K sampled negatives per evaluation example (0 = none).
     train_negatives: k sampled negatives per training example (0 = none):
       items of the target's domain the user has not touched up to the
@@ -89,6 +96,7 @@ class PrepareConfig:
   validation_fraction: float = 0.1
   test_fraction: float = 0.1
   folds: int = 5
+  cold_start_users: float = 0.0
   num_negatives: int = 99
   train_negatives: int = 16
   negative_sampling: str = "uniform"
@@ -140,6 +148,7 @@ class PrepareConfig:
               ("validation_fraction", 0.0 <= self.validation_fraction < 1.0),
               ("test_fraction", 0.0 < self.test_fraction < 1.0),
               ("folds", self.folds >= 3),
+              ("cold_start_users", 0.0 <= self.cold_start_users <= 1.0),
               ("num_negatives", self.num_negatives >= 0),
               ("train_negatives", self.train_negatives >= 0),
               ("negative_alpha", 0.0 <= self.negative_alpha <= 2.0),
@@ -149,10 +158,14 @@ class PrepareConfig:
     for name, ok in checks:
       if not ok:
         raise PrepareError(f"--{name}={getattr(self, name)!r} is out of range")
-    if self.split == "temporal" and self.validation_fraction + self.test_fraction >= 1.0:
+    if self.split != "kfold" and self.validation_fraction + self.test_fraction >= 1.0:
       raise PrepareError(f"--validation_fraction + --test_fraction = "
                          f"{self.validation_fraction + self.test_fraction} leaves nothing "
                          "to train on")
+    if self.split == "kfold" and self.cold_start_users > 0:
+      raise PrepareError(f"--cold_start_users={self.cold_start_users!r} needs --split temporal "
+                         "or global_time: a k-fold split has no test split to hold a "
+                         "domain out in")
     if len(self.domain_names) != 2:
       raise PrepareError(f"--domain_names needs two names, got {self.domain_names!r}")
     if self.runner == "beam" and "://" in self.output_dir:
@@ -166,7 +179,7 @@ class PrepareConfig:
   @property
   def split_names(self) -> Tuple[str, ...]:
     """Names of the output splits, in order."""
-    if self.split == "temporal":
+    if self.split != "kfold":
       return TEMPORAL_SPLITS
     return tuple(f"fold-{k}" for k in range(self.folds))
 

@@ -35,6 +35,8 @@ class ExampleEncoder:
     ints = {F.USER_ID: examples.user, F.ITEM_ID: examples.item, F.DOMAIN: examples.domain,
             F.HIST_A: examples.hist_a, F.HIST_B: examples.hist_b}
     floats = {F.LABEL: examples.label}
+    if self.feature_spec.has_timestamp:
+      ints[F.TIMESTAMP] = examples.timestamp
     if with_negatives and self.feature_spec.num_negatives:
       ints[F.NEGATIVES] = examples.negatives
     if with_train_negatives and self.feature_spec.num_train_negatives:

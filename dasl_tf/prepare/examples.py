@@ -17,7 +17,12 @@ target ``(item_j, domain_j, label_j)`` with
 
 in time order, left-padded with 0. Records at the *same* time as the target
 are never in its history (no leakage through ties). The example's split is
-the record's (:mod:`dasl_tf.prepare.splits`, assigned before the vocabularies).
+the record's (:mod:`dasl_tf.prepare.splits`, assigned before the vocabularies),
+and its ``timestamp`` the record's time as an integer (the split rules' time).
+
+A cold-start user (one with a held-out domain d, :mod:`dasl_tf.prepare.splits`)
+has an empty ``hist_d`` in every example of the other domain; the examples of
+domain d (all in ``test``) follow the rules above.
 
 Negatives, both drawn per example with a counter-based hash:
 
@@ -113,8 +118,12 @@ class Timelines:
 
   Attributes:
     user: user index per record, int64 [N] (equal users are contiguous).
-    item: int64 [N]. domain: int64 [N]. label: float32 [N]. timestamp: float64 [N].
+    item: int64 [N]. domain: int64 [N]. label: float32 [N].
+    timestamp: the time that orders the records and their histories, float64 [N].
     split: the record's split index, int64 [N].
+    time: the record's integer time (``timestamp`` feature), int64 [N].
+    held_out: the held-out domain of the record's user, int64 [N]
+      (``splits.NO_DOMAIN`` = none).
   """
   user: np.ndarray
   item: np.ndarray
@@ -122,6 +131,8 @@ class Timelines:
   label: np.ndarray
   timestamp: np.ndarray
   split: np.ndarray
+  time: np.ndarray
+  held_out: np.ndarray
 
 
 @dataclasses.dataclass
@@ -134,6 +145,7 @@ class Examples:
     split: index of the example's split, int64 [n].
     negatives: evaluation negatives, int64 [n, K]; rows of splits without them are 0.
     train_negatives: training negatives, int64 [n, k]; rows of splits without them are 0.
+    timestamp: the target record's integer time, int64 [n].
   """
   user: np.ndarray
   item: np.ndarray
@@ -144,6 +156,7 @@ class Examples:
   split: np.ndarray
   negatives: np.ndarray
   train_negatives: np.ndarray
+  timestamp: np.ndarray
 
   def __len__(self) -> int:
     return len(self.user)
@@ -365,6 +378,7 @@ def build_user_examples(timelines: Timelines, params: ExampleParams) -> Examples
     positions = np.flatnonzero(timelines.domain == domain)
     histories.append(last_before(positions, timelines.item[positions], earlier, user_start,
                                  params.history_length))
+    histories[domain][(timelines.held_out == domain) & (timelines.domain != domain)] = 0
   rank = np.arange(n) - user_start
   upto = earlier + _run_sizes(earlier)
   split = timelines.split.astype(np.int64)
@@ -383,4 +397,5 @@ def build_user_examples(timelines: Timelines, params: ExampleParams) -> Examples
                                                  train)
   return Examples(timelines.user.astype(np.int64), timelines.item.astype(np.int64),
                   timelines.domain.astype(np.int64), timelines.label.astype(np.float32),
-                  histories[0], histories[1], split, sampled[False], sampled[True])
+                  histories[0], histories[1], split, sampled[False], sampled[True],
+                  timelines.time.astype(np.int64))

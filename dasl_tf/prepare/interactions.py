@@ -13,7 +13,9 @@ without a time column gets pseudo-times: a user's k-th of n records in the
 domain (file order) is at ``(k + 0.5) / n``, interleaving the user's two
 domains in proportion.
 
-Each record gets its split (:mod:`dasl_tf.prepare.splits`) before the item
+Each record gets an integer time (:func:`integer_times`: the ``timestamp``
+feature and the time of the global split) and its split
+(:mod:`dasl_tf.prepare.splits`, cold-start users included) before the item
 vocabularies are built: they hold the items of the records trained on only
 (the ``train`` split, or every fold of a k-fold split), so an item first seen
 in validation or test maps to the out-of-vocabulary id, as it would at serving
@@ -22,13 +24,13 @@ time.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dasl_tf.features import DOMAIN_A, DOMAIN_B
+from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, PSEUDO_TIME_SCALE
 from dasl_tf.prepare import splits
 from dasl_tf.prepare import vocab as vocab_lib
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
@@ -126,6 +128,22 @@ def relative_positions(user_code: np.ndarray) -> np.ndarray:
   return positions
 
 
+def integer_times(timestamp: np.ndarray, file_order: bool) -> np.ndarray:
+  """The records' times as integers, in the unit of the ``timestamp`` feature.
+
+  A time column's values rounded down (whole seconds, or milliseconds, as the
+  input counts them); pseudo-times in (0, 1) (no time column) times
+  :data:`dasl_tf.features.PSEUDO_TIME_SCALE`, rounded. Both keep the order
+  of the times.
+
+  Returns:
+    int64 [N].
+  """
+  if file_order:
+    return np.round(timestamp * PSEUDO_TIME_SCALE).astype(np.int64)
+  return np.floor(timestamp).astype(np.int64)
+
+
 @dataclasses.dataclass
 class Interactions:
   """Both domains' records as vocabulary indices, grouped by user in time order.
@@ -143,6 +161,10 @@ class Interactions:
     offsets: start of each user's rows, plus N at the end, int64 [U + 1].
     user_vocab: the user vocabulary (both domains).
     item_vocabs: the item vocabularies of domains A and B.
+    time: :func:`integer_times` of ``timestamp``, int64 [N].
+    held_out: the held-out domain of each record's user (cold-start users),
+      ``splits.NO_DOMAIN`` for none, int64 [N].
+    time_cuts: ``(validation_cut, test_cut)`` of a global_time split, else None.
   """
   user: np.ndarray
   item: np.ndarray
@@ -153,6 +175,9 @@ class Interactions:
   offsets: np.ndarray
   user_vocab: vocab_lib.Vocabulary
   item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary]
+  time: np.ndarray
+  held_out: np.ndarray
+  time_cuts: Optional[Tuple[int, int]]
 
   def rows_of(self, k: int) -> slice:
     """Rows of the k-th user present (in user-index order)."""
@@ -184,12 +209,19 @@ def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactio
   user, raw_item, domain = user[order], raw_item[order], domain[order].astype(np.int64)
   starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
   offsets = np.append(starts, len(user)).astype(np.int64)
-  if config.split == "temporal":
-    split = splits.temporal_split(offsets, config.validation_fraction, config.test_fraction)
-    trained = split == splits.TRAIN
-  else:
+  time = integer_times(timestamp[order], log_a.file_order)
+  held_out = _held_out_domains(user, domain, user_vocab, config)
+  cuts = None
+  if config.split == "kfold":
     split = splits.user_folds(user_vocab.size, config.folds, config.seed)[user]
     trained = np.ones(len(user), dtype=bool)
+  else:
+    if config.split == "global_time":
+      cuts = splits.time_cuts(*np.unique(time, return_counts=True),
+                              config.validation_fraction, config.test_fraction)
+    split = splits.record_splits(config.split, offsets, time, domain, held_out,
+                                 config.validation_fraction, config.test_fraction, cuts)
+    trained = split == splits.TRAIN
   item = np.empty(len(user), dtype=np.int64)
   item_vocabs = []
   for d, name in ((DOMAIN_A, "A"), (DOMAIN_B, "B")):
@@ -201,4 +233,16 @@ def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactio
     item[rows] = vocabulary.lookup(raw_item[rows])
     item_vocabs.append(vocabulary)
   return Interactions(user, item, domain, label[order], timestamp[order], split, offsets,
-                      user_vocab, tuple(item_vocabs))
+                      user_vocab, tuple(item_vocabs), time, held_out, cuts)
+
+
+def _held_out_domains(user: np.ndarray, domain: np.ndarray, user_vocab: vocab_lib.Vocabulary,
+                      config: PrepareConfig) -> np.ndarray:
+  """The held-out domain of each record's user (:func:`splits.held_out_domains`), int64 [N]."""
+  present = np.zeros((2, user_vocab.size), dtype=bool)
+  present[domain, user] = True
+  by_user = np.full(user_vocab.size, splits.NO_DOMAIN, np.int64)
+  by_user[NUM_RESERVED_IDS:] = splits.held_out_domains(
+      user_vocab.tokens, present[DOMAIN_A, NUM_RESERVED_IDS:], present[DOMAIN_B, NUM_RESERVED_IDS:],
+      config.cold_start_users, config.seed)
+  return by_user[user]

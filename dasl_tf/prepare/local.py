@@ -69,7 +69,8 @@ def timelines(interactions: Interactions, chunk_records: int
     rows = slice(offsets[first], offsets[last])
     yield last, Timelines(interactions.user[rows], interactions.item[rows],
                           interactions.domain[rows], interactions.label[rows],
-                          interactions.timestamp[rows], interactions.split[rows])
+                          interactions.timestamp[rows], interactions.split[rows],
+                          interactions.time[rows], interactions.held_out[rows])
     first = last
 
 

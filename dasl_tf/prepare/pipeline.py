@@ -52,6 +52,8 @@ class DriverResult:
     sources: the inputs of domains A and B, for messages.
     is_label: per domain, the input holds 0/1 labels rather than ratings.
     file_order: the inputs have no time column.
+    time_unit: the inputs' time unit, "ms" or "s" ("" without a time column).
+    time_cuts: ``(validation_cut, test_cut)`` of a global_time split, else None.
   """
   splits: Dict[str, Dict[str, int]]
   domains: Tuple[Dict[str, object], Dict[str, object]]
@@ -62,6 +64,8 @@ class DriverResult:
   sources: Tuple[str, str]
   is_label: Tuple[bool, bool]
   file_order: bool
+  time_unit: str
+  time_cuts: Optional[Tuple[int, int]]
 
 
 def prepare(config: PrepareConfig) -> Dict[str, object]:
@@ -94,6 +98,7 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
                                         result.domains[d])
             for d, key in enumerate(("A", "B"))},
         **result.users,
+        **_split_stats(config, result),
         "splits": result.splits,
         "side_features": result.side_features,
         "warnings": warnings,
@@ -140,7 +145,9 @@ def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
         side_features=encoding.side_feature_stats,
         sources=(raw_a.source, raw_b.source),
         is_label=(raw_a.is_label, raw_b.is_label),
-        file_order=raw_a.file_order)
+        file_order=raw_a.file_order,
+        time_unit=raw_a.time_unit,
+        time_cuts=interactions.time_cuts)
 
   return write
 
@@ -213,7 +220,14 @@ def feature_spec(config: PrepareConfig, side_feature_stats: Dict[str, object]) -
       item_num_dim=len(item.get("numeric_columns", ())),
       item_cat_dim=len(item.get("categorical_columns", ())),
       num_negatives=config.num_negatives,
-      num_train_negatives=config.train_negatives)
+      num_train_negatives=config.train_negatives,
+      has_timestamp=True)
+
+
+def _split_stats(config: PrepareConfig, result: DriverResult) -> Dict[str, object]:
+  """The split rule, its cuts and the ``timestamp`` unit, for ``schema.json`` and ``stats.json``."""
+  return stats_lib.split_stats(config.split, result.time_cuts, result.time_unit,
+                               result.file_order)
 
 
 def _schema(config: PrepareConfig, result: DriverResult) -> F.DatasetSchema:
@@ -232,4 +246,5 @@ def _schema(config: PrepareConfig, result: DriverResult) -> F.DatasetSchema:
       item_cat_vocab_sizes=tuple(item.get("vocab_sizes", ())),
       domain_names=tuple(config.domain_names),
       splits={name: tuple(writer_lib.shard_paths(name, config.num_shards, config.compress))
-              for name in config.split_names})
+              for name in config.split_names},
+      **_split_stats(config, result))

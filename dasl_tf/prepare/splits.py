@@ -1,15 +1,44 @@
-"""Split rules: temporal per user (train / validation / test), or k folds of users.
+"""Split rules: temporal per user, one global time cut, or k folds of users; cold-start users.
 
-Both assign a split index to every record of the merged, per-user
+Every rule assigns a split index to every record of the merged, per-user
 chronological table (one record is one example), before any vocabulary is
-built, so that vocabularies and item statistics can come from the training
-records alone.
+built, so that vocabularies and item statistics come from the training
+records alone. Both drivers call these functions, the local one over the
+whole table, the Beam one per user (the global cuts come as a side input).
+
+* ``temporal``: per user, the last ``test_fraction`` of the timeline is
+  ``test``, the ``validation_fraction`` before it ``validation``
+  (:func:`temporal_counts`).
+* ``global_time``: one cut in time for validation and one for test over every
+  record of both domains (:func:`time_cuts`): train on the past, score the
+  future, as a batch job that is retrained and then serves does.
+* ``kfold``: users dealt into folds (:func:`user_folds`).
+
+Cold-start users (:func:`held_out_domains`, temporal and global_time rules):
+a seeded share of the users with records in both domains each get one
+domain held out. *All* of that user's records of the held-out domain go to
+``test``; the user's records of the other domain keep the split the rule
+gives them. In the user's other-domain examples (train, validation and
+test), the held-out domain's history is empty, so no model sees those items
+before test; the held-out test examples keep their own-domain history of the
+user's earlier held-out records (an online system knows a user's recent
+activity in the domain it serves) and their other-domain history.
 """
 from __future__ import annotations
 
+import hashlib
+from typing import Optional, Sequence, Tuple
+
 import numpy as np
 
+from dasl_tf.prepare.examples import hashed_uniform
+
 TRAIN, VALIDATION, TEST = 0, 1, 2
+# The held-out domain of a user who has none.
+NO_DOMAIN = -1
+# Offset of the cold-start draws' seed, so they are independent of the negatives'.
+_COLD_START_STREAM = 2 ** 33
+_UNIT = 2 ** 53
 
 
 def temporal_counts(num_examples: np.ndarray, validation_fraction: float,
@@ -57,6 +86,113 @@ def temporal_split(offsets: np.ndarray, validation_fraction: float,
   return np.where(from_end <= np.repeat(test, sizes), TEST,
                   np.where(from_end <= np.repeat(test + validation, sizes), VALIDATION,
                            TRAIN)).astype(np.int64)
+
+
+def time_cuts(times: np.ndarray, counts: np.ndarray, validation_fraction: float,
+              test_fraction: float) -> Tuple[int, int]:
+  """The validation and test cuts of the global time split, from a histogram of times.
+
+  Over the N record times in order, ``t_(0) <= ... <= t_(N-1)``, the cut at
+  share q is ``t_(ceil(q * (N - 1)))`` (NumPy's ``quantile(..., method="higher")``):
+  the test cut at q = 1 - test_fraction, the validation cut at
+  q = 1 - test_fraction - validation_fraction. Computed from the histogram of
+  distinct times, so the drivers' cuts are equal exactly.
+
+  Args:
+    times: distinct record times, sorted, int64 [D].
+    counts: records per time, int64 [D] (N = their sum >= 1).
+    validation_fraction: the share of records between the cuts.
+    test_fraction: the share of records at or after the test cut.
+
+  Returns:
+    ``(validation_cut, test_cut)``, times of ``times``.
+  """
+  cumulative = np.cumsum(counts)
+
+  def cut(share: float) -> int:
+    rank = int(np.ceil(share * (cumulative[-1] - 1)))
+    return int(times[np.searchsorted(cumulative, rank, side="right")])
+
+  return cut(1 - test_fraction - validation_fraction), cut(1 - test_fraction)
+
+
+def global_split(times: np.ndarray, validation_cut: int, test_cut: int) -> np.ndarray:
+  """The split of each record time: ``test`` from ``test_cut``, ``validation`` from the other cut.
+
+  A time equal to a cut goes to the later split, so no training or
+  validation record is at or after a test record's time.
+
+  Returns:
+    int64 [N].
+  """
+  return np.where(times >= test_cut, TEST,
+                  np.where(times >= validation_cut, VALIDATION, TRAIN)).astype(np.int64)
+
+
+def user_keys(user_ids: Sequence[str]) -> np.ndarray:
+  """A 64-bit hash of each raw user id (BLAKE2b of its UTF-8), uint64 [U].
+
+  It depends on the id alone: not on file order, the other users, or the driver.
+  """
+  return np.array([int.from_bytes(hashlib.blake2b(str(u).encode("utf-8"), digest_size=8)
+                                  .digest(), "little") for u in user_ids], dtype=np.uint64)
+
+
+def held_out_domains(user_ids: Sequence[str], in_a: np.ndarray, in_b: np.ndarray,
+                     fraction: float, seed: int) -> np.ndarray:
+  """The domain held out for each cold-start user (see the module docstring).
+
+  Each user with records in both domains is chosen when the first draw of a
+  counter-based hash of ``(seed, user id)`` falls below ``fraction`` (so about
+  that share of them is chosen); the second draw picks the held-out domain,
+  A or B with equal chance.
+
+  Args:
+    user_ids: raw user ids, str [U].
+    in_a: whether each user has domain-A records, bool [U].
+    in_b: whether each user has domain-B records, bool [U].
+    fraction: the share of the overlap users to choose (0 = none).
+    seed: the run's seed.
+
+  Returns:
+    int64 [U]: 0 (A), 1 (B) or :data:`NO_DOMAIN`.
+  """
+  held_out = np.full(len(user_ids), NO_DOMAIN, np.int64)
+  if fraction <= 0 or not len(user_ids):
+    return held_out
+  n = len(user_ids)
+  draws = hashed_uniform(seed + _COLD_START_STREAM, user_keys(user_ids),
+                         np.zeros(n, np.int64), 2, np.full(n, _UNIT))
+  chosen = np.asarray(in_a, bool) & np.asarray(in_b, bool) & (draws[:, 0] < fraction * _UNIT)
+  held_out[chosen] = draws[chosen, 1] % 2
+  return held_out
+
+
+def record_splits(rule: str, offsets: np.ndarray, times: np.ndarray, domain: np.ndarray,
+                  held_out: np.ndarray, validation_fraction: float, test_fraction: float,
+                  cuts: Optional[Tuple[int, int]] = None) -> np.ndarray:
+  """The split of every record under the temporal or global_time rule, cold-start users included.
+
+  Args:
+    rule: "temporal" or "global_time".
+    offsets: start row of each user plus the number of rows, int [U + 1].
+    times: record times (the ``timestamp`` feature's), int64 [N].
+    domain: int64 [N].
+    held_out: the held-out domain of each record's user, int64 [N]
+      (:data:`NO_DOMAIN` for none): those records go to ``test``, the
+      user's other records keep the rule's split.
+    validation_fraction: see :func:`temporal_counts`.
+    test_fraction: see :func:`temporal_counts`.
+    cuts: ``(validation_cut, test_cut)`` of :func:`time_cuts` (global_time).
+
+  Returns:
+    int64 [N].
+  """
+  if rule == "global_time":
+    split = global_split(times, *cuts)
+  else:
+    split = temporal_split(offsets, validation_fraction, test_fraction)
+  return np.where(domain == held_out, TEST, split).astype(np.int64)
 
 
 def user_folds(num_users: int, folds: int, seed: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The ``stats.json`` of a prepared dataset: what was read, dropped, and written."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -73,13 +73,40 @@ def train_item_counts(interactions: Interactions, split_names) -> tuple:
       for d in (DOMAIN_A, DOMAIN_B))
 
 
+USER_KEYS = ("users", "overlap_users", "users_only_a", "users_only_b", "cold_start_users_a",
+             "cold_start_users_b")
+
+
 def user_stats(interactions: Interactions) -> Dict[str, int]:
-  """Users in A only, in B only, and in both (overlap)."""
+  """Users in A only, in B only, in both (overlap), and cold-start users per held-out domain."""
   starts = interactions.offsets[:-1]
   in_a = np.add.reduceat((interactions.domain == DOMAIN_A).astype(np.int64), starts) > 0
   in_b = np.add.reduceat((interactions.domain == DOMAIN_B).astype(np.int64), starts) > 0
+  held_out = interactions.held_out[starts]
   return {"users": int(len(starts)), "overlap_users": int((in_a & in_b).sum()),
-          "users_only_a": int((in_a & ~in_b).sum()), "users_only_b": int((~in_a & in_b).sum())}
+          "users_only_a": int((in_a & ~in_b).sum()), "users_only_b": int((~in_a & in_b).sum()),
+          "cold_start_users_a": int((held_out == DOMAIN_A).sum()),
+          "cold_start_users_b": int((held_out == DOMAIN_B).sum())}
+
+
+def split_stats(split: str, time_cuts: Optional[Tuple[int, int]], time_unit: str,
+                file_order: bool) -> Dict[str, object]:
+  """The split rule, its time cuts (global_time, else None) and the ``timestamp`` unit.
+
+  Args:
+    split: the ``--split`` rule.
+    time_cuts: ``(validation_cut, test_cut)`` of a global_time split, or None.
+    time_unit: the inputs' time unit ("ms", "s"; "" without a time column).
+    file_order: the inputs have no time column.
+
+  Returns:
+    ``split``, ``validation_cut``, ``test_cut`` and ``timestamp_unit`` (one of
+    :data:`dasl_tf.features.TIMESTAMP_UNITS`), as in ``schema.json``.
+  """
+  unit = "pseudo_time" if file_order else ("milliseconds" if time_unit == "ms" else "seconds")
+  validation_cut, test_cut = time_cuts if time_cuts is not None else (None, None)
+  return {"split": split, "validation_cut": validation_cut, "test_cut": test_cut,
+          "timestamp_unit": unit}
 
 
 def side_feature_stats(user_features: Optional[SideFeatures],

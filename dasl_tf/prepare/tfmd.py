@@ -8,7 +8,7 @@ text format), and ``tfdv.load_stats_binary`` reads ``stats.pb`` (a
 
 The schema gives every feature its type, fixed shape, presence and value
 domain: ids lie in their vocabulary ``[0, size)`` (0 padding, 1 OOV), ``domain``
-in {0, 1}, ``label`` in [0, 1]. ``negatives`` and ``train_negatives`` are in
+in {0, 1}, ``label`` in [0, 1], ``timestamp`` >= 0. ``negatives`` and ``train_negatives`` are in
 some splits only (presence 0). The statistics hold what ``dasl-prepare``
 counts while writing: examples per split, per feature the examples carrying
 it and its number of values, and the label's mean (the positive rate).
@@ -42,6 +42,7 @@ def _int_domains(schema: F.DatasetSchema) -> Dict[str, Tuple[int, int]]:
       F.HIST_B: (0, schema.num_items_b - 1),
       F.NEGATIVES: (0, largest_item),
       F.TRAIN_NEGATIVES: (0, largest_item),
+      F.TIMESTAMP: (0, np.iinfo(np.int64).max),
   }
   for name, sizes in ((F.USER_CAT, schema.user_cat_vocab_sizes),
                       (F.ITEM_CAT, schema.item_cat_vocab_sizes)):
@@ -55,7 +56,7 @@ def schema_proto(schema: F.DatasetSchema) -> schema_pb2.Schema:
   proto = schema_pb2.Schema()
   domains = _int_domains(schema)
   shapes = schema.feature_spec.shapes(with_label=True, with_negatives=True,
-                                      with_train_negatives=True)
+                                      with_train_negatives=True, with_timestamp=True)
   for name, (dtype, shape) in shapes.items():
     feature = proto.feature.add(name=name)
     feature.type = schema_pb2.INT if dtype == np.int64 else schema_pb2.FLOAT
@@ -80,7 +81,8 @@ def statistics_proto(schema: F.DatasetSchema, split_counts: Mapping[str, Mapping
     examples = counts["examples"]
     dataset = statistics.datasets.add(name=split, num_examples=examples)
     shapes = spec.shapes(with_label=True, with_negatives=split != "train",
-                         with_train_negatives=split not in ("validation", "test"))
+                         with_train_negatives=split not in ("validation", "test"),
+                         with_timestamp=True)
     for name, (dtype, shape) in shapes.items():
       feature = dataset.features.add()
       feature.path.step.append(name)
