@@ -180,11 +180,19 @@ class ModelConfig(_JsonMixin):
       domain's history is hidden from their head (as for a user with no
       record there), so that the head also learns to score without it
       (DASL, DASL-DE, DASL-DA; Single-Domain reads no other domain).
+    cooccurrence_score: add the item co-occurrence term of
+      :class:`~dasl_tf.models.cooccurrence_score.CooccurrenceScore` to each
+      DASL head's relevance output (with a ranking loss only): tables counted
+      from the training split, one learned weight per head and source.
+    recency_score: add ``w_D · log(1 + clicks of the item in the
+      recent_window_days before the example's time)`` to each DASL head's
+      relevance output (with a ranking loss, on data with real times).
     sasrec_blocks: stacked self-attention blocks of each SASRec tower.
     sasrec_heads: attention heads per SASRec block (they split embedding_dim).
     knn_neighbors: neighbours kept per item by the item-kNN baselines
       (``item_knn``, ``item_knn_cross``, ``pop_item_knn``).
-    recent_window_days: the trailing window of ``recent_popularity``, in days.
+    recent_window_days: the trailing window of ``recent_popularity`` and of
+      DASL's recency term, in days.
     timestamp_unit: the unit of the examples' ``timestamp`` feature, from
       ``schema.json`` ("seconds", "milliseconds" or "pseudo_time").
   """
@@ -212,6 +220,8 @@ class ModelConfig(_JsonMixin):
   ranking_loss: str = "bce"
   ranking_weight: float = 1.0
   other_domain_dropout: float = 0.3
+  cooccurrence_score: bool = True
+  recency_score: bool = True
   sasrec_blocks: int = 2
   sasrec_heads: int = 1
   knn_neighbors: int = 100

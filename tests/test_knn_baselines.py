@@ -460,7 +460,7 @@ def test_dasl_train_fits_each_fitted_baseline(variant, blend_dir, tmp_path):
   assert metrics["epochs"] == 0 and metrics["best_epoch"] == 0
   assert 0.0 <= metrics["hr10_b"] <= 1.0 and 0.0 <= metrics["val_hr10_a"] <= 1.0
   model, _, _ = model_io.load_model(str(tmp_path / variant))
-  fitted = model.click_keys[0] if variant == "recent_popularity" else model.neighbour_sims[0]
+  fitted = model.clicks.click_keys[0] if variant == "recent_popularity" else model.neighbour_sims[0]
   assert np.count_nonzero(fitted.numpy()) > 0
   if variant == "pop_item_knn":
     # The validation split's choice, kept by the saved model; from the test split (or

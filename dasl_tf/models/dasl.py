@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from absl import logging
 import tensorflow as tf
 import tf_keras
 
 from dasl_tf import config as config_lib
+from dasl_tf import cooccurrence
 from dasl_tf import features as F
 from dasl_tf.layers import autoencoder
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
@@ -16,6 +18,8 @@ from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP, CheckpointedDropout
 from dasl_tf.layers.sequence import SequenceEncoder
 from dasl_tf.models.base import CrossDomainRanker
+from dasl_tf.models.cooccurrence_score import CooccurrenceScore
+from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_length
 from dasl_tf.models.registry import register
 
 _HISTORIES = (F.HIST_A, F.HIST_B)
@@ -75,6 +79,17 @@ class DASL(CrossDomainRanker):
   * ``dasl_da``: attention per domain, two softmaxes, outputs concatenated;
   * ``single_domain``: neither, and each head sees its own domain only
     (no ``h_D'``, no records of D').
+
+  With ``config.cooccurrence_score`` (and a ranking loss), each head's
+  relevance output also gets the item co-occurrence term of
+  :class:`~dasl_tf.models.cooccurrence_score.CooccurrenceScore` (own-domain
+  history; the other domain's too, except for Single-Domain), its tables
+  counted from the training split by :meth:`adapt`. With
+  ``config.recency_score`` (a ranking loss and data with real times), it also
+  gets ``w_D · log(1 + r(c, t))``, the clicks of c in the training split in the
+  ``recent_window_days`` before the example's time
+  (:class:`~dasl_tf.models.recent_clicks.RecentClicks`; serving requests,
+  which carry no time, are counted at the end of the training data).
 
   With ``config.other_domain_dropout`` > 0, training hides the other domain's
   history from that fraction of the examples (their head sees a user with no
@@ -140,6 +155,30 @@ class DASL(CrossDomainRanker):
     self.heads = [
         MLP(config.hidden_units, 2 if self.has_relevance else 1, dropout=config.dropout,
             l2=config.l2, name=f"head_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
+    self.cooccurrence = CooccurrenceScore(
+        item_vocab, config.knn_neighbors, cross_domain=not self.single_domain
+    ) if config.cooccurrence_score and self.has_relevance else None
+    self.recent_clicks = None
+    if (config.recency_score and self.has_relevance
+        and config.timestamp_unit in UNITS_PER_DAY):
+      self.recent_clicks = RecentClicks(item_vocab, window_length(config))
+      self.recency_weights = self.add_weight(name="recency_weights", shape=(len(F.DOMAINS),),
+                                             initializer="ones", trainable=True)
+
+  def adapt(self, dataset: tf.data.Dataset) -> None:
+    """Starts the item priors at the click counts and counts the co-occurrence tables."""
+    super().adapt(dataset)
+    variant = self.model_config.variant
+    if self.cooccurrence is not None:
+      self.cooccurrence.fit(cooccurrence.example_features(
+          dataset, (F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B), variant, clicked_only=False))
+    if self.recent_clicks is not None:
+      if F.TIMESTAMP not in dataset.element_spec[0]:
+        logging.warning("%s: the training data has no %r (prepared by an earlier release): "
+                        "the recency term stays 0", variant, F.TIMESTAMP)
+        return
+      self.recent_clicks.fit(cooccurrence.example_features(
+          dataset, (F.ITEM_ID, F.DOMAIN, F.TIMESTAMP), variant), variant)
 
   @property
   def has_relevance(self) -> bool:
@@ -218,12 +257,17 @@ class DASL(CrossDomainRanker):
       else:
         head_context = tf.nest.map_structure(take, context)
       target_side = side_features[d] and tf.nest.map_structure(take, side_features[d])
-      candidates = self._embed_candidates(
-          d, tf.expand_dims(take(features[F.ITEM_ID]), 1), target_side, training)
+      candidate_ids = tf.expand_dims(take(features[F.ITEM_ID]), 1)
+      candidates = self._embed_candidates(d, candidate_ids, target_side, training)
       if negatives is not None:
+        candidate_ids = tf.concat([candidate_ids, take(negatives)], axis=1)
         candidates = tf.concat(
             [candidates, self._embed_candidates(d, take(negatives), None, training)], axis=1)
-      per_head.append(self._head_outputs(d, head_context, candidates, training))
+      outputs = self._head_outputs(d, head_context, candidates, training)
+      per_head.append(self._with_top_n_terms(
+          outputs, {name: take(features[name]) for name in _HISTORIES + (F.TIMESTAMP,)
+                    if name in features}, candidate_ids, d,
+          leave_one_out=training))
     outputs = tf.dynamic_stitch([tf.cast(i, tf.int32) for i in indices], per_head)
     return outputs[:, 0], (outputs[:, 1:] if negatives is not None else None)
 
@@ -244,10 +288,24 @@ class DASL(CrossDomainRanker):
                training: bool, heads: Sequence[int] = F.DOMAINS) -> List[tf.Tensor]:
     """Outputs ``[batch, C, U]`` of the candidates under each head of ``heads``, in order."""
     context = self._user_context(features, training, heads)
-    return [self._head_outputs(
+    return [self._with_top_n_terms(self._head_outputs(
         d, context,
         self._embed_candidates(d, candidates, candidate_side_features[d], training),
-        training) for d in heads]
+        training), features, candidates, d) for d in heads]
+
+  def _with_top_n_terms(self, outputs: tf.Tensor, features: Dict[str, tf.Tensor],
+                        candidates: tf.Tensor, domain: int,
+                        leave_one_out: bool = False) -> tf.Tensor:
+    """Head outputs ``[B, C, 2]``, the co-occurrence and recency terms added to the relevance."""
+    term = 0.0
+    if self.cooccurrence is not None:
+      term += self.cooccurrence.scores(features, candidates, domain, leave_one_out)
+    if self.recent_clicks is not None:
+      recent, _ = self.recent_clicks.counts(candidates, domain, features.get(F.TIMESTAMP))
+      term += self.recency_weights[domain] * tf.math.log1p(tf.cast(recent, tf.float32))
+    if isinstance(term, float):
+      return outputs
+    return tf.stack([outputs[..., 0], outputs[..., 1] + term], axis=-1)
 
   def _embed_candidates(self, domain: int, candidates: tf.Tensor,
                         side_features: Optional[Dict[str, tf.Tensor]],

@@ -15,19 +15,15 @@ the recent count first and ties break by all-time popularity (up to float32
 rounding, which can tie, never reverse, two items). Unknown ids read the
 out-of-vocabulary row (score 0).
 
-Fitted by one :meth:`RecentPopularity.adapt` pass: per domain the sorted keys
-``c · S + (time - t_0)`` of the clicks (t_0 the first click's time, S one
-more than the span of click times plus one), a non-trainable weight whose
-length is the number of clicks; a count over a time range of one item is
-two ``tf.searchsorted`` calls on it. Training examples without ``timestamp``
-are an error. Examples without it (serving requests, whose signatures take
-no time) are scored at the end of the training data: its last click + 1 s.
+Fitted by one :meth:`RecentPopularity.adapt` pass over the clicked training
+examples (:class:`~dasl_tf.models.recent_clicks.RecentClicks`, which also says
+how examples without ``timestamp`` are scored); training examples without it
+are an error.
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -35,12 +31,10 @@ import tf_keras
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf.models.base import CrossDomainRanker
-from dasl_tf.cooccurrence import example_features, known_ids
+from dasl_tf.cooccurrence import example_features
+from dasl_tf.models.recent_clicks import SECONDS_PER_DAY, RecentClicks, window_length
 from dasl_tf.models.registry import register
 
-SECONDS_PER_DAY = 86_400
-UNITS_PER_DAY = {"seconds": SECONDS_PER_DAY, "milliseconds": 1000 * SECONDS_PER_DAY}
-"""``timestamp`` units per day, by ``ModelConfig.timestamp_unit`` (pseudo-times have none)."""
 
 
 @tf_keras.utils.register_keras_serializable(package="dasl_tf")
@@ -78,27 +72,7 @@ class RecentPopularity(CrossDomainRanker):
 
   def __init__(self, config: config_lib.ModelConfig, name: str = None, **kwargs):
     super().__init__(config, name=name, **kwargs)
-    if config.recent_window_days < 1:
-      raise config_lib.ConfigError(
-          f"{config.variant}: ModelConfig.recent_window_days must be >= 1, got "
-          f"{config.recent_window_days}")
-    if config.timestamp_unit not in UNITS_PER_DAY:
-      raise config_lib.ConfigError(
-          f"{config.variant}: a window of days needs real times, but the data's timestamp unit "
-          f"is {config.timestamp_unit!r} (dasl-prepare found no time column, so times are "
-          "the records' order); give dasl-prepare a log with timestamps")
-    self.item_counts = (config.num_items_a, config.num_items_b)
-    self.window = config.recent_window_days * UNITS_PER_DAY[config.timestamp_unit]
-    self.click_keys = [
-        tf.Variable(tf.zeros([0], tf.int64), shape=tf.TensorShape([None]), trainable=False,
-                    name=f"click_keys_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
-    self.most_clicks = self.add_weight(name="most_clicks", shape=(len(F.DOMAINS),),
-                                       initializer="zeros", trainable=False)
-    # t_0, S and the time of requests without one (see the module doc).
-    self.time_origin, self.key_stride, self.reference_time = (
-        self.add_weight(name=weight, shape=(), dtype=tf.int64, initializer="zeros",
-                        trainable=False)
-        for weight in ("time_origin", "key_stride", "reference_time"))
+    self.clicks = RecentClicks((config.num_items_a, config.num_items_b), window_length(config))
 
   def adapt(self, dataset: tf.data.Dataset) -> None:
     """Keeps the clicks' times of the training ``dataset`` per item.
@@ -106,48 +80,15 @@ class RecentPopularity(CrossDomainRanker):
     Raises:
       ValueError: the examples have no ``timestamp`` (re-run dasl-prepare).
     """
-    clicked = example_features(dataset, (F.ITEM_ID, F.DOMAIN, F.TIMESTAMP),
-                               self.model_config.variant)
-    times = clicked[F.TIMESTAMP].astype(np.int64)
-    origin = int(times.min()) if times.size else 0
-    stride = int(times.max()) - origin + 2 if times.size else 2
-    self.time_origin.assign(origin)
-    self.key_stride.assign(stride)
-    self.reference_time.assign(int(times.max()) + 1 if times.size else 0)
-    most = []
-    for d in F.DOMAINS:
-      items = clicked[F.ITEM_ID]
-      keep = ((clicked[F.DOMAIN] == d) & (items >= F.NUM_RESERVED_IDS)
-              & (items < self.item_counts[d]))
-      self.click_keys[d].assign(np.sort(items[keep] * stride + times[keep] - origin))
-      most.append(np.bincount(items[keep]).max() if keep.any() else 0)
-      logging.info("%s head %s: %d clicks", self.model_config.variant, F.DOMAIN_SUFFIX[d],
-                   int(keep.sum()))
-    self.most_clicks.assign(np.asarray(most, np.float32))
-
-  def _count_before(self, keys: tf.Tensor, items: tf.Tensor, times: tf.Tensor) -> tf.Tensor:
-    """Clicks of ``items`` earlier than ``times`` (same shape, clipped to the fitted span)."""
-    offsets = tf.clip_by_value(times - self.time_origin, 0, self.key_stride - 1)
-    bounds = tf.reshape(items * self.key_stride + offsets, [1, -1])
-    positions = tf.searchsorted(tf.expand_dims(keys, 0), bounds, side="left", out_type=tf.int64)
-    return tf.reshape(positions, tf.shape(items))
+    self.clicks.fit(example_features(dataset, (F.ITEM_ID, F.DOMAIN, F.TIMESTAMP),
+                                     self.model_config.variant), self.model_config.variant)
 
   def domain_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                     domain: int) -> tf.Tensor:
     """``s(c, t)`` ``[B, C]`` of candidates of domain ``domain``."""
-    items = known_ids(tf.cast(candidates, tf.int64), self.item_counts[domain])
-    if F.TIMESTAMP in features:
-      times = tf.broadcast_to(tf.cast(features[F.TIMESTAMP], tf.int64)[:, None], tf.shape(items))
-    else:
-      times = tf.fill(tf.shape(items), self.reference_time)
-    keys = self.click_keys[domain]
-    recent = (self._count_before(keys, items, times)
-              - self._count_before(keys, items, times - self.window))
-    start = tf.fill(tf.shape(items), self.time_origin)
-    all_time = (self._count_before(keys, items, start + self.key_stride - 1)
-                - self._count_before(keys, items, start))
-    tie_break = tf.cast(all_time, tf.float64) / (1.0 + tf.cast(self.most_clicks[domain],
-                                                               tf.float64))
+    recent, all_time = self.clicks.counts(candidates, domain, features.get(F.TIMESTAMP))
+    tie_break = tf.cast(all_time, tf.float64) / (
+        1.0 + tf.cast(self.clicks.most_clicks[domain], tf.float64))
     return tf.cast(tf.math.log1p(tf.cast(recent, tf.float64) + tie_break), tf.float32)
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,

@@ -1,0 +1,103 @@
+"""Item co-occurrence as a term of DASL's top-n score (``ModelConfig.cooccurrence_score``).
+
+A head's relevance output ``r_D(u, c)`` learns from the examples what the user
+wants; which items go together is counted, once, from the training split
+(:mod:`dasl_tf.cooccurrence`). :class:`CooccurrenceScore` adds the count's
+signal to the relevance, with one learned weight per head and source:
+
+  r'_D(u, c) = r_D(u, c) + Σ_s w_{D,s} · Σ_t sim_s(h^s_t, c)
+
+over the sources s = the own domain D (symmetric item-item cosine over the
+own-domain history) and, for the cross-domain variants, the other domain D'
+(bipartite cosine from D' history items to D targets): the cross-domain
+source is how a user with no own-domain history still gets a personal top-n.
+The tables count every training interaction, as the relevance output learns
+them. On a training example, its own events are taken out of its target's
+score (:func:`~dasl_tf.cooccurrence.leave_one_out_scores`), so that training
+sees the tables as evaluation does, where the target was never counted.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from dasl_tf import cooccurrence
+from dasl_tf import features as F
+
+_HISTORIES = (F.HIST_A, F.HIST_B)
+
+
+def _key(domain: int, source: int) -> str:
+  """The name of head ``domain``'s table over ``source``'s history ("a_from_b")."""
+  return f"{F.DOMAIN_SUFFIX[domain]}_from_{F.DOMAIN_SUFFIX[source]}"
+
+
+class CooccurrenceScore(tf_keras.layers.Layer):
+  """``Σ_s w_{D,s} · s_{D,s}(c)`` of candidates, per head (the module doc has the math).
+
+  The neighbour tables are non-trainable weights set by :meth:`fit`; the
+  weights ``w`` (``[2, S]``, one per head and source) are trained and start at 1.
+
+  Args:
+    item_counts: the item vocabulary size of each domain.
+    num_neighbours: neighbours kept per item (``ModelConfig.knn_neighbors``).
+    cross_domain: also score from the other domain's history.
+    name: Keras name of the layer.
+  """
+
+  def __init__(self, item_counts: Sequence[int], num_neighbours: int, cross_domain: bool,
+               name: str = "cooccurrence", **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.item_counts = tuple(item_counts)
+    self.sources = {d: (d, 1 - d) if cross_domain else (d,) for d in F.DOMAINS}
+    self.tables = {}  # by _key(head, source)
+    for d in F.DOMAINS:
+      for s in self.sources[d]:
+        suffix = _key(d, s)
+        rows, cols = self.item_counts[s], self.item_counts[d]
+        self.tables[suffix] = cooccurrence.NeighbourTable(*(
+            self.add_weight(name=f"{field}_{suffix}", shape=shape, dtype=dtype,
+                            initializer="zeros", trainable=False)
+            for field, shape, dtype in (("neighbour_ids", (rows, num_neighbours), tf.int32),
+                                        ("neighbour_sims", (rows, num_neighbours), tf.float32),
+                                        ("source_events", (rows,), tf.float32),
+                                        ("target_events", (cols,), tf.float32))))
+    self.weights_per_source = self.add_weight(
+        name="source_weights", shape=(len(F.DOMAINS), len(self.sources[F.DOMAIN_A])),
+        initializer="ones", trainable=True)
+
+  def fit(self, examples: Dict[str, np.ndarray]) -> None:
+    """Sets the tables from the training examples' ``item_id``, ``domain`` and histories."""
+    for d in F.DOMAINS:
+      for s in self.sources[d]:
+        table = self.tables[_key(d, s)]
+        fitted = cooccurrence.fit_table(examples, d, s, self.item_counts, table.ids.shape[1])
+        for variable, value in zip(table, fitted):
+          variable.assign(value)
+
+  def scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor, domain: int,
+             leave_one_out: bool = False) -> tf.Tensor:
+    """The term ``[B, C]`` of head ``domain`` for candidates ``[B, C]`` of its vocabulary.
+
+    Args:
+      features: the examples' ``hist_a`` and ``hist_b``.
+      candidates: int64 item indices of domain ``domain``.
+      domain: the head.
+      leave_one_out: candidates[:, 0] is each example's own target, counted in
+        the tables (a training example): score it with its events taken out.
+    """
+    total = 0.0
+    for k, s in enumerate(self.sources[domain]):
+      table = self.tables[_key(domain, s)]
+      history = features[_HISTORIES[s]]
+      score = cooccurrence.neighbour_scores(history, table.ids, table.sims, candidates,
+                                            self.item_counts[domain])
+      if leave_one_out:
+        held_out = cooccurrence.leave_one_out_scores(
+            history, candidates[:, 0], *table, symmetric=s == domain)
+        score = tf.concat([held_out[:, None], score[:, 1:]], axis=1)
+      total += self.weights_per_source[domain, k] * score
+    return total
