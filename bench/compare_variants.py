@@ -17,15 +17,16 @@ Usage::
 """
 from __future__ import annotations
 
-import json
-import os
 import statistics
 from typing import Dict, List
 
 from absl import app
 from absl import flags
 
-_EXPERIMENT_DIR = flags.DEFINE_string("experiment_dir", None, "A dasl-experiment output.")
+from dasl_tf import report
+
+_EXPERIMENT_DIR = flags.DEFINE_list("experiment_dir", None, "dasl-experiment outputs (their "
+                                    "runs pooled: one table's variants run separately).")
 _VARIANT = flags.DEFINE_string("variant", "dasl", "The variant compared.")
 _BASELINE = flags.DEFINE_string("baseline", "single_domain", "The variant compared against.")
 _PREFIX = flags.DEFINE_string("prefix", "", "'' for the test split, 'val_' for validation.")
@@ -54,8 +55,7 @@ def _summaries(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
 
 def main(argv):
   del argv
-  with open(os.path.join(_EXPERIMENT_DIR.value, "results.json"), encoding="utf-8") as f:
-    table = _summaries(json.load(f))
+  table = _summaries(report.load_experiment_runs(_EXPERIMENT_DIR.value))
   variant, baseline = table[_VARIANT.value], table[_BASELINE.value]
   print(f"| slice | metric | {_VARIANT.value} | {_BASELINE.value} | difference | spread | holds |")
   print("|---|---|---|---|---|---|---|")

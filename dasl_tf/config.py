@@ -285,7 +285,7 @@ class TrainConfig(_JsonMixin):
   monitor: str = "val_loss"
   shuffle_buffer: int = 20000
   train_negatives: int = -1
-  negative_sampling: str = "uniform"
+  negative_sampling: str = "popularity"
   negative_sampling_alpha: float = 0.75
   seed: int = 42
   strategy: str = "default"

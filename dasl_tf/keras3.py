@@ -32,6 +32,7 @@ import tensorflow as tf
 from dasl_tf import features as F
 from dasl_tf.layers import keras3 as layers
 from dasl_tf.layers.dual_attention import JOINT, MASK, OWN, QUERY, RECORDS, SEPARATE
+from dasl_tf.layers.sequence import encode_histories
 
 _HISTORIES = (F.HIST_A, F.HIST_B)
 _INT_FEATURES = (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B)
@@ -163,15 +164,9 @@ class DASL(keras.Model):
 
   def _user_context(self, features: Dict[str, tf.Tensor], training: Optional[bool]):
     """Per head the candidate-independent parts, the GRU outputs and the masks per domain."""
-    masks, records, states = [], [], []
-    for d in F.DOMAINS:
-      history = features[_HISTORIES[d]]
-      mask = tf.not_equal(history, F.PAD_ID)
-      outputs, state = self.sequence_encoders[d](
-          self.item_embeddings[d](history, training=training), mask=mask, training=training)
-      masks.append(mask)
-      records.append(outputs)
-      states.append(state)
+    masks, records, states = encode_histories(
+        [features[name] for name in _HISTORIES], self.item_embeddings,
+        self.sequence_encoders, F.PAD_ID, training)
     users = [self.user_embeddings[d](features[F.USER_ID], training=training) for d in F.DOMAINS]
     parts: Dict[int, List[tf.Tensor]] = {d: [users[d]] for d in F.DOMAINS}
     if self.dual_embedding is not None:

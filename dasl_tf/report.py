@@ -21,6 +21,7 @@ and the AUC.
 from __future__ import annotations
 
 import io
+import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -293,6 +294,19 @@ def _count(value: float) -> str:
 
 
 # ----------------------------------------------------------------------------- experiment tables
+
+
+def load_experiment_runs(experiment_dirs: Sequence[str]) -> List[Mapping[str, object]]:
+  """The runs (``variant``, ``metrics``, ...) of ``dasl-experiment`` outputs, pooled in order.
+
+  Each directory's ``results.json`` lists its runs; variants of one table run as
+  separate experiments (on the same data) pool into one table this way.
+  """
+  runs = []
+  for directory in experiment_dirs:
+    with filesystems.open_file(os.path.join(directory, "results.json")) as f:
+      runs.extend(json.load(f))
+  return runs
 
 
 def summarize_runs(runs: Sequence[Mapping[str, object]],

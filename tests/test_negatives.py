@@ -56,7 +56,7 @@ def _epoch(data, train, seed, step):
 
 
 def _train_config(**overrides):
-  values = dict(batch_size=16, shuffle_buffer=64, train_negatives=4)
+  values = dict(batch_size=16, shuffle_buffer=64, train_negatives=4, negative_sampling="uniform")
   values.update(overrides)
   return config_lib.TrainConfig(**values)
 

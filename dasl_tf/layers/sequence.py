@@ -1,7 +1,7 @@
 """Sequential learning (paper section 3.3): a GRU over a user's recent items of one domain."""
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -122,3 +122,29 @@ class SequenceEncoderBody(shell.LayerBody):
     config = super().get_config()
     config.update(units=self.units, return_sequences=self.return_sequences, unroll=self.unroll)
     return config
+
+
+def encode_histories(histories: Sequence[tf.Tensor], embedders: Sequence, encoders: Sequence,
+                     padding_id: int = 0, training: Optional[bool] = None
+                     ) -> Tuple[List[tf.Tensor], List[tf.Tensor], List[tf.Tensor]]:
+  """Each domain's history through its item embedding and its ``SequenceEncoder`` (3.3).
+
+  Args:
+    histories: per domain, int item ids ``[batch, T]`` (``padding_id`` pads).
+    embedders: per domain, a layer mapping ids to ``[batch, T, d]`` embeddings.
+    encoders: per domain, a ``SequenceEncoder``.
+    padding_id: the id of padding steps, which the encoders mask.
+    training: passed to the embedders and encoders.
+
+  Returns:
+    ``(masks, records, states)``: per domain the bool mask ``[batch, T]``, the
+    per-step outputs ``R_D`` ``[batch, T, units]`` and the final state ``h_D``.
+  """
+  masks, records, states = [], [], []
+  for history, embed, encode in zip(histories, embedders, encoders):
+    mask = tf.not_equal(history, padding_id)
+    outputs, state = encode(embed(history, training=training), mask=mask, training=training)
+    masks.append(mask)
+    records.append(outputs)
+    states.append(state)
+  return masks, records, states

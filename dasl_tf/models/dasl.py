@@ -16,7 +16,7 @@ from dasl_tf.layers.dual_attention import DualAttention, JOINT, MASK, OWN, QUERY
 from dasl_tf.layers.dual_embedding import DualEmbedding
 from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP, CheckpointedDropout
-from dasl_tf.layers.sequence import SequenceEncoder
+from dasl_tf.layers.sequence import SequenceEncoder, encode_histories
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.cooccurrence_score import CooccurrenceScore
 from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_length
@@ -337,15 +337,9 @@ class DASL(CrossDomainRanker):
     Single-Domain computes the user autoencoder of those heads' domains only,
     so a head never trains the other domain's user autoencoder.
     """
-    masks, records, states = [], [], []
-    for d in F.DOMAINS:
-      history = features[_HISTORIES[d]]
-      mask = tf.not_equal(history, F.PAD_ID)
-      outputs, state = self.sequence_encoders[d](
-          self.item_autoencoders[d](history, training=training), mask=mask, training=training)
-      masks.append(mask)
-      records.append(outputs)
-      states.append(state)
+    masks, records, states = encode_histories(
+        [features[name] for name in _HISTORIES], self.item_autoencoders,
+        self.sequence_encoders, F.PAD_ID, training)
     user_inputs = {autoencoder.ID: features[F.USER_ID]}
     if F.USER_NUM in features:
       user_inputs[autoencoder.NUMERIC] = features[F.USER_NUM]
