@@ -16,8 +16,7 @@ import sys
 import keras
 
 from dasl_tf import keras_select
-from dasl_tf.layers import (autoencoder, dual_attention, dual_embedding, interaction, mlp,
-                            sequence, shell)
+from dasl_tf.layers import shell
 
 KERAS = keras_select.KERAS3
 if keras.backend.backend() != "tensorflow":
@@ -26,20 +25,4 @@ if keras.backend.backend() != "tensorflow":
       f"shared with the Keras 2 layers and the SavedModel export), but KERAS_BACKEND is "
       f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow before importing keras.")
 
-_this = sys.modules[__name__]
-_register = keras.saving.register_keras_serializable
-_Layer = keras.layers.Layer
-
-CheckpointedDropout = shell.make_shell(_this, mlp.CheckpointedDropoutBody, _Layer, _register)
-MLP = shell.make_shell(_this, mlp.MLPBody, _Layer, _register)
-FeatureAutoencoder = shell.make_shell(_this, autoencoder.FeatureAutoencoderBody, _Layer, _register)
-OrthogonalityRegularizer = shell.make_shell(
-    _this, dual_embedding.OrthogonalityRegularizerBody, keras.regularizers.Regularizer,
-    _register)
-OrthogonalRetraction = shell.make_shell(
-    _this, dual_embedding.OrthogonalRetractionBody, keras.constraints.Constraint, _register)
-DualEmbedding = shell.make_shell(_this, dual_embedding.DualEmbeddingBody, _Layer, _register)
-SequenceEncoder = shell.make_shell(_this, sequence.SequenceEncoderBody, _Layer, _register)
-DualAttention = shell.make_shell(_this, dual_attention.DualAttentionBody, _Layer, _register)
-CandidateInteraction = shell.make_shell(_this, interaction.CandidateInteractionBody, _Layer,
-                                        _register)
+shell.make_shells(sys.modules[__name__], keras, keras.saving.register_keras_serializable)

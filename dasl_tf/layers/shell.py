@@ -71,6 +71,33 @@ def make_shell(api: ModuleType, body: type, base: type, register: Callable[..., 
   return register(package=PACKAGE)(shell)
 
 
+
+def make_shells(api: ModuleType, keras: ModuleType, register: Callable[..., Any]) -> None:
+  """Sets one registered class per layer body on ``api`` (a shell module), for ``keras``.
+
+  Args:
+    api: the shell module (:mod:`dasl_tf.layers.keras2` or ``keras3``).
+    keras: its Keras (``tf_keras`` or ``keras``), whose ``Layer``,
+      ``Regularizer`` and ``Constraint`` the bodies are put on.
+    register: that Keras's ``register_keras_serializable``.
+  """
+  # pylint: disable=g-import-not-at-top  (the layer modules import this one)
+  from dasl_tf.layers import (autoencoder, dual_attention, dual_embedding, interaction, mlp,
+                              sequence)
+
+  layer = keras.layers.Layer
+  for body, base in ((mlp.CheckpointedDropoutBody, layer), (mlp.MLPBody, layer),
+                     (autoencoder.FeatureAutoencoderBody, layer),
+                     (dual_embedding.OrthogonalityRegularizerBody, keras.regularizers.Regularizer),
+                     (dual_embedding.OrthogonalRetractionBody, keras.constraints.Constraint),
+                     (dual_embedding.DualEmbeddingBody, layer),
+                     (sequence.SequenceEncoderBody, layer),
+                     (dual_attention.DualAttentionBody, layer),
+                     (interaction.CandidateInteractionBody, layer)):
+    shell = make_shell(api, body, base, register)
+    setattr(api, shell.__name__, shell)
+
+
 def active_keras_classes(*names: str) -> Callable[[str], type]:
   """A module ``__getattr__`` that resolves ``names`` to the classes of the active Keras.
 
