@@ -12,6 +12,7 @@ import math
 import numbers
 from typing import Any, Dict, Tuple, Type, TypeVar
 
+from dasl_tf import errors
 from dasl_tf import filesystems
 from dasl_tf import publish
 
@@ -32,7 +33,7 @@ NEGATIVE_SAMPLINGS = ("stored", "uniform", "popularity")
 NO_RANKING_LOSS = "none"
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.DaslError, ValueError):
   """A configuration value or file is invalid."""
 
 

@@ -33,13 +33,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from dasl_tf import errors
 from dasl_tf import features as features_lib
 from dasl_tf import filesystems
 
 Patterns = Union[str, Sequence[str]]
 
 
-class CorruptRecordsError(ValueError):
+class CorruptRecordsError(errors.DataError):
   """A TFRecord shard is truncated, corrupt, or not in the expected compression."""
 
 
@@ -93,10 +94,10 @@ def split_files(data_dir: str, split: str) -> List[str]:
   """
   schema = features_lib.DatasetSchema.load(data_dir)
   if split not in schema.splits:
-    raise ValueError(f"{data_dir}: no split {split!r}; the dataset has {sorted(schema.splits)}")
+    raise errors.DataError(f"{data_dir}: no split {split!r}; the dataset has {sorted(schema.splits)}")
   for path in schema.splits[split]:
     if os.path.isabs(path) or "://" in path or ".." in path.replace("\\", "/").split("/"):
-      raise ValueError(f"{os.path.join(data_dir, features_lib.SCHEMA_FILE)}: shard {path!r} of "
+      raise errors.DataError(f"{os.path.join(data_dir, features_lib.SCHEMA_FILE)}: shard {path!r} of "
                        f"split {split!r} lies outside the data directory; refusing to read it")
   return [os.path.join(data_dir, p) for p in schema.splits[split]]
 
@@ -159,16 +160,16 @@ def make_dataset(file_patterns: Patterns,
     CorruptRecordsError: a shard is truncated or corrupt (``verify_files``).
   """
   if train_negatives > feature_spec.num_train_negatives:
-    raise ValueError(f"{train_negatives} training negatives per example asked for, but the "
+    raise errors.DataError(f"{train_negatives} training negatives per example asked for, but the "
                      f"data carries {feature_spec.num_train_negatives} (dasl-prepare "
                      "--train_negatives)")
   if batch_size < 1 or shuffle_buffer < 1 or parse_window < 1:
-    raise ValueError(f"batch_size ({batch_size}), shuffle_buffer ({shuffle_buffer}) and "
+    raise errors.DataError(f"batch_size ({batch_size}), shuffle_buffer ({shuffle_buffer}) and "
                      f"parse_window ({parse_window}) must be at least 1")
   files = resolve_files(file_patterns)
   compressions = {compression_of(f) for f in files}
   if len(compressions) > 1:
-    raise ValueError(f"mixed GZIP and uncompressed shards in {files}")
+    raise errors.DataError(f"mixed GZIP and uncompressed shards in {files}")
   compression = compressions.pop()
   if verify_files:
     for path in files:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from dasl_tf import config as config_lib
+from dasl_tf import errors
 from dasl_tf import filesystems
 
 if TYPE_CHECKING:
@@ -206,11 +207,11 @@ class FeatureSpec:
     values = {}
     for name, (dtype, shape) in names.items():
       if name not in features:
-        raise ValueError(f"example is missing feature {name!r}")
+        raise errors.DataError(f"example is missing feature {name!r}")
       values[name] = np.asarray(features[name]).reshape(-1).astype(dtype)
       expected = int(np.prod(shape)) if shape else 1
       if values[name].size != expected:
-        raise ValueError(
+        raise errors.DataError(
             f"feature {name!r} has {values[name].size} values, the spec wants {expected}")
     return example_bytes(values)
 
@@ -305,7 +306,7 @@ class DatasetSchema:
       with filesystems.open_file(path) as f:
         return cls.from_json(f.read())
     except (ValueError, TypeError, KeyError) as e:
-      raise ValueError(f"{path} is not a valid dasl_tf schema: {e}") from e
+      raise errors.DataError(f"{path} is not a valid dasl_tf schema: {e}") from e
 
   def save(self, data_dir: str) -> None:
     """Writes ``<data_dir>/schema.json`` (local or remote)."""

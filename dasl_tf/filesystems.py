@@ -25,13 +25,15 @@ import sys
 import tempfile
 from typing import Callable, Iterator, Optional
 
+from dasl_tf import errors
+
 TENSORFLOW_IO_SCHEMES = ("s3", "hdfs", "viewfs", "har", "az")
 OBJECT_STORE_SCHEMES = ("s3", "gs", "az")
 
 _schemes_used = set()
 
 
-class RemotePathError(ValueError):
+class RemotePathError(errors.DaslError, ValueError):
   """A path's filesystem is not available in this environment."""
 
 

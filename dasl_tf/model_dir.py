@@ -28,6 +28,7 @@ import tensorflow as tf
 import tf_keras
 
 from dasl_tf import config as config_lib
+from dasl_tf import errors
 from dasl_tf import features as F
 from dasl_tf import filesystems
 from dasl_tf import model_io
@@ -46,7 +47,7 @@ _RUN_ENTRIES = (model_io.CONFIG_FILE, F.SCHEMA_FILE, model_io.VOCAB_DIR,
                 METRICS_FILE)
 
 
-class ModelDirError(ValueError):
+class ModelDirError(errors.DaslError, ValueError):
   """The model directory holds something other than a resumable run of this config."""
 
 

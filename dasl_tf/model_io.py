@@ -17,6 +17,7 @@ from typing import Tuple
 import tensorflow as tf
 
 from dasl_tf import config as config_lib
+from dasl_tf import errors
 from dasl_tf import features as F
 from dasl_tf import models
 from dasl_tf import publish
@@ -66,7 +67,7 @@ def load_model(model_dir: str) -> Tuple[object, config_lib.ExperimentConfig, F.D
     status = model.load_weights(weights)
     status.assert_existing_objects_matched()
   except (AssertionError, ValueError) as e:
-    raise ValueError(
+    raise errors.DataError(
         f"{model_dir}: the saved weights do not match the model its {CONFIG_FILE} describes "
         f"(written by another dasl_tf version, or the config was edited); retrain it. "
         f"{str(e).splitlines()[0]}") from None

@@ -38,13 +38,14 @@ import time
 import uuid
 from typing import Iterator, Optional, Union
 
+from dasl_tf import errors
 from dasl_tf import filesystems
 
 STAGING_INFIX = ".staging-"
 RETIRED_INFIX = ".retired-"
 
 
-class PublishError(ValueError):
+class PublishError(errors.DaslError, ValueError):
   """The target exists and may not be replaced."""
 
 

@@ -50,7 +50,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from dasl_tf import features as F
 
 INTERACTIONS_A = "interactions_a.csv"
 INTERACTIONS_B = "interactions_b.csv"

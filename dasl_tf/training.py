@@ -42,6 +42,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import data as data_lib
 from dasl_tf import distribute
+from dasl_tf import errors
 from dasl_tf import filesystems
 from dasl_tf import features as F
 from dasl_tf import metrics as metrics_lib
@@ -55,7 +56,7 @@ from dasl_tf.model_dir import METRICS_FILE
 VALIDATION_PREFIX = "val_"
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(errors.DaslError, RuntimeError):
   """The training loss became NaN or infinite."""
 
 
@@ -106,10 +107,10 @@ class TrainingData:
     folds = sorted(name for name in schema.splits if name.startswith("fold-"))
     test_split = f"fold-{fold}"
     if test_split not in folds:
-      raise ValueError(f"{data_dir}: no split {test_split!r}; the dataset has folds {folds} "
+      raise errors.DataError(f"{data_dir}: no split {test_split!r}; the dataset has folds {folds} "
                        "(prepare it with k-fold splits to use --fold)")
     if len(folds) < 3:
-      raise ValueError(f"{data_dir}: {len(folds)} folds; k-fold runs need at least 3 (train, "
+      raise errors.DataError(f"{data_dir}: {len(folds)} folds; k-fold runs need at least 3 (train, "
                        "validation and test folds)")
     validation_split = f"fold-{(fold + 1) % len(folds)}"
     train_files = [f for name in folds if name not in (test_split, validation_split)

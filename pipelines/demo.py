@@ -75,7 +75,8 @@ def _step(name: str, title: str, argv: List[str], log_dir: str,
     with open(log_path, encoding="utf-8", errors="replace") as log:
       tail = log.read().splitlines()[-TAIL_LINES:]
     print("\n".join(f"    | {line}" for line in tail), file=sys.stderr)
-    sys.exit(f"demo: step '{title}' failed with exit code {returncode}; full log: {log_path}")
+    cli.fail("dasl-demo", f"step '{title}' failed with exit code {returncode}; full log: "
+                          f"{log_path}")
   print(f"    done in {time.time() - started:.1f} s", flush=True)
 
 
@@ -142,7 +143,7 @@ def _run(argv: List[str]) -> None:
         log_dir, env)
   scored = _read_json(scores_path)
   if scored["foreign_modules"]:
-    sys.exit(f"demo: the fresh process imported {scored['foreign_modules']}")
+    cli.fail("dasl-demo", f"the fresh process imported {scored['foreign_modules']}")
 
   metrics = _read_json(os.path.join(model_dir, "metrics.json"))
   print("\n==> results")
@@ -157,7 +158,7 @@ def _run(argv: List[str]) -> None:
 def main() -> None:
   """Console entry point (``dasl-demo``)."""
   define_flags()
-  app.run(_run)
+  cli.run_command("dasl-demo", _run)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import os
-import sys
 from typing import List
 
 from absl import app
@@ -33,12 +32,9 @@ from absl import logging
 from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
-from dasl_tf import filesystems
-from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import models
 from dasl_tf import publish
 from dasl_tf import report
-from dasl_tf import training
 from dasl_tf.pipelines import cli
 from dasl_tf.pipelines import grid
 
@@ -85,14 +81,9 @@ def _variants(schema: F.DatasetSchema) -> List[str]:
 
 
 def run(argv: List[str]) -> None:
-  """Runs the experiment from the parsed flags; bad input ends with ``dasl-experiment: error``."""
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    _experiment()
-  except (config_lib.ConfigError, model_dir_lib.ModelDirError, training.TrainingDivergedError,
-          FileNotFoundError) as e:
-    sys.exit(f"dasl-experiment: error: {e}")
+  """Runs the experiment from the parsed flags (errors: :func:`~dasl_tf.pipelines.cli.run_command`)."""
+  cli.no_arguments(argv)
+  _experiment()
 
 
 def _experiment() -> None:
@@ -118,7 +109,7 @@ def _experiment() -> None:
 def main() -> None:
   """Console entry point (``dasl-experiment``)."""
   define_flags()
-  filesystems.run_main(lambda: app.run(run))
+  cli.run_command("dasl-experiment", run)
 
 
 if __name__ == "__main__":

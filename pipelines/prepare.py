@@ -15,14 +15,11 @@ Bad input ends with ``dasl-prepare: error: <file[:line]>: <what>`` and exit code
 from __future__ import annotations
 
 import json
-import sys
 from typing import List
 
 from absl import app
 from absl import flags
-from absl import logging
 
-from dasl_tf import filesystems
 from dasl_tf import prepare as prepare_lib
 from dasl_tf.prepare import config as config_lib
 from dasl_tf.pipelines import cli
@@ -116,24 +113,11 @@ def config_from_flags(beam_options: List[str]) -> prepare_lib.PrepareConfig:
   return prepare_lib.PrepareConfig(beam_options=tuple(beam_options), **values)
 
 
-def _parse(argv: List[str]) -> List[str]:
-  """Parses our flags; returns argv[0] plus the unknown flags (Beam pipeline options)."""
-  try:
-    rest = FLAGS(argv, known_only=True)
-  except flags.Error as e:
-    sys.exit(f"dasl-prepare: error: {e}\nPass --help to see the flags.")
-  return rest
-
-
 def _main(argv: List[str]) -> None:
   beam_options = list(argv[1:])
   if beam_options and FLAGS.runner != "beam":
     raise app.UsageError(f"unknown arguments {beam_options} (Beam options need --runner beam)")
-  try:
-    stats = prepare_lib.prepare(config_from_flags(beam_options))
-  except (prepare_lib.PrepareError, filesystems.RemotePathError) as e:
-    logging.error("%s", e)
-    sys.exit(f"dasl-prepare: error: {e}")
+  stats = prepare_lib.prepare(config_from_flags(beam_options))
   summary = {name: split["examples"] for name, split in stats["splits"].items()}
   print(json.dumps({"output_dir": FLAGS.output_dir, "examples": summary,
                     "users": stats["users"], "overlap_users": stats["overlap_users"],
@@ -143,7 +127,8 @@ def _main(argv: List[str]) -> None:
 def main() -> None:
   """Console entry point ``dasl-prepare``."""
   define_flags()
-  filesystems.run_main(lambda: app.run(_main, flags_parser=_parse))
+  # Unknown --flags are Beam pipeline options, for --runner beam.
+  cli.run_command("dasl-prepare", _main, known_only=True)
 
 
 if __name__ == "__main__":

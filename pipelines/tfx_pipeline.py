@@ -523,7 +523,7 @@ def _main(argv: List[str]) -> None:
 def main() -> None:
   """Command-line entry point."""
   define_flags()
-  app.run(_main)
+  cli.run_command("dasl_tf.pipelines.tfx_pipeline", _main)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Examples::
 """
 from __future__ import annotations
 
-import sys
 from typing import Dict, List, Optional
 
 from absl import app
@@ -27,10 +26,7 @@ from absl import flags
 from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
-from dasl_tf import data as data_lib
 from dasl_tf import distribute
-from dasl_tf import filesystems
-from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import training
 from dasl_tf.pipelines import cli
 from dasl_tf.serving import export as export_lib
@@ -132,15 +128,9 @@ def exporter(serving_model_dir: Optional[str]):
 
 
 def run(argv: List[str]) -> None:
-  """Runs the job from the parsed flags; bad input ends with ``dasl-train: error: ...``."""
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    _train()
-  except (config_lib.ConfigError, model_dir_lib.ModelDirError, data_lib.CorruptRecordsError,
-          filesystems.RemotePathError,
-          training.TrainingDivergedError, FileNotFoundError, FileExistsError) as e:
-    sys.exit(f"dasl-train: error: {e}")
+  """Runs the job from the parsed flags (errors: :func:`~dasl_tf.pipelines.cli.run_command`)."""
+  cli.no_arguments(argv)
+  _train()
 
 
 def _train() -> None:
@@ -157,7 +147,7 @@ def _train() -> None:
 def main() -> None:
   """Console entry point (``dasl-train``)."""
   define_flags()
-  filesystems.run_main(lambda: app.run(run))
+  cli.run_command("dasl-train", run)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import sys
 import threading
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -41,6 +40,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
+from dasl_tf import errors
 from dasl_tf.pipelines import cli
 from dasl_tf.serving import requests as requests_lib
 from dasl_tf.serving import spec as spec_lib
@@ -52,7 +52,7 @@ TRANSPORTS = ("rest", "grpc")
 API_OF_SIGNATURE = {spec_lib.REGRESS: "regress", spec_lib.CLASSIFY: "classify"}
 
 
-class ServingError(RuntimeError):
+class ServingError(errors.DaslError, RuntimeError):
   """The server rejected a request, failed, answered malformed, or not in time."""
 
 
@@ -71,7 +71,7 @@ class DaslClient(requests_lib.RequestBuilder):
   def __init__(self, spec: ServingSpec, host: str = "localhost", rest_port: int = 8501,
                grpc_port: int = 8500, timeout_s: float = 5.0, version: Optional[int] = None):
     if not timeout_s > 0:
-      raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+      raise requests_lib.RequestError(f"timeout_s must be positive, got {timeout_s}")
     super().__init__(spec)
     self.host = host
     self.rest_port = rest_port
@@ -134,7 +134,7 @@ class DaslClient(requests_lib.RequestBuilder):
     request = {spec_lib.REGRESS: regression_pb2.RegressionRequest,
                spec_lib.CLASSIFY: classification_pb2.ClassificationRequest}
     if signature not in request:
-      raise ValueError(f"{signature!r} is not served by the Regress or Classify API")
+      raise requests_lib.RequestError(f"{signature!r} is not served by the Regress or Classify API")
     proto = request[signature]()
     self._set_model_spec(proto.model_spec, signature)
     for serialized in self.example_inputs(rows, signature)[spec_lib.API_INPUTS]:
@@ -149,7 +149,7 @@ class DaslClient(requests_lib.RequestBuilder):
       ServingError: as :meth:`rest_predict`.
     """
     if signature not in API_OF_SIGNATURE:
-      raise ValueError(f"{signature!r} is not served by the Regress or Classify API")
+      raise requests_lib.RequestError(f"{signature!r} is not served by the Regress or Classify API")
     body = {"signature_name": signature, "examples": self.api_examples(rows)}
     answer = self._post(API_OF_SIGNATURE[signature], body)
     results = answer.get("results")
@@ -362,22 +362,16 @@ def _read_rows(path: str) -> List[Mapping]:
     raise app.UsageError(f"--request {path}: expected a JSON file with a 'rows' list ({e})")
 
 
-def _main(argv: List[str]) -> int:
-  """Sends the rows of ``--request`` and prints the outputs; 1 on a bad request or answer."""
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def _main(argv: List[str]) -> None:
+  """Sends the rows of ``--request`` and prints the outputs (errors: ``cli.run_command``)."""
+  cli.no_arguments(argv)
   rows = _read_rows(FLAGS.request)
-  try:
-    with DaslClient(ServingSpec.load(FLAGS.spec), FLAGS.host, FLAGS.rest_port,
-                    FLAGS.grpc_port, FLAGS.timeout_s, FLAGS.version) as client:
-      if FLAGS.signature in API_OF_SIGNATURE:
-        _call_api(client, FLAGS.signature, rows)
-      else:
-        _call_predict(client, FLAGS.signature, rows)
-  except (FileNotFoundError, ValueError, ServingError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
+  with DaslClient(ServingSpec.load(FLAGS.spec), FLAGS.host, FLAGS.rest_port,
+                  FLAGS.grpc_port, FLAGS.timeout_s, FLAGS.version) as client:
+    if FLAGS.signature in API_OF_SIGNATURE:
+      _call_api(client, FLAGS.signature, rows)
+    else:
+      _call_predict(client, FLAGS.signature, rows)
 
 
 def _call_predict(client: DaslClient, signature: str, rows: List[Mapping]) -> None:
@@ -413,7 +407,7 @@ def _print_outputs(outputs: Dict[str, np.ndarray]) -> None:
 def main() -> None:
   """``python -m dasl_tf.serving.client``: sends the rows of a JSON file and prints the outputs."""
   define_flags()
-  app.run(_main)
+  cli.run_command("dasl_tf.serving.client", _main)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -35,6 +34,7 @@ from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (fi
 import tensorflow as tf
 
 from dasl_tf import features as F
+from dasl_tf import config as config_lib
 from dasl_tf import filesystems
 from dasl_tf import model_io
 from dasl_tf import publish
@@ -110,7 +110,7 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
   if version is None:
     version = (existing_versions(export_base) or [0])[-1] + 1
   if not 1 <= version <= MAX_VERSION:
-    raise ValueError(f"version must be an integer from 1 to {MAX_VERSION} (TensorFlow "
+    raise config_lib.ConfigError(f"version must be an integer from 1 to {MAX_VERSION} (TensorFlow "
                      f"Serving versions are int64), got {version}")
   final_dir = os.path.join(export_base, str(version))
   try:
@@ -145,19 +145,15 @@ def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
 
 
 def _main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    export_model(FLAGS.model_dir, FLAGS.export_base, FLAGS.version, FLAGS.overwrite,
-                 FLAGS.top_n, FLAGS.id_dtype, FLAGS.model_name, FLAGS.candidates_per_request)
-  except (FileExistsError, FileNotFoundError, ValueError) as e:
-    raise app.UsageError(str(e)) from e
+  cli.no_arguments(argv)
+  export_model(FLAGS.model_dir, FLAGS.export_base, FLAGS.version, FLAGS.overwrite,
+               FLAGS.top_n, FLAGS.id_dtype, FLAGS.model_name, FLAGS.candidates_per_request)
 
 
 def main() -> None:
   """Console entry point ``dasl-export``."""
   define_flags()
-  filesystems.run_main(lambda: app.run(_main))
+  cli.run_command("dasl-export", _main)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,15 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from dasl_tf import features as F
+from dasl_tf import errors
 from dasl_tf.serving import spec as spec_lib
 
 Inputs = Dict[str, np.ndarray]
 FORMS = ("instances", "inputs")
+
+
+class RequestError(errors.DaslError, ValueError):
+  """A request row, field or value does not fit the export's serving spec; names the row."""
 
 _NUMPY_DTYPES = {"int64": np.int64, "float32": np.float32, "string": object}
 
@@ -109,7 +114,7 @@ class RequestBuilder:
       ValueError: as :meth:`predict_inputs`, or another signature.
     """
     if signature not in spec_lib.RAW_EXAMPLE_SIGNATURES:
-      raise ValueError(f"{signature!r} does not take raw-id tf.Examples; those that do are "
+      raise RequestError(f"{signature!r} does not take raw-id tf.Examples; those that do are "
                        f"{spec_lib.RAW_EXAMPLE_SIGNATURES}")
     serialized = [F.example_bytes(self._example_arrays(example))
                   for example in self._raw_examples(rows)]
@@ -155,7 +160,7 @@ class RequestBuilder:
       try:
         serialized.append(self.spec.feature_spec.encode(row))
       except ValueError as e:
-        raise ValueError(f"row {i}: {e}") from e
+        raise RequestError(f"row {i}: {e}") from e
     return {spec_lib.EXAMPLES: np.array(serialized, dtype=object)}
 
   def rest_body(self, signature: str, inputs: Inputs, form: str = "instances") -> dict:
@@ -166,7 +171,7 @@ class RequestBuilder:
     """
     spec_lib.check_signature(signature)
     if form not in FORMS:
-      raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+      raise RequestError(f"form must be one of {FORMS}, got {form!r}")
     if form == "inputs":
       return {"signature_name": signature,
               "inputs": {name: _json_value(value) for name, value in inputs.items()}}
@@ -185,10 +190,10 @@ class RequestBuilder:
     for i, row in enumerate(rows):
       unknown = sorted(set(row) - set(fields))
       if unknown:
-        raise ValueError(f"row {i}: unknown field(s) {unknown}; the fields are {fields}")
+        raise RequestError(f"row {i}: unknown field(s) {unknown}; the fields are {fields}")
       for name in fields:
         if name not in row:
-          raise ValueError(f"row {i}: missing field {name!r}")
+          raise RequestError(f"row {i}: missing field {name!r}")
         columns[name].append(self._field(row[name], name, i))
     if spec_lib.CANDIDATES in columns:
       columns[spec_lib.CANDIDATES] = self._padded_candidates(
@@ -203,16 +208,16 @@ class RequestBuilder:
       return self._raw_id(value, where)
     if name == F.DOMAIN:
       if isinstance(value, bool) or value not in (F.DOMAIN_A, F.DOMAIN_B):
-        raise ValueError(f"{where}: domain must be {F.DOMAIN_A} (A) or {F.DOMAIN_B} (B), "
+        raise RequestError(f"{where}: domain must be {F.DOMAIN_A} (A) or {F.DOMAIN_B} (B), "
                          f"got {value!r}")
       return int(value)
     if name in (F.HIST_A, F.HIST_B, spec_lib.CANDIDATES):
       if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{where}: expected a list of raw ids, got {type(value).__name__}")
+        raise RequestError(f"{where}: expected a list of raw ids, got {type(value).__name__}")
       ids = [self._raw_id(item, f"{where}[{k}]") for k, item in enumerate(value)]
       if name == spec_lib.CANDIDATES:
         if not ids:
-          raise ValueError(f"{where}: no candidates")
+          raise RequestError(f"{where}: no candidates")
         return ids
       _check_history_length(ids, self.spec.history_length, row, name)
       pad = self.spec.history_length - len(ids)
@@ -220,28 +225,28 @@ class RequestBuilder:
     width = self.spec.feature_spec.shapes(with_label=False)[name][1][0]
     values = np.asarray(value)
     if values.shape != (width,):
-      raise ValueError(f"{where}: expected {width} values, got shape {values.shape}")
+      raise RequestError(f"{where}: expected {width} values, got shape {values.shape}")
     if name in (F.USER_CAT, F.ITEM_CAT) and not np.issubdtype(values.dtype, np.integer):
-      raise ValueError(f"{where}: expected integer indices, got {values.dtype}")
+      raise RequestError(f"{where}: expected integer indices, got {values.dtype}")
     if not np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_:
-      raise ValueError(f"{where}: expected numbers, got {values.dtype}")
+      raise RequestError(f"{where}: expected numbers, got {values.dtype}")
     return values.tolist()
 
   def _raw_id(self, value, where: str):
     if self.spec.id_dtype == "int64":
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{where}: raw ids of this export are non-negative integers, "
+        raise RequestError(f"{where}: raw ids of this export are non-negative integers, "
                          f"got {value!r}")
       return int(value)
     if not isinstance(value, str) or not value:
-      raise ValueError(f"{where}: raw ids of this export are non-empty strings, got {value!r}")
+      raise RequestError(f"{where}: raw ids of this export are non-empty strings, got {value!r}")
     return value
 
   def _padded_candidates(self, lists: List[list], pad_to: Optional[int]) -> List[list]:
     width = self.spec.candidates_per_request if pad_to is None else pad_to
     longest = max(len(ids) for ids in lists)
     if longest > width:
-      raise ValueError(
+      raise RequestError(
           f"a row has {longest} candidates, more than the {width} a request carries "
           "(pad_candidates_to, by default the export's candidates_per_request); send more "
           "requests, or pass a larger pad_candidates_to and batch only equal widths")
@@ -265,16 +270,16 @@ class RequestBuilder:
 
 def _check_rows(rows: Sequence[Mapping]) -> None:
   if isinstance(rows, Mapping) or not isinstance(rows, Sequence) or not rows:
-    raise ValueError("expected a non-empty list of rows (one mapping per example)")
+    raise RequestError("expected a non-empty list of rows (one mapping per example)")
   for i, row in enumerate(rows):
     if not isinstance(row, Mapping):
-      raise ValueError(f"row {i}: expected a mapping of field to value, got "
+      raise RequestError(f"row {i}: expected a mapping of field to value, got "
                        f"{type(row).__name__}")
 
 
 def _check_history_length(history: Sequence, history_length: int, row: int, name: str) -> None:
   if len(history) > history_length:
-    raise ValueError(
+    raise RequestError(
         f"row {row}, field {name!r}: {len(history)} ids, more than the model's "
         f"history_length={history_length}; send the most recent {history_length} "
         f"(most recent last)")

@@ -37,6 +37,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from dasl_tf import config as config_lib
+from dasl_tf import errors
 from dasl_tf import features as F
 from dasl_tf.serving import spec as spec_lib
 
@@ -72,17 +73,17 @@ def read_vocabulary(path: str, expected_size: int, id_dtype: str) -> list:
   seen = {}
   for line_number, raw_id in enumerate(ids, start=1):
     if not raw_id:
-      raise ValueError(f"{path}:{line_number}: empty raw id")
+      raise errors.DataError(f"{path}:{line_number}: empty raw id")
     if raw_id == padding_id:
-      raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} is the request padding id")
+      raise errors.DataError(f"{path}:{line_number}: raw id {raw_id!r} is the request padding id")
     if id_dtype == "int64" and not _is_integer_id(raw_id):
-      raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} is not a non-negative "
+      raise errors.DataError(f"{path}:{line_number}: raw id {raw_id!r} is not a non-negative "
                        "integer; export with string ids (--id_dtype=string)")
     if raw_id in seen:
-      raise ValueError(f"{path}:{line_number}: raw id {raw_id!r} repeats line {seen[raw_id]}")
+      raise errors.DataError(f"{path}:{line_number}: raw id {raw_id!r} repeats line {seen[raw_id]}")
     seen[raw_id] = line_number
   if len(ids) + F.NUM_RESERVED_IDS != expected_size:
-    raise ValueError(
+    raise errors.DataError(
         f"{path} holds {len(ids)} ids, so a vocabulary of {len(ids) + F.NUM_RESERVED_IDS} "
         f"with the reserved ids, but the model was built for {expected_size}")
   return ids

@@ -19,6 +19,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from dasl_tf import features as F
+from dasl_tf import errors
 
 SERVING_DEFAULT = "serving_default"
 SERVING_INDICES = "serving_indices"
@@ -98,7 +99,7 @@ class TensorInput(NamedTuple):
 def check_signature(signature: str) -> None:
   """Raises ValueError unless ``signature`` is one of :data:`SIGNATURES`."""
   if signature not in SIGNATURES:
-    raise ValueError(f"unknown signature {signature!r}; choose one of {SIGNATURES}")
+    raise errors.DataError(f"unknown signature {signature!r}; choose one of {SIGNATURES}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,11 +126,11 @@ class ServingSpec:
 
   def __post_init__(self):
     if self.id_dtype not in ID_DTYPES:
-      raise ValueError(f"id_dtype must be one of {ID_DTYPES}, got {self.id_dtype!r}")
+      raise errors.DataError(f"id_dtype must be one of {ID_DTYPES}, got {self.id_dtype!r}")
     if self.top_n < 1:
-      raise ValueError(f"top_n must be at least 1, got {self.top_n}")
+      raise errors.DataError(f"top_n must be at least 1, got {self.top_n}")
     if self.candidates_per_request < 1:
-      raise ValueError(
+      raise errors.DataError(
           f"candidates_per_request must be at least 1, got {self.candidates_per_request}")
 
   @property
@@ -189,4 +190,4 @@ class ServingSpec:
           f"{path} not found: pass an export version directory written by dasl-export "
           f"or its {ASSETS_EXTRA}/{SPEC_FILE}") from e
     except (ValueError, TypeError, KeyError) as e:
-      raise ValueError(f"{path} is not a valid serving spec: {e}") from e
+      raise errors.DataError(f"{path} is not a valid serving spec: {e}") from e

@@ -714,7 +714,7 @@ def test_cli_dry_run_prints_the_grpc_request_it_would_send(setup, client, tmp_pa
 def test_cli_reports_bad_rows_and_bad_request_files(setup, tmp_path):
   bad_row = _request_file(tmp_path, [_with(PREDICT_ROWS[0], hist_b=None)])
   proc = _run_client_cli(setup, bad_row, "--signature=predict", "--dry_run")
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   assert "error: row 0: missing field 'hist_b'" in proc.stderr
   not_json = tmp_path / "rows.txt"
   not_json.write_text("user_id=1")

@@ -200,7 +200,7 @@ def test_overwrite_never_replaces_a_directory_that_prepare_did_not_write(tiny_ra
                          "--output_dir", str(users), "--overwrite"],
                         capture_output=True, text=True, cwd=REPO_ROOT,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  assert proc.returncode == 1 and f"dasl-prepare: error: {refusal}" in proc.stderr, proc.stderr
+  assert proc.returncode == 2 and f"dasl-prepare: error: {refusal}" in proc.stderr, proc.stderr
   assert _files_under(users) == before
   assert sorted(os.listdir(tmp_path)) == ["home"]
 

@@ -15,7 +15,6 @@ import types
 
 import numpy as np
 import pytest
-from absl import app
 import tensorflow as tf
 
 from dasl_tf import config as config_lib
@@ -23,6 +22,7 @@ from dasl_tf import features as F
 from dasl_tf import model_io
 from dasl_tf import models
 from dasl_tf import publish
+from dasl_tf.pipelines import cli
 from dasl_tf.serving import export
 from dasl_tf.serving import signatures
 from dasl_tf.serving import spec as spec_lib
@@ -595,7 +595,7 @@ def export_flags():
 def _run_cli(argv):
   """Runs ``dasl-export`` in-process; returns its exit code (None or 0 on success)."""
   with pytest.raises(SystemExit) as exit_info:
-    app.run(export._main, argv=["dasl-export", *argv])
+    cli.run_command("dasl-export", export._main, argv=["dasl-export", *argv])
   return exit_info.value.code
 
 

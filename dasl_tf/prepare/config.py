@@ -5,6 +5,8 @@ import dataclasses
 import math
 from typing import Tuple
 
+from dasl_tf import errors
+
 FORMATS = ("csv", "tsv", "parquet", "amazon_csv", "amazon_json", "douban", "mat")
 SPLITS = ("temporal", "kfold", "global_time")
 RUNNERS = ("local", "beam")
@@ -12,7 +14,7 @@ NEGATIVE_SAMPLERS = ("uniform", "popularity")
 TEMPORAL_SPLITS = ("train", "validation", "test")
 
 
-class PrepareError(ValueError):
+class PrepareError(errors.DaslError, ValueError):
   """Bad input or configuration; the message names the file, line or field."""
 
 
