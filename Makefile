@@ -33,14 +33,17 @@ demo: venv
 	$(PY) -m dasl_tf.pipelines.demo
 
 # The suite in one pytest process per core (pytest-xdist), a test file per process at a time,
-# so that a file's shared fixtures are built once.
+# so that a file's shared fixtures are built once. A test (its fixtures included) that runs
+# past TEST_TIMEOUT seconds fails (pytest-timeout) instead of blocking the suite.
 TEST_WORKERS ?= auto
+TEST_TIMEOUT ?= 600
+SLOW_TEST_TIMEOUT ?= 1800
 
 test: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --timeout $(TEST_TIMEOUT) -m "not slow" tests
 
 test-slow: venv
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q --timeout $(SLOW_TEST_TIMEOUT) -m slow tests
 
 clean:
 	rm -rf $(VENV) $(TF221_VENV) $(TFX_VENV) build *.egg-info .pytest_cache demo_output
@@ -84,4 +87,4 @@ $(TF221_VENV)/.installed: setup.py constraints/tfx.txt
 	$(call install_venv,$(TF221_VENV),constraints/tfx.txt,beam$(comma)dev)
 
 test-tf221: $(TF221_VENV)/.installed
-	$(TF221_PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(TF221_PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --timeout $(TEST_TIMEOUT) -m "not slow" tests

@@ -32,8 +32,9 @@ EXTRAS_REQUIRE = {
     "beam": ["apache-beam>=2.77.0,<3"],
     # wheel: tests/test_packaging.py builds one; moto: the S3-compatible server of
     # tests/test_remote_storage.py (started on 127.0.0.1 by the test); pytest-xdist: `make
-    # test` runs the suite in one process per core.
-    "dev": ["pytest", "pytest-xdist>=3.5", "hypothesis", "wheel", "moto[server]==5.1.22"],
+    # test` runs the suite in one process per core; pytest-timeout: a test that hangs fails.
+    "dev": ["pytest", "pytest-xdist>=3.5", "pytest-timeout>=2.3", "hypothesis", "wheel",
+            "moto[server]==5.1.22"],
 }
 
 setuptools.setup(

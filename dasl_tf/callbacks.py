@@ -13,7 +13,7 @@ from absl import logging
 import numpy as np
 import tf_keras
 
-from dasl_tf import config_resolution
+from dasl_tf import config as config_lib
 from dasl_tf.model_dir import TrainingState
 
 class EpochMetrics(tf_keras.callbacks.Callback):
@@ -95,7 +95,7 @@ class ResumableEarlyStopping(tf_keras.callbacks.Callback):
     self._state = state
     self._monitor = monitor
     self._patience = patience
-    self._mode = config_resolution.monitor_mode(monitor)
+    self._mode = config_lib.monitor_mode(monitor)
 
   def on_epoch_end(self, epoch, logs=None):
     if self._state.diverged:

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import numbers
-from typing import Any, Dict, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Dict, Mapping, Tuple, Type, TypeVar
 
 from dasl_tf import errors
 from dasl_tf import filesystems
@@ -31,6 +31,11 @@ RANKING_LOSSES = ("bce", "softmax")
 NEGATIVE_SAMPLINGS = ("stored", "uniform", "popularity")
 # ModelConfig.ranking_loss of a model trained for CTR alone (no sampled negatives).
 NO_RANKING_LOSS = "none"
+# The units of the examples' ``timestamp`` feature (``ModelConfig.timestamp_unit``): real
+# times, or the order of the input's lines (data without times).
+TIMESTAMP_UNITS = ("seconds", "milliseconds", "pseudo_time")
+# TrainConfig.strategy: the tf.distribute strategies of :mod:`dasl_tf.distribute`.
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ConfigError(errors.DaslError, ValueError):
@@ -76,6 +81,47 @@ def _type_error(config, field: dataclasses.Field) -> str:
   return ""
 
 
+# Range rules of the config fields: (what the field must be, the test). A tuple field's
+# rule applies to each of its elements.
+_Rule = Tuple[str, Callable[[Any], bool]]
+_POSITIVE: _Rule = (">= 1", lambda v: v >= 1)
+_NON_NEGATIVE: _Rule = (">= 0", lambda v: v >= 0)
+_ABOVE_ZERO: _Rule = ("> 0", lambda v: v > 0)
+_RATE: _Rule = ("in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _one_of(choices: Tuple[str, ...]) -> _Rule:
+  return (f"one of {choices}", lambda v: v in choices)
+
+
+def _range_error(config, rules: Mapping[str, _Rule]) -> str:
+  """The first field of ``config`` outside its rule, as a message ("" when all fit)."""
+  for name, (expected, fits) in rules.items():
+    value = getattr(config, name)
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(fits(v) for v in values):
+      subject = "every element" if isinstance(value, (tuple, list)) else "it"
+      return f"{type(config).__name__}.{name}={value!r}: {subject} must be {expected}"
+  return ""
+
+
+def monitor_mode(monitor: str) -> str:
+  """``max`` for AUC-like metrics, ``min`` for losses, of a ``val_*`` metric name.
+
+  Raises:
+    ConfigError: ``monitor`` is neither an AUC nor a loss.
+  """
+  name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
+  if name.startswith("auc"):
+    return "max"
+  if name.startswith("loss") or name.endswith("_loss"):
+    return "min"
+  raise ConfigError(
+      f"TrainConfig.monitor={monitor!r}: expected an AUC or a loss, such as val_auc (mean of "
+      "both heads), val_auc_a, val_auc_b, val_loss, val_loss_a, val_loss_b or "
+      "val_ranking_loss; the validation split is watched, never the test split")
+
+
 def _fits(value, type_name: str) -> bool:
   if type_name == "bool":
     return isinstance(value, bool)
@@ -86,7 +132,13 @@ def _fits(value, type_name: str) -> bool:
 
 
 class _JsonMixin:
-  """JSON round-trip for the config dataclasses; every field is type-checked on construction."""
+  """JSON round-trip for the config dataclasses, every field checked on construction.
+
+  Types first, then the ranges of ``_RANGES`` (field -> rule), then the
+  cross-field rules of ``_check``: an out-of-range config cannot be built, so
+  nothing is written for it.
+  """
+  _RANGES: ClassVar[Mapping[str, _Rule]] = {}
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -95,6 +147,13 @@ class _JsonMixin:
         value = getattr(self, field.name)
         raise ConfigError(f"{type(self).__name__}.{field.name}: {problem}, got {value!r} "
                           f"({type(value).__name__})")
+    problem = _range_error(self, self._RANGES)
+    if problem:
+      raise ConfigError(problem)
+    self._check()
+
+  def _check(self) -> None:
+    """Rules that relate fields (raises ConfigError); none by default."""
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -229,6 +288,26 @@ class ModelConfig(_JsonMixin):
   recent_window_days: int = 90
   timestamp_unit: str = "seconds"
 
+  _RANGES: ClassVar[Mapping[str, _Rule]] = {
+      **{name: _NON_NEGATIVE for name in ("num_users", "num_items_a", "num_items_b",
+                                          "user_num_dim", "item_num_dim")},
+      **{name: _POSITIVE for name in (
+          "history_length", "user_cat_vocab_sizes", "item_cat_vocab_sizes", "embedding_dim",
+          "gru_units", "attention_dim", "hidden_units", "autoencoder_units", "sasrec_blocks",
+          "sasrec_heads", "knn_neighbors", "recent_window_days")},
+      "dropout": _RATE,
+      "other_domain_dropout": _RATE,
+      **{name: _NON_NEGATIVE for name in ("l2", "dual_embedding_weight", "orthogonality_weight",
+                                          "reconstruction_weight", "ranking_weight")},
+      "ranking_loss": _one_of(RANKING_LOSSES + (NO_RANKING_LOSS,)),
+      "timestamp_unit": _one_of(TIMESTAMP_UNITS),
+  }
+
+  def _check(self) -> None:
+    if self.variant == "sasrec" and self.embedding_dim % self.sasrec_heads:
+      raise ConfigError(f"ModelConfig.sasrec_heads={self.sasrec_heads} must divide "
+                        f"embedding_dim={self.embedding_dim} (the heads split it)")
+
   @property
   def dual_embedding(self) -> bool:
     return DASL_VARIANTS.get(self.variant, (False, False))[0]
@@ -292,14 +371,21 @@ class TrainConfig(_JsonMixin):
   strategy: str = "default"
   full_catalogue_positives: int = 2000
 
-  def __post_init__(self):
-    super().__post_init__()
-    if self.negative_sampling not in NEGATIVE_SAMPLINGS:
-      raise ConfigError(f"TrainConfig.negative_sampling={self.negative_sampling!r}; choose one "
-                        f"of {NEGATIVE_SAMPLINGS}")
-    if not 0.0 <= self.negative_sampling_alpha <= 2.0:
-      raise ConfigError(f"TrainConfig.negative_sampling_alpha={self.negative_sampling_alpha} "
-                        "is outside [0, 2]")
+  _RANGES: ClassVar[Mapping[str, _Rule]] = {
+      **{name: _ABOVE_ZERO for name in ("batch_size", "learning_rate", "epochs")},
+      **{name: _NON_NEGATIVE for name in (
+          "clipnorm", "steps_per_epoch", "train_steps", "eval_steps", "early_stopping_patience",
+          "full_catalogue_positives")},
+      "shuffle_buffer": _POSITIVE,
+      "train_negatives": (">= -1 (-1: as many as the data carries, 0: CTR loss only)",
+                          lambda v: v >= -1),
+      "negative_sampling": _one_of(NEGATIVE_SAMPLINGS),
+      "negative_sampling_alpha": ("in [0, 2]", lambda v: 0 <= v <= 2),
+      "strategy": _one_of(STRATEGIES),
+  }
+
+  def _check(self) -> None:
+    monitor_mode(self.monitor)
 
 
 @dataclasses.dataclass(frozen=True)

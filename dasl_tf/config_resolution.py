@@ -12,7 +12,6 @@ from typing import Mapping, Optional
 from absl import logging
 
 from dasl_tf import config as config_lib
-from dasl_tf import distribute
 from dasl_tf import features as F
 from dasl_tf import models
 from dasl_tf import negatives
@@ -85,55 +84,15 @@ def _ranking_objective(model: config_lib.ModelConfig, train: config_lib.TrainCon
 
 
 def validate_config(experiment: config_lib.ExperimentConfig) -> None:
-  """Checks the values the training job depends on.
+  """Checks what the config's own construction cannot: that its model is registered.
+
+  Field ranges are checked when a :class:`~dasl_tf.config.ModelConfig` or
+  :class:`~dasl_tf.config.TrainConfig` is built.
 
   Raises:
     ConfigError: naming the field and the accepted values.
   """
-  train = experiment.train
   if experiment.model.variant not in models.variants():
     raise config_lib.ConfigError(
         f"model.variant={experiment.model.variant!r} is not a registered model; "
         f"choose one of {models.variants()}")
-  if train.strategy not in distribute.STRATEGIES:
-    raise config_lib.ConfigError(
-        f"train.strategy={train.strategy!r}; choose one of {distribute.STRATEGIES}")
-  positive = {"batch_size": train.batch_size, "learning_rate": train.learning_rate,
-              "epochs": train.epochs}
-  for name, value in positive.items():
-    if not value > 0:
-      raise config_lib.ConfigError(f"train.{name} must be > 0, got {value}")
-  non_negative = {"clipnorm": train.clipnorm, "steps_per_epoch": train.steps_per_epoch,
-                  "train_steps": train.train_steps, "eval_steps": train.eval_steps,
-                  "early_stopping_patience": train.early_stopping_patience,
-                  "shuffle_buffer": train.shuffle_buffer,
-                  "full_catalogue_positives": train.full_catalogue_positives}
-  for name, value in non_negative.items():
-    if value < 0:
-      raise config_lib.ConfigError(f"train.{name} must be >= 0, got {value}")
-  if train.train_negatives < -1:
-    raise config_lib.ConfigError(
-        f"train.train_negatives must be -1 (all stored), 0 (CTR loss only) or a count, "
-        f"got {train.train_negatives}")
-  model = experiment.model
-  if model.ranking_loss not in config_lib.RANKING_LOSSES + (config_lib.NO_RANKING_LOSS,):
-    raise config_lib.ConfigError(f"model.ranking_loss={model.ranking_loss!r}; choose one of "
-                                 f"{config_lib.RANKING_LOSSES} or "
-                                 f"{config_lib.NO_RANKING_LOSS!r}")
-  if not model.ranking_weight >= 0:
-    raise config_lib.ConfigError(f"model.ranking_weight must be >= 0, got {model.ranking_weight}")
-  monitor_mode(train.monitor)
-
-
-def monitor_mode(monitor: str) -> str:
-  """``max`` for AUC-like metrics, ``min`` for losses."""
-  name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
-  if name.startswith("auc"):
-    return "max"
-  if name.startswith("loss") or name.endswith("_loss"):
-    return "min"
-  raise config_lib.ConfigError(
-      f"train.monitor={monitor!r}: expected an AUC or a loss, such as val_auc (mean of both "
-      "heads), val_auc_a, val_auc_b, val_loss, val_loss_a, val_loss_b or val_ranking_loss; "
-      "the validation split is watched, never the test split")
-

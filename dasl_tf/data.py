@@ -86,6 +86,14 @@ def count_records(path: str) -> int:
         "or copy the file again") from None
 
 
+def has_records(files: Sequence[str]) -> bool:
+  """Whether any of the shards holds a record (reads at most one record per shard)."""
+  return any(any(True for _ in tf.data.TFRecordDataset(path,
+                                                       compression_type=compression_of(path)
+                                                       ).take(1))
+             for path in files)
+
+
 def split_files(data_dir: str, split: str) -> List[str]:
   """The shards of one split of a ``dasl-prepare`` output directory.
 

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from dasl_tf import config as config_lib
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = config_lib.STRATEGIES
+
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
   """The ``tf.distribute`` strategy called ``name``.

@@ -229,6 +229,51 @@ def _train_negatives(train: config_lib.TrainConfig, spec: F.FeatureSpec) -> int:
   return count
 
 
+def default_optimizer(train: config_lib.TrainConfig) -> tf_keras.optimizers.Optimizer:
+  """Adam at ``train.learning_rate``, each variable's gradient clipped to ``train.clipnorm``."""
+  return tf_keras.optimizers.Adam(learning_rate=train.learning_rate,
+                                  clipnorm=train.clipnorm or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  """One run of :func:`train_and_evaluate`: what it reads, where it writes, what it calls."""
+  experiment: config_lib.ExperimentConfig
+  data: TrainingData
+  strategy: tf.distribute.Strategy
+  chief: bool
+  model_dir: str
+  write_dir: str
+  export_fn: Optional[Callable[[str], None]]
+  write_report: bool
+  verbose: int
+  optimizer_fn: Callable[[config_lib.TrainConfig], tf_keras.optimizers.Optimizer]
+  callbacks: Tuple[tf_keras.callbacks.Callback, ...]
+
+  @property
+  def train(self) -> config_lib.TrainConfig:
+    return self.experiment.train
+
+  def input(self, files: Sequence[str], **kwargs) -> tf.data.Dataset:
+    """:func:`_input` of this run's feature spec, config and strategy."""
+    return _input(files, self.data.schema.feature_spec, self.train, self.strategy, **kwargs)
+
+
+def _require_examples(data: TrainingData) -> None:
+  """Refuses a split without examples, before the model directory is touched.
+
+  Raises:
+    DataError: naming the split and its shards.
+  """
+  for split, files in (("training", data.train_files), ("validation", data.validation_files),
+                       ("test", data.test_files)):
+    if not files or not data_lib.has_records(files):
+      raise errors.DataError(
+          f"the {split} split has no examples (shards: {list(files) or 'none'}); re-run "
+          "dasl-prepare on data with enough interactions per user, or point the split at "
+          "other files")
+
+
 def count_examples(files: Sequence[str]) -> int:
   """Number of records in TFRecord shards (each shard checked whole, by name)."""
   return sum(data_lib.count_records(path) for path in files)
@@ -240,7 +285,11 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
                        overwrite: bool = False,
                        export_fn: Optional[Callable[[str], None]] = None,
                        write_report: bool = True,
-                       verbose: int = 1) -> Dict[str, float]:
+                       verbose: int = 1,
+                       optimizer_fn: Optional[Callable[[config_lib.TrainConfig],
+                                                       tf_keras.optimizers.Optimizer]] = None,
+                       callbacks: Sequence[tf_keras.callbacks.Callback] = ()
+                       ) -> Dict[str, float]:
   """Trains, selects on validation, tests and saves one run; resumes it if possible.
 
   Args:
@@ -253,6 +302,12 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
       written, before ``metrics.json`` (for example the SavedModel export).
     write_report: write ``report/`` (plots and ``report.md``).
     verbose: ``fit``'s verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
+    optimizer_fn: builds the optimizer from the run's ``TrainConfig`` (default:
+      :func:`default_optimizer`); a resumed run must be given the same one,
+      since its checkpoint holds the optimizer's slots.
+    callbacks: Keras callbacks added to the job's own (metrics, divergence
+      guard, early stopping, checkpoints, TensorBoard), called after them in
+      every epoch's ``fit``.
 
   Returns:
     The metrics written to ``metrics.json``: the test split's ``auc_a``,
@@ -264,6 +319,7 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
     (``null`` in the file).
 
   Raises:
+    DataError: a split has no examples.
     ModelDirError: ``model_dir`` holds a run with another configuration or on
       other data, or another run is using it.
     ConfigError: an export is asked for but the data has no vocabularies.
@@ -271,6 +327,7 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
   """
   config_resolution.validate_config(experiment)
   filesystems.register(model_dir)
+  _require_examples(data)
   if export_fn is not None and data.vocab_dir is None:
     raise config_lib.ConfigError(
         "exporting needs the dataset's vocab/ (raw ids -> rows), and the training data "
@@ -288,41 +345,36 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
       return model_dir_lib.read_json(os.path.join(model_dir, METRICS_FILE))
 
     write_dir = model_dir if chief else tempfile.mkdtemp(prefix="dasl-worker-")
+    job = _Job(experiment, data, strategy, chief, model_dir, write_dir, export_fn,
+               write_report, verbose, optimizer_fn or default_optimizer, tuple(callbacks))
     try:
-      return _run(experiment, data, strategy, chief, model_dir, write_dir, export_fn,
-                  write_report, verbose)
+      return _run(job)
     finally:
       if not chief:
         tf.io.gfile.rmtree(write_dir)
 
 
-def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
-         strategy: tf.distribute.Strategy, chief: bool, model_dir: str, write_dir: str,
-         export_fn: Optional[Callable[[str], None]], write_report: bool,
-         verbose: int) -> Dict[str, float]:
+def _run(job: _Job) -> Dict[str, float]:
   """The body of :func:`train_and_evaluate` once the model directory is ready."""
-  train = experiment.train
-  tf_keras.utils.set_random_seed(train.seed)
-  spec = data.schema.feature_spec
+  experiment, data, model_dir = job.experiment, job.data, job.model_dir
+  tf_keras.utils.set_random_seed(job.train.seed)
   num_train_examples = count_examples(data.train_files)
-  schedule = _schedule(train, num_train_examples)
+  schedule = _schedule(job.train, num_train_examples)
 
-  with strategy.scope():
+  with job.strategy.scope():
     model = model_io.build_model(experiment.model)
-    optimizer = tf_keras.optimizers.Adam(learning_rate=train.learning_rate,
-                                         clipnorm=train.clipnorm or None)
+    optimizer = job.optimizer_fn(job.train)
     model.compile(optimizer=optimizer)
     optimizer.build(model.trainable_variables)
   state = model_dir_lib.TrainingState(
-      model, os.path.join(write_dir, model_dir_lib.CHECKPOINT_DIR),
-      os.path.join(write_dir, model_dir_lib.BEST_CHECKPOINT_DIR))
+      model, os.path.join(job.write_dir, model_dir_lib.CHECKPOINT_DIR),
+      os.path.join(job.write_dir, model_dir_lib.BEST_CHECKPOINT_DIR))
   if state.restore(os.path.join(model_dir, model_dir_lib.CHECKPOINT_DIR)):
     logging.info("resuming %s after epoch %d (%d examples trained on so far)", model_dir,
                  int(state.epoch.numpy()), int(state.train_examples.numpy()))
 
   if model.learns:
-    _fit(model, experiment, data, strategy, state, schedule, num_train_examples, write_dir,
-         verbose)
+    _fit(job, model, state, schedule, num_train_examples)
     if state.diverged:
       raise TrainingDivergedError(f"{model_dir}: {state.diverged}")
     if not state.restore_best(os.path.join(model_dir, model_dir_lib.BEST_CHECKPOINT_DIR)):
@@ -330,23 +382,21 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
   else:
     logging.info("%s does not learn by gradients: fitting it with one pass over the training "
                  "split", experiment.model.variant)
-    model.adapt(_input(data.train_files, spec, train, strategy))
+    model.adapt(job.input(data.train_files))
     if hasattr(model, "select_on_validation"):  # its choices (a blend weight) read validation
-      model.select_on_validation(
-          _input(data.validation_files, spec, train, strategy, with_negatives=True))
+      model.select_on_validation(job.input(data.validation_files, with_negatives=True))
 
-  metrics = _final_metrics(model, data, spec, train, strategy, state)
-  model_io.save_final_weights(model, write_dir)  # every worker saves (collective ops)
-  if not chief:
+  metrics = _final_metrics(job, model, state)
+  model_io.save_final_weights(model, job.write_dir)  # every worker saves (collective ops)
+  if not job.chief:
     return metrics
-  if write_report:
-    report_lib.write_report(model, _input(data.test_files, spec, train, strategy),
-                            state.history, metrics,
+  if job.write_report:
+    report_lib.write_report(model, job.input(data.test_files), state.history, metrics,
                             os.path.join(model_dir, model_dir_lib.REPORT_DIR),
                             data.schema.domain_names)
   publish.write_json(os.path.join(model_dir, model_dir_lib.HISTORY_FILE), state.history)
-  if export_fn is not None:
-    export_fn(model_dir)
+  if job.export_fn is not None:
+    job.export_fn(model_dir)
   publish.write_json(os.path.join(model_dir, METRICS_FILE), metrics)
   logging.info("finished %s: %s", model_dir,
                ", ".join(f"{k}={metrics[k]}" for k in
@@ -354,18 +404,17 @@ def _run(experiment: config_lib.ExperimentConfig, data: TrainingData,
   return metrics
 
 
-def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: TrainingData,
-         strategy: tf.distribute.Strategy, state: model_dir_lib.TrainingState,
-         schedule: _Schedule, num_train_examples: int, write_dir: str, verbose: int) -> None:
+def _fit(job: _Job, model: tf_keras.Model, state: model_dir_lib.TrainingState,
+         schedule: _Schedule, num_train_examples: int) -> None:
   """Trains with ``fit`` from the restored epoch on; validation drives early stopping."""
-  train = experiment.train
+  experiment, data, strategy, train = job.experiment, job.data, job.strategy, job.train
   initial_epoch = int(state.epoch.numpy())
   if bool(state.finished.numpy()) or initial_epoch >= schedule.epochs:
     return
   spec = data.schema.feature_spec
   if initial_epoch == 0 and experiment.model.ranking_loss != config_lib.NO_RANKING_LOSS:
     logging.info("starting the item priors at the training split's click counts")
-    model.adapt(_input(data.train_files, spec, train, strategy))
+    model.adapt(job.input(data.train_files))
   validation_ds = validation_dataset(experiment, data, strategy)
   negatives = negatives_lib.TrainingNegatives.for_run(train, data.schema, data.train_files,
                                                       data.schema_dir)
@@ -379,18 +428,19 @@ def _fit(model: tf_keras.Model, experiment: config_lib.ExperimentConfig, data: T
       callbacks_lib.DivergenceGuard(state, train.learning_rate),
       callbacks_lib.ResumableEarlyStopping(state, train.monitor, train.early_stopping_patience),
       callbacks_lib.EpochCheckpoint(state, schedule.examples_per_epoch),
-      tf_keras.callbacks.TensorBoard(os.path.join(write_dir, model_dir_lib.LOGS_DIR),
+      tf_keras.callbacks.TensorBoard(os.path.join(job.write_dir, model_dir_lib.LOGS_DIR),
                                      write_graph=False, profile_batch=0),
+      *job.callbacks,
   ]
   # One `fit` per epoch, each on the epoch's own shuffle and negatives: epoch e's order and
   # draws depend on (seed, e) alone, so a run resumed at e sees what an uninterrupted run would.
   for epoch in range(initial_epoch, schedule.epochs):
-    train_ds = _input(data.train_files, spec, train, strategy, training=True,
-                      repeat=schedule.repeat, seed=_epoch_seed(train.seed, epoch),
-                      negatives=negatives)
+    train_ds = job.input(data.train_files, training=True, repeat=schedule.repeat,
+                         seed=_epoch_seed(train.seed, epoch), negatives=negatives)
     model.fit(train_ds, validation_data=validation_ds, epochs=epoch + 1, initial_epoch=epoch,
               steps_per_epoch=schedule.steps_per_epoch,
-              validation_steps=train.eval_steps or None, callbacks=callbacks, verbose=verbose)
+              validation_steps=train.eval_steps or None, callbacks=callbacks,
+              verbose=job.verbose)
     if model.stop_training or bool(state.finished.numpy()):
       break
 
@@ -400,8 +450,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
   return (seed * 1_000_003 + epoch) % 2**31
 
 
-def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpec,
-                   train: config_lib.TrainConfig, strategy: tf.distribute.Strategy,
+def _final_metrics(job: _Job, model: tf_keras.Model,
                    state: model_dir_lib.TrainingState) -> Dict[str, float]:
   """Test and validation metrics of the final weights plus the run's accounting.
 
@@ -411,6 +460,7 @@ def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpe
   the validation split, what they touched in training (the validation targets
   are what it predicts).
   """
+  data, spec, train = job.data, job.data.schema.feature_spec, job.train
   sizes = (data.schema.num_items_a, data.schema.num_items_b)
   trained = metrics_lib.FullCatalogue.from_files(data.train_files, spec, sizes)
   catalogues = {"": trained.union(
@@ -418,7 +468,7 @@ def _final_metrics(model: tf_keras.Model, data: TrainingData, spec: F.FeatureSpe
                 VALIDATION_PREFIX: trained}
   metrics = {}
   for prefix, files in (("", data.test_files), (VALIDATION_PREFIX, data.validation_files)):
-    dataset = _input(files, spec, train, strategy, with_negatives=True)
+    dataset = job.input(files, with_negatives=True)
     for key, value in metrics_lib.evaluate_model(
         model, dataset, max_batches=train.eval_steps or None, catalogue=catalogues[prefix],
         full_catalogue_positives=train.full_catalogue_positives, seed=train.seed).items():

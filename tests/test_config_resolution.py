@@ -1,4 +1,6 @@
 """Configuration resolution: precedence, dataset sizes, and every bad value named."""
+import re
+
 import pytest
 
 from dasl_tf import config as config_lib
@@ -78,3 +80,40 @@ def test_type_checks_accept_what_json_and_python_give():
       '{"model": {"hidden_units": [16, 8], "dropout": 0}, "train": {"learning_rate": 1}}')
   assert config.model.hidden_units == (16, 8) and config.model.dropout == 0
   config_lib.ModelConfig(hidden_units=[4])  # a Python list of ints is accepted too
+
+
+# One case per range family: the config cannot be built, so nothing is ever written for it.
+@pytest.mark.parametrize("config_class, field, value, expected", [
+    (config_lib.ModelConfig, "embedding_dim", 0, "it must be >= 1"),
+    (config_lib.ModelConfig, "history_length", -3, "it must be >= 1"),
+    (config_lib.ModelConfig, "num_items_a", -1, "it must be >= 0"),
+    (config_lib.ModelConfig, "hidden_units", (64, 0), "every element must be >= 1"),
+    (config_lib.ModelConfig, "user_cat_vocab_sizes", (0,), "every element must be >= 1"),
+    (config_lib.ModelConfig, "dropout", 1.5, r"it must be in \[0, 1\)"),
+    (config_lib.ModelConfig, "other_domain_dropout", -0.1, r"it must be in \[0, 1\)"),
+    (config_lib.ModelConfig, "orthogonality_weight", -1.0, "it must be >= 0"),
+    (config_lib.ModelConfig, "ranking_loss", "hinge", "it must be one of"),
+    (config_lib.ModelConfig, "timestamp_unit", "days", "it must be one of"),
+    (config_lib.TrainConfig, "learning_rate", 0.0, "it must be > 0"),
+    (config_lib.TrainConfig, "eval_steps", -1, "it must be >= 0"),
+    (config_lib.TrainConfig, "shuffle_buffer", 0, "it must be >= 1"),
+    (config_lib.TrainConfig, "train_negatives", -2, "it must be >= -1"),
+    (config_lib.TrainConfig, "negative_sampling_alpha", 2.5, r"it must be in \[0, 2\]"),
+    (config_lib.TrainConfig, "strategy", "tpu", "it must be one of"),
+])
+def test_every_range_is_checked_when_the_config_is_built(config_class, field, value, expected):
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_class(**{field: value})
+  assert str(error.value).startswith(f"{config_class.__name__}.{field}={value!r}: ")
+  assert re.search(expected, str(error.value)), error.value
+  with pytest.raises(config_lib.ConfigError, match=field):
+    config_lib.ExperimentConfig.from_dict(
+        {"model" if config_class is config_lib.ModelConfig else "train": {field: value}})
+
+
+def test_cross_field_rules_are_checked_when_the_config_is_built():
+  with pytest.raises(config_lib.ConfigError, match="sasrec_heads=3 must divide embedding_dim=32"):
+    config_lib.ModelConfig(variant="sasrec", sasrec_heads=3)
+  config_lib.ModelConfig(variant="dasl", sasrec_heads=3)  # read by SASRec only
+  with pytest.raises(config_lib.ConfigError, match="TrainConfig.monitor='val_hr10'"):
+    config_lib.TrainConfig(monitor="val_hr10")

@@ -298,8 +298,8 @@ def test_selection_needs_validation_negatives():
 
 
 def test_knn_neighbors_must_be_positive():
-  with pytest.raises(config_lib.ConfigError, match="knn_neighbors must be >= 1"):
-    models.build_model(CONFIG.replace(variant="item_knn", knn_neighbors=0))
+  with pytest.raises(config_lib.ConfigError, match="knn_neighbors=0: it must be >= 1"):
+    CONFIG.replace(variant="item_knn", knn_neighbors=0)
 
 
 # ----------------------------------------------------------------------------- recent popularity

@@ -297,3 +297,12 @@ def test_a_wrong_typed_config_field_is_refused_before_training(dataset_dir, tmp_
   assert (f"dasl-train: error: {config}: ModelConfig.embedding_dim: expected int, got '32'"
           in errors)
   assert not os.path.exists(tmp_path / "run")
+
+
+def test_an_out_of_range_flag_is_refused_before_the_model_directory_is_touched(dataset_dir,
+                                                                               tmp_path):
+  errors = _failing_train([f"--data_dir={dataset_dir}", "--embedding_dim=0", "--dropout=0.5"],
+                          str(tmp_path / "run"))
+  assert errors.strip().splitlines()[-1] == (
+      "dasl-train: error: ModelConfig.embedding_dim=0: it must be >= 1")
+  assert not os.path.exists(tmp_path / "run")

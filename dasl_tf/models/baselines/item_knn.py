@@ -78,9 +78,6 @@ class ItemKnn(CrossDomainRanker):
     config: the model's :class:`~dasl_tf.config.ModelConfig` (vocabulary sizes,
       ``knn_neighbors``).
     name: Keras name of the model.
-
-  Raises:
-    ConfigError: ``knn_neighbors`` is not positive.
   """
 
   learns = False
@@ -89,9 +86,6 @@ class ItemKnn(CrossDomainRanker):
 
   def __init__(self, config: config_lib.ModelConfig, name: str = None, **kwargs):
     super().__init__(config, name=name, **kwargs)
-    if config.knn_neighbors < 1:
-      raise config_lib.ConfigError(
-          f"{config.variant}: ModelConfig.knn_neighbors must be >= 1, got {config.knn_neighbors}")
     self.item_counts = (config.num_items_a, config.num_items_b)
     self.neighbour_ids, self.neighbour_sims = [], []
     for d in F.DOMAINS:
