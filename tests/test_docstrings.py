@@ -1,4 +1,9 @@
-"""Every ``>>>`` example in the dasl_tf package runs and prints what its docstring shows."""
+"""Every ``>>>`` example of every installed module runs and prints what its docstring shows.
+
+The installed package is ``dasl_tf`` plus ``dasl_tf.pipelines`` and
+``dasl_tf.serving``, whose sources live in ``pipelines/`` and ``serving/``
+(setup.py's ``package_dir``), so each is walked from its own path.
+"""
 import doctest
 import importlib
 import pkgutil
@@ -6,6 +11,8 @@ import pkgutil
 import pytest
 
 import dasl_tf
+import dasl_tf.pipelines
+import dasl_tf.serving
 
 # Top-level packages of the optional extras (setup.py's extras_require): a module
 # that needs one is skipped where it is not installed.
@@ -14,11 +21,24 @@ _OPTIONAL_PACKAGES = ("apache_beam", "tfx", "tensorflow_model_analysis")
 _OPTION_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
+_PACKAGES = (dasl_tf, dasl_tf.pipelines, dasl_tf.serving)
+
+
 def _module_names():
-  return sorted(name for _, name, _ in pkgutil.walk_packages(dasl_tf.__path__, "dasl_tf."))
+  return sorted({name for package in _PACKAGES
+                 for _, name, _ in pkgutil.walk_packages(package.__path__,
+                                                         package.__name__ + ".")})
 
 
-@pytest.mark.parametrize("module_name", ["dasl_tf"] + _module_names())
+def test_every_installed_package_is_walked():
+  names = _module_names()
+  for module in ("dasl_tf.layers.dual_attention", "dasl_tf.pipelines.train",
+                 "dasl_tf.serving.export"):
+    assert module in names
+
+
+@pytest.mark.parametrize("module_name", [package.__name__ for package in _PACKAGES]
+                         + _module_names())
 def test_docstring_examples(module_name):
   try:
     module = importlib.import_module(module_name)

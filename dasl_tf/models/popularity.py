@@ -15,6 +15,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 import tf_keras
 
+from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.registry import register

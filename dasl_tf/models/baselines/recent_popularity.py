@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -31,7 +32,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.cooccurrence import example_features
-from dasl_tf.models.recent_clicks import RecentClicks, window_length
+from dasl_tf.models.recent_clicks import SECONDS_PER_DAY, RecentClicks, window_length
 from dasl_tf.models.registry import register
 
 
