@@ -67,12 +67,30 @@ def compression_of(path: str) -> str:
   return "GZIP" if path.endswith(".gz") else ""
 
 
+# Shards this process has read whole, by identity (path, size, modification time), and
+# their record counts: a run checks each shard once, however many datasets read it.
+_COUNTED: Dict[Tuple[str, int, int], int] = {}
+
+
 def count_records(path: str) -> int:
-  """Reads every record of one shard and returns how many there are.
+  """How many records one shard holds, read whole once per process and file version.
+
+  A shard read before is not read again while its size and modification time
+  are unchanged, so counting the training split and checking it before each
+  epoch read it once.
 
   Raises:
     CorruptRecordsError: the file is truncated or corrupt (the message names it).
   """
+  stat = tf.io.gfile.stat(path)
+  identity = (path, stat.length, stat.mtime_nsec)
+  if identity not in _COUNTED:
+    _COUNTED[identity] = _read_count(path)
+  return _COUNTED[identity]
+
+
+def _read_count(path: str) -> int:
+  """Reads every record of one shard and returns how many there are (see count_records)."""
   dataset = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
   try:
     batches = dataset.batch(4096)
@@ -151,8 +169,9 @@ def make_dataset(file_patterns: Patterns,
     repeat: repeat the data forever (for step-based training).
     drop_remainder: drop the last, smaller batch (needed by some strategies).
     num_parallel_reads: shards interleaved at a time.
-    verify_files: read every shard once first, so that a truncated or corrupt
-      file fails here, by name, rather than mid-training.
+    verify_files: read every shard whole first (once per process: see
+      :func:`count_records`), so that a truncated or corrupt file fails here,
+      by name, rather than mid-training.
     parse_window: records parsed by one ``parse_example`` in evaluation order
       (batches and their order do not depend on it).
     with_timestamp: also parse ``timestamp`` (the target's time, int64

@@ -42,6 +42,17 @@ class _Recorder(tf_keras.callbacks.Callback):
     self.epochs.append(epoch)
 
 
+class _ShardReads:
+  """Counts the whole-shard reads of :func:`dasl_tf.data.count_records` (the real reads)."""
+
+  def __init__(self, read_count):
+    self._read_count, self.paths = read_count, []
+
+  def __call__(self, path):
+    self.paths.append(path)
+    return self._read_count(path)
+
+
 class _TrainingInputs:
   """Keeps every training dataset the job builds (the real ones, unchanged)."""
 
@@ -60,19 +71,22 @@ def run(dataset_dir, tmp_path_factory):
   """One run with a user optimizer and a user callback, its training inputs kept."""
   recorder = _Recorder()
   inputs = _TrainingInputs(data_lib.make_dataset)
+  reads = _ShardReads(data_lib._read_count)  # pylint: disable=protected-access
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(data_lib, "make_dataset", inputs)
+    patch.setattr(data_lib, "_read_count", reads)
+    patch.setattr(data_lib, "_COUNTED", {})
     metrics = training.train_and_evaluate(
         _experiment(dataset_dir, epochs=EPOCHS, early_stopping_patience=EPOCHS),
         training.TrainingData.from_data_dir(dataset_dir),
         str(tmp_path_factory.mktemp("runs") / "run"), write_report=False, verbose=0,
         optimizer_fn=lambda train: tf_keras.optimizers.SGD(train.learning_rate),
         callbacks=[recorder])
-  return metrics, recorder, inputs
+  return metrics, recorder, inputs, reads
 
 
 def test_a_user_optimizer_and_callback_are_used_through_the_public_api(run):
-  metrics, recorder, _ = run
+  metrics, recorder, _, _ = run
   assert recorder.epochs == list(range(EPOCHS)) == list(range(metrics["epochs"]))
   assert recorder.optimizers == ["SGD"] * EPOCHS
 
@@ -82,7 +96,7 @@ def _users_in_order(dataset):
 
 
 def test_each_epoch_of_a_run_sees_its_own_order(run):
-  _, _, inputs = run
+  _, _, inputs, _ = run
   orders = [_users_in_order(dataset) for dataset in inputs.datasets]
   assert len(orders) == EPOCHS
   for order in orders[1:]:
@@ -104,3 +118,12 @@ def test_a_split_without_examples_is_refused_before_the_model_directory(dataset_
                                 training.TrainingData.from_data_dir(data_dir), str(model_dir),
                                 verbose=0)
   assert not model_dir.exists()
+
+
+def test_the_shard_check_reads_each_shard_once_per_run(run, dataset_dir):
+  """Each epoch's dataset reads the training split once; the check adds one read per run."""
+  _, _, inputs, reads = run
+  data = training.TrainingData.from_data_dir(dataset_dir)
+  assert len(inputs.datasets) == EPOCHS
+  every_shard = data.train_files + data.validation_files + data.test_files
+  assert sorted(reads.paths) == sorted(every_shard)
