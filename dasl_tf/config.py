@@ -7,13 +7,13 @@ Configs are plain data: they are read with ``json`` only (no pickle, no eval).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
-from typing import Any, Callable, ClassVar, Dict, Mapping, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from dasl_tf import errors
 from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf import publish
 
 T = TypeVar("T")
@@ -42,8 +42,11 @@ class ConfigError(errors.DaslError, ValueError):
   """A configuration value or file is invalid."""
 
 
-def _from_dict(cls: Type[T], values: Dict[str, Any], where: str) -> T:
-  """Builds dataclass ``cls`` from ``values``, rejecting unknown keys and coercing tuples."""
+def _from_dict(cls: Type[T], values: Dict[str, Any], where: str, base: Optional[T] = None) -> T:
+  """Builds dataclass ``cls`` from ``values``, rejecting unknown keys and coercing tuples.
+
+  Fields ``values`` omits keep those of ``base`` (default: the field defaults).
+  """
   if not isinstance(values, dict):
     raise ConfigError(f"{where}: expected a JSON object, got {type(values).__name__}")
   fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -55,12 +58,12 @@ def _from_dict(cls: Type[T], values: Dict[str, Any], where: str) -> T:
     field_type = fields[name].type
     sub = _NESTED.get(field_type) if isinstance(field_type, str) else None
     if sub is not None:
-      kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
+      kwargs[name] = _from_dict(sub, value, f"{where}.{name}", getattr(base, name, None))
     elif isinstance(value, list):
       kwargs[name] = tuple(value)
     else:
       kwargs[name] = value
-  return cls(**kwargs)
+  return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
 
 
 def _type_error(config, field: dataclasses.Field) -> str:
@@ -159,26 +162,25 @@ class _JsonMixin:
     return dataclasses.asdict(self)
 
   def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    """The config in the package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""
+    return json_io.dumps(self.to_dict())
 
   @classmethod
-  def from_dict(cls, values: Dict[str, Any]):
-    return _from_dict(cls, values, cls.__name__)
+  def from_dict(cls, values: Dict[str, Any], base=None):
+    """The config of ``values``; keys they omit keep ``base``'s values (default: defaults)."""
+    return _from_dict(cls, values, cls.__name__, base)
 
   @classmethod
-  def from_json(cls, text: str):
-    try:
-      values = json.loads(text)
-    except json.JSONDecodeError as e:
-      raise ConfigError(f"{cls.__name__}: invalid JSON ({e})") from e
-    return cls.from_dict(values)
+  def from_json(cls, text: str, base=None):
+    """Parses JSON strictly (no repeated key, no NaN: :mod:`dasl_tf.json_io`); see from_dict."""
+    return cls.from_dict(json_io.loads(text, cls.__name__, ConfigError), base)
 
   @classmethod
-  def load(cls, path: str):
-    """Reads a config from a JSON file, naming the file in any error."""
+  def load(cls, path: str, base=None):
+    """Reads a config from a JSON file, naming the file in any error; see :meth:`from_dict`."""
     try:
       with filesystems.open_file(path) as f:
-        return cls.from_json(f.read())
+        return cls.from_json(f.read(), base)
     except FileNotFoundError as e:
       raise ConfigError(f"config file not found: {path}") from e
     except ConfigError as e:
@@ -186,7 +188,7 @@ class _JsonMixin:
 
   def save(self, path: str) -> None:
     """Writes the config as JSON to ``path`` (local or remote), published whole."""
-    publish.write_file(path, self.to_json() + "\n")
+    publish.write_file(path, self.to_json())
 
   def replace(self, **changes):
     return dataclasses.replace(self, **changes)

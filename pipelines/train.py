@@ -6,13 +6,15 @@ domain and per slice on the test split, and writes the model directory
 (``config.json``, checkpoints, ``final/weights``, ``report/``,
 ``metrics.json``). Run the same command again after a crash to resume it.
 
-Configuration precedence: built-in defaults < ``--config`` JSON < flags given on
-the command line. Vocabulary sizes always come from the dataset.
+Configuration precedence: built-in defaults < ``--experiment`` preset
+(:mod:`dasl_tf.presets`) < ``--config`` JSON < flags given on the command line.
+Vocabulary sizes always come from the dataset.
 
 Examples::
 
   dasl-train --data_dir=/tmp/douban --model_dir=/tmp/runs/dasl
   dasl-train --data_dir=/tmp/douban --model_dir=/tmp/runs/de --variant=dasl_de --epochs=5
+  dasl-train --data_dir=/tmp/ciao --model_dir=/tmp/runs/paper --experiment=paper
   dasl-train --train_files='/d/train/*' --validation_files='/d/validation/*' \\
       --test_files='/d/test/*' --schema_dir=/d --model_dir=/tmp/run --config=run.json
 """
@@ -27,6 +29,8 @@ from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (fi
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import distribute
+from dasl_tf import presets
+from dasl_tf import filesystems
 from dasl_tf import training
 from dasl_tf.pipelines import cli
 from dasl_tf.serving import export as export_lib
@@ -56,7 +60,12 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "The run's directory.")
     flags.DEFINE_string("serving_model_dir", None,
                         "Export base of a versioned SavedModel, written at the end.")
-    flags.DEFINE_string("config", None, "ExperimentConfig JSON file.")
+    flags.DEFINE_enum("experiment", None, sorted(presets.PRESETS),
+                      "A named setting of dasl_tf/presets.py, applied over the defaults "
+                      "(--config and flags override it): "
+                      + "; ".join(f"{name}: {preset.description}"
+                                  for name, preset in sorted(presets.PRESETS.items())) + ".")
+    flags.DEFINE_string("config", None, "ExperimentConfig JSON file (over --experiment).")
     flags.DEFINE_bool("overwrite", False,
                       "Discard a previous run in --model_dir instead of resuming it.")
     flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
@@ -135,8 +144,13 @@ def run(argv: List[str]) -> None:
 
 def _train() -> None:
   """Resolves the data and the config, then trains (and exports)."""
+  filesystems.register(FLAGS.data_dir, FLAGS.schema_dir, FLAGS.model_dir,
+                       FLAGS.serving_model_dir, FLAGS.config, *(FLAGS.train_files or ()),
+                       *(FLAGS.validation_files or ()), *(FLAGS.test_files or ()))
   data = training_data()
-  base = config_lib.ExperimentConfig.load(FLAGS.config) if FLAGS.config else None
+  base = presets.preset_config(FLAGS.experiment) if FLAGS.experiment else None
+  if FLAGS.config:
+    base = config_lib.ExperimentConfig.load(FLAGS.config, base)
   experiment = config_resolution.resolve_config(data.schema, base, _explicit(_MODEL_FIELDS),
                                                 _explicit(_TRAIN_FIELDS))
   training.train_and_evaluate(experiment, data, FLAGS.model_dir, overwrite=FLAGS.overwrite,

@@ -6,6 +6,7 @@ import pytest
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import features as F
+from dasl_tf import presets
 from tests import test_train_support as support
 
 
@@ -65,8 +66,9 @@ def test_resolve_config_rejects_bad_model_values(dataset_dir, overrides, message
     ('{"model": {"hidden_units": 16}}', "ModelConfig.hidden_units: expected a list of int"),
     ('{"model": {"variant": 3}}', "ModelConfig.variant: expected str, got 3"),
     ('{"model": {"unroll_gru": 1}}', "ModelConfig.unroll_gru: expected bool, got 1"),
-    ('{"train": {"learning_rate": NaN}}', "TrainConfig.learning_rate: expected a finite number"),
-    ('{"train": {"learning_rate": Infinity}}', "TrainConfig.learning_rate: expected a finite"),
+    ('{"train": {"learning_rate": NaN}}', "NaN is not a JSON value"),
+    ('{"train": {"learning_rate": Infinity}}', "Infinity is not a JSON value"),
+    ('{"model": {"dropout": 0.1}, "model": {"dropout": 0.2}}', "key 'model' appears more than"),
     ('{"train": {"epochs": true}}', r"TrainConfig.epochs: expected int, got True \(bool\)"),
     ('{"train": "fast"}', "ExperimentConfig.train: expected a JSON object, got str"),
 ])
@@ -117,3 +119,27 @@ def test_cross_field_rules_are_checked_when_the_config_is_built():
   config_lib.ModelConfig(variant="dasl", sasrec_heads=3)  # read by SASRec only
   with pytest.raises(config_lib.ConfigError, match="TrainConfig.monitor='val_hr10'"):
     config_lib.TrainConfig(monitor="val_hr10")
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_every_preset_resolves_to_a_valid_config(dataset_dir, name):
+  config = config_resolution.resolve_config(F.DatasetSchema.load(dataset_dir),
+                                            presets.preset_config(name))
+  for part, values in presets.PRESETS[name].values.items():
+    for field, value in values.items():
+      got = getattr(getattr(config, part), field)
+      assert got == (tuple(value) if isinstance(value, list) else value), (part, field)
+
+
+def test_a_config_file_overrides_a_preset_key_by_key(tmp_path):
+  path = tmp_path / "run.json"
+  path.write_text('{"model": {"embedding_dim": 12}, "train": {"epochs": 5}}')
+  config = config_lib.ExperimentConfig.load(str(path), presets.preset_config("smoke"))
+  assert (config.model.embedding_dim, config.model.gru_units) == (12, 8)  # file, preset
+  assert (config.train.epochs, config.train.full_catalogue_positives) == (5, 200)
+  assert config.train.batch_size == config_lib.TrainConfig().batch_size  # default
+
+
+def test_an_unknown_preset_is_refused():
+  with pytest.raises(config_lib.ConfigError, match="unknown experiment preset 'ciao'"):
+    presets.preset_config("ciao")
