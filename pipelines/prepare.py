@@ -10,7 +10,7 @@ Examples:
   dasl-prepare ... --split global_time --cold_start_users 0.1
   dasl-prepare ... --runner beam --direct_num_workers=2   # other Beam options pass through
 
-Bad input ends with ``dasl-prepare: error: <file[:line]>: <what>`` and exit code 1.
+Bad input ends with ``dasl-prepare: error: <file[:line]>: <what>`` and exit status 2.
 """
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ def define_flags() -> None:
                         "column is absent.")
     flags.DEFINE_string("timestamp_column", "timestamp", "Time column; if absent, file order.")
     flags.DEFINE_string("category_column", "category", "Category column of a single --input.")
+    flags.DEFINE_bool("strip_ids", False, "Strip leading and trailing whitespace from user and "
+                      "item ids (logs and side-feature tables); without it such an id is an "
+                      "error, since 'u1 ' and 'u1' would be two users.")
     flags.DEFINE_float("label_threshold", 4.0, "Click = rating >= this.")
     flags.DEFINE_integer("history_length", 10, "T: past items per domain in each example.")
     flags.DEFINE_integer("min_item_count", 1, "Items with fewer records map to OOV (id 1).")

@@ -19,6 +19,7 @@ import pytest
 from dasl_tf import synthetic
 from dasl_tf.prepare import PrepareConfig, PrepareError, prepare
 from dasl_tf.prepare import beam_pipeline
+from dasl_tf.prepare import beam_runner
 from dasl_tf.prepare import readers
 
 pytest.importorskip("apache_beam", reason="the Beam driver needs apache-beam (extra [beam])")
@@ -206,3 +207,45 @@ def test_bad_row_in_a_block_names_file_and_bytes_and_writes_nothing(raw, tmp_pat
     prepare(beam)
   assert not os.path.exists(beam.output_dir)
   assert os.listdir(tmp_path) == ["bad.csv"]
+
+
+def test_bad_input_raises_the_local_message_offline_without_a_traceback(
+    raw, tmp_path, monkeypatch, capfd, caplog):
+  """A CSV without its rating column: Beam raises the local driver's error, quietly, offline.
+
+  Every socket connection and host lookup is refused and recorded: the
+  default runner must not reach for the network (Beam's Prism runner
+  downloads its binary at run time).
+  """
+  import socket  # pylint: disable=g-import-not-at-top
+  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+  from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+
+  rows = _read_rows(raw["input_a"])
+  assert rows[0][2] == "rating"
+  bad = _write_rows(tmp_path / "bad.csv", [row[:2] + row[3:] for row in rows])
+  local, beam = _both(tmp_path, input_a=bad, input_b=raw["input_b"])
+  with pytest.raises(PrepareError) as local_error:
+    prepare(local)
+  assert str(local_error.value) == (f"{bad}: no column 'rating' or 'label' "
+                                    "(columns: user_id, item_id, timestamp)")
+  reached = []
+
+  def offline(*args, **kwargs):
+    reached.append(args)
+    raise OSError("this test is offline")
+
+  monkeypatch.setattr(socket.socket, "connect", offline)
+  monkeypatch.setattr(socket, "getaddrinfo", offline)
+  capfd.readouterr()
+  with caplog.at_level("INFO"):
+    with pytest.raises(PrepareError) as beam_error:
+      prepare(beam)
+  assert str(beam_error.value) == str(local_error.value)
+  assert not reached
+  logs = caplog.text + "".join(capfd.readouterr())
+  assert "Traceback" not in logs and "PrismRunner" not in logs
+  options = pipeline_options.PipelineOptions(["--runner=DirectRunner"])
+  assert isinstance(beam_runner.pipeline_runner(options), fn_runner.FnApiRunner)
+  assert beam_runner.pipeline_runner(
+      pipeline_options.PipelineOptions(["--runner=DataflowRunner"])) is None

@@ -132,10 +132,10 @@ def test_non_finite_numbers_are_errors_naming_the_line(tmp_path, good, cell, fie
   assert not os.path.exists(tmp_path / "out")
 
 
-def test_blanks_and_full_width_digits_read_as_python_reads_them(tmp_path, good):
-  """Cells Arrow cannot cast (" 4", "５") are read, not a traceback; their values are kept."""
+def test_spaces_and_tabs_around_numbers_are_read_as_arrow_reads_them(tmp_path, good):
+  """Arrow's CSV conversion ignores spaces and tabs around a number (" 4", "5\t"); values kept."""
   rows = _timeline("i")
-  rows[0], rows[1], rows[2] = "u1,i0, 4,10", "u1,i1,５,11", "u1,i2,2 ,12"
+  rows[0], rows[1], rows[2] = "u1,i0, 4,10", "u1,i1,5\t,11", "u1,i2,2 ,12"
   stats = _run(tmp_path, _csv(tmp_path / "a.csv", *rows), good[1])
   assert stats["domains"]["A"]["records"] == 10
   # 4, 5, 2 as written, then 5, 1 and u2's 5, 4, 2, 5, 1: six clicks (>= 4) of ten.

@@ -5,7 +5,11 @@ a whole Douban run); only ``--runner beam`` does, through Beam.
 
 Modules, one responsibility each:
   config         :class:`PrepareConfig` (one field per flag) and :class:`PrepareError`.
-  readers        one reader per input format -> :class:`readers.RawLog`.
+  values         the one rule for numbers and ids of every input.
+  tables         one reader per input format -> string columns.
+  blocks         the blocks of input files that Beam workers read.
+  times          time-column checks (unit, negative and future times).
+  readers        both domains' logs -> :class:`readers.RawLog`.
   interactions   cleaning (drops, counted) and the merged per-user table.
   vocab          raw id -> index vocabularies (0 = padding, 1 = OOV).
   side_features  user / item side-feature tables aligned to the vocabularies.
@@ -18,6 +22,7 @@ Modules, one responsibility each:
   stats          ``stats.json``.
   local          the local driver.
   beam_pipeline  the Apache Beam driver.
+  beam_runner    how it runs: the runner (no download), worker errors, counters.
   pipeline       :func:`prepare`, which ties them together.
 """
 from dasl_tf.prepare.config import FORMATS, PrepareConfig, PrepareError

@@ -26,6 +26,12 @@ record). Run it with ``--runner beam`` plus ``--beam_runner`` (Beam's own
 ``--runner``, DirectRunner by default) and standard pipeline options, e.g.
 ``--direct_num_workers=2 --direct_running_mode=multi_processing`` or
 ``--beam_runner DataflowRunner --project=... --region=... --temp_location=gs://...``.
+The DirectRunner runs in process and never downloads a runner; how the
+pipeline is run and its errors raised is :mod:`dasl_tf.prepare.beam_runner`.
+
+It is one module because the pipeline and the plain per-record functions its
+steps call (``read_block``, ``user_timeline``, ``user_examples``, ...) are one
+unit: each step reads beside what it runs, and neither has another user.
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ import numpy as np
 
 from dasl_tf import filesystems
 from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, OOV_ID
+from dasl_tf.prepare import beam_runner
 from dasl_tf.prepare import interactions as interactions_lib
 from dasl_tf.prepare import pipeline as pipeline_lib
 from dasl_tf.prepare import readers
@@ -49,7 +56,7 @@ from dasl_tf.prepare.examples import COUNT_KEYS, Timelines, build_user_examples
 from dasl_tf.prepare.interactions import DROP_REASONS
 from dasl_tf.prepare.vocab import Vocabulary
 
-NAMESPACE = "dasl_prepare"
+NAMESPACE = beam_runner.NAMESPACE
 SUMMARY_FILE = "_beam_summary.json"
 DOMAIN_KEYS = ("A", "B")
 
@@ -126,8 +133,13 @@ def read_block(block: readers.Block, domain: int, config: PrepareConfig
   for de-duplication; the timestamp is 0 for inputs without a time column
   (position orders them). ``domain`` -1 splits a single input by category.
   """
-  log = readers.log_of_table(readers.read_block(block, config.format), config,
-                             with_category=domain < 0)
+  table = readers.read_block(block, config.format)
+  # The checks of a whole file (its columns) on no row, so that their messages
+  # name the file as the local driver's do, not the block.
+  no_rows = {name: values[:0] for name, values in table.columns.items()}
+  readers.log_of_table(dataclasses.replace(table, path=block.path, columns=no_rows), config,
+                       with_category=domain < 0)
+  log = readers.log_of_table(table, config, with_category=domain < 0)
   parts = (enumerate(readers.split_by_category(log, config)) if domain < 0
            else [(domain, log)])
   for part_domain, part in parts:
@@ -419,7 +431,7 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
 
   options = pipeline_options.PipelineOptions(
       [f"--runner={config.beam_runner}", *config.beam_options])
-  pipeline = beam.Pipeline(options=options)
+  pipeline = beam.Pipeline(runner=beam_runner.pipeline_runner(options), options=options)
   sources = ([(config.input, -1)] if config.input
              else [(config.input_a, DOMAIN_A), (config.input_b, DOMAIN_B)])
   blocks = (
@@ -474,46 +486,8 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
         compression_type=compression)
   _ = context | "Metadata" >> beam.Map(write_metadata, beam.pvalue.AsSingleton(facts),
                                        beam.pvalue.AsSingleton(cuts), staging)
-  result = _run(pipeline)
-  return _driver_result(config, staging, _counters(result))
-
-
-def _run(pipeline):
-  """Runs the pipeline; a :class:`PrepareError` raised in a worker is raised here as one."""
-  try:
-    result = pipeline.run()
-    result.wait_until_finish()
-  except PrepareError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    message = _prepare_error_in(e)
-    if message is None:
-      raise
-    raise PrepareError(message) from e
-  return result
-
-
-def _prepare_error_in(error: BaseException) -> Optional[str]:
-  """The message of a PrepareError that a runner re-raised wrapped, if any."""
-  seen = error
-  while seen is not None:
-    if isinstance(seen, PrepareError):
-      return str(seen).split(" [while running")[0]
-    seen = seen.__cause__ or seen.__context__
-  marker = f"{PrepareError.__name__}: "
-  text = str(error)
-  if marker in text:
-    return text.split(marker, 1)[1].split("\n", 1)[0].split(" [while running")[0]
-  return None
-
-
-def _counters(result) -> Dict[str, int]:
-  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=g-import-not-at-top
-  counts: Dict[str, int] = {}
-  for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-    name = counter.key.metric.name
-    counts[name] = counts.get(name, 0) + (counter.committed or counter.attempted or 0)
-  return counts
+  result = beam_runner.run_pipeline(pipeline)
+  return _driver_result(config, staging, beam_runner.counters(result))
 
 
 def _driver_result(config: PrepareConfig, staging: str, counts: Dict[str, int]

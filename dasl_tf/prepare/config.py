@@ -36,6 +36,9 @@ class PrepareConfig:
     label_column: 0/1 click column, used when the rating column is absent.
     timestamp_column: time column; when absent, file order is the time.
     category_column: category column of a single-file input.
+    strip_ids: remove leading and trailing whitespace from user and item
+      ids (interaction logs and side-feature tables); without it, such an
+      id is an error, since ``'u1 '`` and ``'u1'`` would be two users.
     label_threshold: a rating >= this is a click.
     history_length: T, items per domain history.
     min_item_count: items with fewer records map to the OOV id 1.
@@ -91,6 +94,7 @@ class PrepareConfig:
   label_column: str = "label"
   timestamp_column: str = "timestamp"
   category_column: str = "category"
+  strip_ids: bool = False
   label_threshold: float = 4.0
   history_length: int = 10
   min_item_count: int = 1

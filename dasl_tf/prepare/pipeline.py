@@ -21,10 +21,12 @@ import numpy as np
 from absl import logging
 
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf.prepare import interactions as interactions_lib
 from dasl_tf.prepare import local
 from dasl_tf.prepare import readers
 from dasl_tf.prepare import side_features
+from dasl_tf.prepare import splits as splits_lib
 from dasl_tf.prepare import stats as stats_lib
 from dasl_tf.prepare import tfmd
 from dasl_tf.prepare import vocab as vocab_lib
@@ -73,9 +75,14 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
 
   Raises:
     PrepareError: bad input or configuration (the message names the file,
-      line or field); nothing is left at ``config.output_dir``.
+      line or field), or a split without examples
+      (:func:`splits_lib.check_split_sizes`: the local driver checks before
+      writing, the Beam driver's counts before publishing); nothing is left
+      at ``config.output_dir``.
   """
   start = time.time()
+  filesystems.register(config.output_dir, config.input_a, config.input_b, config.input,
+                       config.user_features, config.item_features_a, config.item_features_b)
   if config.runner == "beam":
     from dasl_tf.prepare import beam_pipeline  # pylint: disable=g-import-not-at-top
     run = functools.partial(beam_pipeline.run, config)
@@ -83,11 +90,14 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
     run = _local_driver(config)
   with writer_lib.staging_dir(config.output_dir, config.overwrite) as staging:
     result = run(staging)
+    split_warnings = splits_lib.check_split_sizes(result.splits, config, result.users["users"],
+                                                  result.time_cuts)
     schema = _schema(config, result)
     schema.save(staging)
     tfmd.write(staging, schema, result.splits)
     warnings = stats_lib.warnings_of(
         result.users, [source for source in result.sources if result.file_order])
+    warnings += split_warnings
     for warning in warnings:
       logging.warning("%s", warning)
     stats = {
@@ -122,6 +132,9 @@ def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
   clean_a = interactions_lib.clean(raw_a, config.label_threshold)
   clean_b = interactions_lib.clean(raw_b, config.label_threshold)
   interactions = interactions_lib.merge(clean_a, clean_b, config)
+  splits_lib.check_split_sizes(
+      splits_lib.domain_counts(interactions.split, interactions.domain, config.split_names),
+      config, len(interactions.offsets) - 1, interactions.time_cuts)
   encoding = encoding_of(config, interactions.user_vocab, interactions.item_vocabs,
                          stats_lib.train_item_counts(interactions, config.split_names))
   local.check_memory(interactions, encoding.params)
@@ -182,10 +195,11 @@ def encoding_of(config: PrepareConfig, user_vocab: vocab_lib.Vocabulary,
     train_item_counts: per domain, trained records per item index (popularity negatives).
   """
   user_features = side_features.load([config.user_features], [user_vocab],
-                                     config.numeric_features, config.categorical_features)
+                                     config.numeric_features, config.categorical_features,
+                                     config.strip_ids)
   item_features = side_features.load([config.item_features_a, config.item_features_b],
                                      item_vocabs, config.numeric_features,
-                                     config.categorical_features)
+                                     config.categorical_features, config.strip_ids)
   feature_stats = stats_lib.side_feature_stats(user_features, item_features)
   params = ExampleParams.from_config(config, tuple(v.size for v in item_vocabs),
                                      train_item_counts)

@@ -9,6 +9,8 @@ Values are aligned to the id vocabularies: row ``k`` of a feature matrix holds
 the features of index ``k``. Ids of the vocabulary without a row (and empty
 cells) get the defaults, 0.0 for numeric and index 0 for categorical
 features; rows whose id is not in the vocabulary are ignored. Both are counted.
+Ids and numbers follow the rules of :mod:`dasl_tf.prepare.values` (numeric
+values must be finite within float32); an id on two rows is an error.
 Each categorical column has a vocabulary of its sorted values (index = line +
 2; 0 = missing, 1 = a value unseen here). Both domains' item tables must have
 the same columns; their categorical vocabularies are shared.
@@ -22,7 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from dasl_tf.features import NUM_RESERVED_IDS
-from dasl_tf.prepare import readers
+from dasl_tf.prepare import tables
+from dasl_tf.prepare import values as values_lib
 from dasl_tf.prepare import vocab as vocab_lib
 from dasl_tf.prepare.config import PrepareError
 
@@ -62,44 +65,62 @@ class SideFeatures:
     return tuple(v.size for v in self.categorical_vocabs)
 
 
-def read_table(path: str) -> readers.Table:
-  """Reads a side-feature table (Parquet if it ends in ``.parquet``, else CSV)."""
-  files = readers.expand(path)
+def read_table(path: str, strip_ids: bool = False) -> tables.Table:
+  """Reads a side-feature table (Parquet if it ends in ``.parquet``, else CSV or TSV).
+
+  Args:
+    path: the file (a glob matching one file).
+    strip_ids: strip whitespace around the ids (``--strip_ids``).
+
+  Raises:
+    PrepareError: not one file, an id padded with whitespace (without
+      ``strip_ids``) or holding a line break, or an id on two rows; the
+      message names the line(s).
+  """
+  files = tables.expand(path)
   if len(files) != 1:
     raise PrepareError(f"{path}: a side-feature table is one file, {len(files)} match")
   if files[0].endswith(".parquet"):
-    return readers.read_table(files[0], "parquet")
-  return readers.read_table(files[0], "tsv" if files[0].endswith((".tsv", ".tsv.gz")) else "csv")
+    table = tables.read_table(files[0], "parquet")
+  else:
+    table = tables.read_table(files[0], "tsv" if files[0].endswith((".tsv", ".tsv.gz"))
+                              else "csv")
+  if not table.columns:
+    raise PrepareError(f"{files[0]}: a side-feature table needs an id column")
+  name = list(table.columns)[0]
+  table.columns[name] = values_lib.checked_ids(table.columns[name], name, table.where, strip_ids)
+  values_lib.check_unique_ids(table.columns[name], name, table.where)
+  return table
 
 
 def _is_numeric(values: np.ndarray) -> bool:
   try:
-    readers.parse_numbers(values, "", lambda row: "")
+    values_lib.parse_numbers(values, "", lambda row: "")
     return True
   except PrepareError:
     return False
 
 
-def _column_kinds(tables: Sequence[readers.Table], numeric: Sequence[str],
+def _column_kinds(feature_tables: Sequence[tables.Table], numeric: Sequence[str],
                   categorical: Sequence[str]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
   """Splits the feature columns (all but the first) into numeric and categorical."""
-  names = list(tables[0].columns)[1:]
-  for table in tables[1:]:
+  names = list(feature_tables[0].columns)[1:]
+  for table in feature_tables[1:]:
     if list(table.columns)[1:] != names:
       raise PrepareError(f"{table.path}: feature columns {list(table.columns)[1:]} differ from "
-                         f"{tables[0].path}: {names}")
+                         f"{feature_tables[0].path}: {names}")
   numeric_columns, categorical_columns = [], []
   for name in names:
     if name in categorical:
       categorical_columns.append(name)
-    elif name in numeric or all(_is_numeric(t.columns[name]) for t in tables):
+    elif name in numeric or all(_is_numeric(t.columns[name]) for t in feature_tables):
       numeric_columns.append(name)
     else:
       categorical_columns.append(name)
   return tuple(numeric_columns), tuple(categorical_columns)
 
 
-def _align(table: readers.Table, ids: vocab_lib.Vocabulary, numeric_columns: Sequence[str],
+def _align(table: tables.Table, ids: vocab_lib.Vocabulary, numeric_columns: Sequence[str],
            categorical_columns: Sequence[str],
            categorical_vocabs: Sequence[vocab_lib.Vocabulary]) -> FeatureMatrix:
   """Places a table's rows at the vocabulary indices of their ids."""
@@ -108,7 +129,7 @@ def _align(table: readers.Table, ids: vocab_lib.Vocabulary, numeric_columns: Seq
   numeric = np.zeros((ids.size, len(numeric_columns)), dtype=np.float32)
   categorical = np.zeros((ids.size, len(categorical_columns)), dtype=np.int64)
   for k, name in enumerate(numeric_columns):
-    values = table.numbers(name)
+    values = table.numbers(name, values_lib.FLOAT32_MAX)
     numeric[index[known], k] = np.nan_to_num(values[known], nan=0.0)
   for k, (name, vocabulary) in enumerate(zip(categorical_columns, categorical_vocabs)):
     values = table.columns[name]
@@ -123,17 +144,20 @@ def _align(table: readers.Table, ids: vocab_lib.Vocabulary, numeric_columns: Seq
 
 
 def load(paths: Sequence[Optional[str]], id_vocabs: Sequence[vocab_lib.Vocabulary],
-         numeric: Sequence[str], categorical: Sequence[str]) -> Optional[SideFeatures]:
+         numeric: Sequence[str], categorical: Sequence[str],
+         strip_ids: bool = False) -> Optional[SideFeatures]:
   """Reads one entity's tables (one path per id vocabulary; None = no table).
+
+  ``strip_ids`` strips whitespace around the tables' ids (:func:`read_table`).
 
   Returns:
     The aligned features, or None when no table is given. A vocabulary
     without a table gets defaults for every id.
   """
-  tables = {k: read_table(p) for k, p in enumerate(paths) if p}
-  if not tables:
+  by_vocab = {k: read_table(p, strip_ids) for k, p in enumerate(paths) if p}
+  if not by_vocab:
     return None
-  present = list(tables.values())
+  present = list(by_vocab.values())
   numeric_columns, categorical_columns = _column_kinds(present, numeric, categorical)
   categorical_vocabs = []
   for name in categorical_columns:
@@ -142,8 +166,8 @@ def load(paths: Sequence[Optional[str]], id_vocabs: Sequence[vocab_lib.Vocabular
     categorical_vocabs.append(vocab_lib.build(values)[0])
   matrices = []
   for k, ids in enumerate(id_vocabs):
-    if k in tables:
-      matrices.append(_align(tables[k], ids, numeric_columns, categorical_columns,
+    if k in by_vocab:
+      matrices.append(_align(by_vocab[k], ids, numeric_columns, categorical_columns,
                              categorical_vocabs))
     else:
       matrices.append(FeatureMatrix(

@@ -23,14 +23,21 @@ test), the held-out domain's history is empty, so no model sees those items
 before test; the held-out test examples keep their own-domain history of the
 user's earlier held-out records (an online system knows a user's recent
 activity in the domain it serves) and their other-domain history.
+
+Every split must end up with examples (:func:`check_split_sizes`): an empty
+train, validation or test split is an error naming the cause; a split empty
+in one domain only is a warning. A validation split that
+``validation_fraction=0`` asks to be empty is neither.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dasl_tf.features import DOMAIN_A, DOMAIN_B
+from dasl_tf.prepare.config import PrepareConfig, PrepareError
 from dasl_tf.prepare.examples import hashed_uniform
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
@@ -201,3 +208,73 @@ def user_folds(num_users: int, folds: int, seed: int) -> np.ndarray:
   fold = np.empty(num_users, dtype=np.int64)
   fold[order] = np.arange(num_users) % folds
   return fold
+
+
+# The keys of a split's per-domain example counts (``examples.COUNT_KEYS``).
+_DOMAIN_COUNT_KEYS = ("domain_a", "domain_b")
+
+
+def domain_counts(split: np.ndarray, domain: np.ndarray,
+                  split_names: Sequence[str]) -> Dict[str, Dict[str, int]]:
+  """Records (one record is one example) per split and domain, keyed as the drivers count them.
+
+  Args:
+    split: the split index of every record, int [N].
+    domain: the domain of every record, int [N].
+    split_names: the splits, in index order.
+  """
+  return {name: {key: int(((split == k) & (domain == d)).sum())
+                 for key, d in zip(_DOMAIN_COUNT_KEYS, (DOMAIN_A, DOMAIN_B))}
+          for k, name in enumerate(split_names)}
+
+
+def check_split_sizes(counts: Mapping[str, Mapping[str, int]], config: PrepareConfig,
+                      num_users: int, cuts: Optional[Tuple[int, int]]) -> List[str]:
+  """Refuses a split without examples; warns of one without examples of one domain.
+
+  Args:
+    counts: per split name, its examples of each domain (``domain_a``,
+      ``domain_b``), as :func:`domain_counts` or a driver's counts give them.
+    config: the run's configuration (split rule, fractions, folds, domain names).
+    num_users: the users of both domains.
+    cuts: ``(validation_cut, test_cut)`` of a global_time split, else None.
+
+  Returns:
+    One warning per split that lacks one domain's examples only.
+
+  Raises:
+    PrepareError: a split has no example of either domain (the message says
+      which and why). An empty validation split is allowed when
+      ``validation_fraction`` is 0.
+  """
+  warnings = []
+  for name in config.split_names:
+    if name == "validation" and config.validation_fraction <= 0:
+      continue
+    per_domain = [int(counts.get(name, {}).get(key, 0)) for key in _DOMAIN_COUNT_KEYS]
+    if not any(per_domain):
+      raise PrepareError(f"the {name} split is empty: {_why_empty(name, config, num_users, cuts)}")
+    for d, count in enumerate(per_domain):
+      if not count:
+        warnings.append(f"the {name} split has no example of domain {'AB'[d]} "
+                        f"({config.domain_names[d]}); every example in it is of domain "
+                        f"{'BA'[d]}")
+  return warnings
+
+
+def _why_empty(name: str, config: PrepareConfig, num_users: int,
+               cuts: Optional[Tuple[int, int]]) -> str:
+  """Why the split rule left the split ``name`` without a record."""
+  if config.split == "kfold":
+    return (f"no user was dealt into it ({num_users} user(s) over --folds={config.folds}); "
+            "use fewer folds or more users")
+  if name == "train":
+    return "every record falls in validation or test"
+  if config.split == "global_time":
+    return (f"the validation and test cuts are the same time ({cuts[1]}): the log has too "
+            f"few distinct times for --validation_fraction={config.validation_fraction} and "
+            f"--test_fraction={config.test_fraction}")
+  needed = 2 if name == "test" else 3
+  held = " (outside a domain held out for cold start)" if config.cold_start_users > 0 else ""
+  return (f"every user has fewer than {needed} interactions over both domains{held}; the "
+          "temporal split needs at least 3 per user to fill train/validation/test")
