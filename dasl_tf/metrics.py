@@ -21,7 +21,11 @@ Stable metric names (``metrics.json``, reports and callbacks), with K = 10:
 * ``hr10_a``, ``hr10_b``: sampled HR@10: the target against the example's
   ``negatives`` (K = 99 items the user never touched in that domain, sampled
   with a fixed seed by ``dasl-prepare``; padding ids are not ranked), ties
-  broken at random as above, so a constant scorer gets about 10/100;
+  broken at random as above, so a constant scorer gets about 10/100. A
+  positive without a real negative (all padding, or data prepared with
+  ``--num_negatives 0``) is not ranked: with none ranked, the sampled keys are
+  NaN (null in ``metrics.json``) while ``positives_a``/``_b`` still count every
+  click;
 * ``hr10_tied_against_a``, ``hr10_tied_against_b``: the same with ties counted
   against the target (a hit when fewer than 10 negatives score at least as
   high; a constant scorer gets 0): the rule of earlier releases;
@@ -371,8 +375,11 @@ class _Collector:
     selected = {name: tf.boolean_mask(value, positive) for name, value in features.items()}
     candidates = tf.concat([selected[F.ITEM_ID][:, None], selected[F.NEGATIVES]], axis=1)
     scores = self.model.score_candidates(selected, candidates, training=False)
-    above, ties = rank_counts(scores, tf.not_equal(candidates, F.PAD_ID))
-    return own_logit, above, ties
+    ranked = tf.not_equal(candidates, F.PAD_ID)
+    above, ties = rank_counts(scores, ranked)
+    # A positive with no real negative (all padding, or none stored) has no sampled rank.
+    unranked = ~tf.reduce_any(ranked[:, 1:], axis=1)
+    return own_logit, tf.where(unranked, -1, above), tf.where(unranked, -1, ties)
 
   @tf.function(reduce_retracing=True)
   def _target_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
@@ -514,7 +521,8 @@ def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
       :class:`~dasl_tf.models.base.CrossDomainRanker`.
     dataset: batches of ``(features, labels)``, e.g. from
       ``dasl_tf.data.make_dataset(..., with_negatives=True)``. Without a
-      ``negatives`` feature the sampled HR and NDCG are NaN.
+      ``negatives`` feature (or with only padding in it) the sampled HR and
+      NDCG are NaN; the positives are counted all the same.
     k: the HR and NDCG cut-off.
     max_batches: evaluate at most this many batches (None = all).
     catalogue: the training and validation splits' :class:`FullCatalogue`;

@@ -25,8 +25,11 @@ padding (0). Histories hold at most T ids per row and are left-padded to T in
 the graph.
 
 Every input is validated in the graph (batch sizes agree, history lengths,
-domains, index ranges, finite numbers), so a malformed request fails with a
-message that names the input instead of returning a wrong score.
+side-feature widths, domains, index ranges, finite numbers), so a malformed
+request fails with a message that names the input instead of returning a wrong
+score. The widths: a history holds at most T ids per row (or per example); a
+side feature exactly its width of the feature spec; ``candidates`` any N >= 0
+per row (the rows must match ``user_id``'s).
 """
 from __future__ import annotations
 
@@ -282,7 +285,8 @@ class ServingModule:
 
     ``user_id``, ``item_id`` and ``domain`` are required (one value each); a
     missing history is an empty one; side features are required when the
-    model has them. A history of more than T ids is rejected.
+    model has them. A history of more than T ids, or a side feature of another
+    width than the model's, is rejected by an assertion naming the feature.
     """
     id_dtype = tf.as_dtype(self.serving_spec.id_dtype)
     parsing = {F.USER_ID: tf.io.FixedLenFeature([], id_dtype),
@@ -290,13 +294,25 @@ class ServingModule:
                F.DOMAIN: tf.io.FixedLenFeature([], tf.int64),
                F.HIST_A: tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64),
                F.HIST_B: tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64)}
+    widths = {}
     for name, (dtype, shape) in self._spec.shapes(with_label=False).items():
       if name in spec_lib.SIDE_FEATURES:
-        parsing[name] = tf.io.FixedLenFeature(shape, tf.as_dtype(dtype))
+        parsing[name] = tf.io.RaggedFeature(tf.as_dtype(dtype), row_splits_dtype=tf.int64)
+        widths[name] = shape[0]
     parsed = tf.io.parse_example(tf.ensure_shape(serialized, [None]), parsing)
     for name in (F.HIST_A, F.HIST_B):
       parsed[name] = self._left_padded(parsed[name], name)
+    for name, width in widths.items():
+      parsed[name] = self._fixed_width(parsed[name], name, width)
     return parsed
+
+  def _fixed_width(self, ragged: tf.RaggedTensor, name: str, width: int) -> tf.Tensor:
+    """[batch, width] values of a side feature; a row of another width (or none) fails."""
+    lengths = ragged.row_lengths()
+    check = _assert(tf.reduce_all(tf.equal(lengths, width)),
+                    f"{name} must have {width} values per example; values per example:",
+                    [lengths])
+    return _checked(ragged.to_tensor(shape=[None, width]), [check])
 
   def _left_padded(self, ragged: tf.RaggedTensor, name: str) -> tf.Tensor:
     """[batch, T] ids: each row's ids last, the padding id before them; rows over T fail."""

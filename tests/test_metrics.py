@@ -372,3 +372,35 @@ def test_the_full_catalogue_sample_is_seeded_and_batch_free():
   off = metrics.evaluate_model(model, _dataset(features, labels, 32), catalogue=catalogue,
                                full_catalogue_positives=0)
   assert "hr10_full_a" not in off and "auc_a_cold_start_user" in off
+
+
+@pytest.mark.parametrize("negatives", ["absent", "all_padding", "no_columns", "some_rows"])
+def test_positives_are_counted_without_negatives_and_unranked_ones_are_left_out(negatives):
+  """Clicks are counted whatever the negatives; only positives with a real negative are ranked."""
+  features = {F.USER_ID: np.array([2, 3, 4, 5, 6, 7]), F.ITEM_ID: np.array([5, 6, 7, 8, 9, 4]),
+              F.DOMAIN: np.array([0, 0, 1, 0, 1, 1]),
+              F.HIST_A: np.zeros((6, 2), np.int64), F.HIST_B: np.zeros((6, 2), np.int64),
+              F.NEGATIVES: np.array([[9, 3], [2, 3], [8, 2], [2, 3], [3, 2], [5, 6]])}
+  labels = np.array([1, 1, 1, 0, 1, 1])
+  if negatives == "absent":
+    del features[F.NEGATIVES]
+  elif negatives == "all_padding":
+    features[F.NEGATIVES][:] = F.PAD_ID
+  elif negatives == "no_columns":
+    features[F.NEGATIVES] = features[F.NEGATIVES][:, :0]
+  else:  # rows 0 and 4 have only padding
+    features[F.NEGATIVES][[0, 4]] = F.PAD_ID
+  result = metrics.evaluate_model(IdScorer(_CONFIG), _dataset(features, labels, 4), k=1)
+
+  # Head A scores an item by its id, head B by minus its id (IdScorer).
+  for d, name in enumerate("ab"):
+    clicks = (features[F.DOMAIN] == d) & (labels == 1)
+    assert result[f"positives_{name}"] == clicks.sum()
+    if negatives != "some_rows":
+      assert all(np.isnan(result[f"{key}_{name}"]) for key in ("hr1", "ndcg1", "hr1_tied_against"))
+      continue
+    negative_ids = features[F.NEGATIVES]
+    ranked = clicks & (negative_ids != F.PAD_ID).any(axis=1)
+    sign = 1 if d == 0 else -1
+    hits = (sign * negative_ids[ranked] < sign * features[F.ITEM_ID][ranked, None]).all(axis=1)
+    assert ranked.sum() > 0 and result[f"hr1_{name}"] == pytest.approx(hits.mean())

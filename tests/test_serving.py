@@ -745,3 +745,51 @@ def test_non_finite_numeric_features_are_rejected_not_scored(side_feature_export
                              (spec_lib.SERVING_DEFAULT, raw_example(**_RAW, **numeric_features))):
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} holds NaN or infinite"):
       side_feature_export.signatures[signature](examples=tf.constant([example]))
+
+
+_WIDTH_SIGNATURES = spec_lib.RAW_EXAMPLE_SIGNATURES + (spec_lib.PREDICT, spec_lib.RECOMMEND)
+_SIDE_WIDTHS = {F.USER_NUM: 2, F.ITEM_NUM: 1}  # those of side_feature_export
+
+
+def _width_request(signature, name=None, width=None):
+  """A two-row request of ``side_feature_export``; ``name`` (if any) sent ``width`` values per row.
+
+  The histories hold 2 < T ids per row: a short history is a valid one.
+  """
+  rows = {F.USER_ID: [1000, 1001], F.ITEM_ID: [5000, 7001], F.DOMAIN: [0, 1],
+          F.HIST_A: [[5001, 5002]] * 2, F.HIST_B: [[7001, 7002]] * 2,
+          F.USER_NUM: [[0.5, 0.25]] * 2, F.ITEM_NUM: [[0.5]] * 2,
+          spec_lib.CANDIDATES: [[5000, 5001, 5002], [7000, 7001, PAD]]}
+  if name is not None:
+    fill = {F.HIST_A: 5001, F.HIST_B: 7001}.get(name, 0.5)
+    rows[name] = [[fill] * width] * 2
+  if signature in spec_lib.RAW_EXAMPLE_SIGNATURES:
+    (key,) = spec_lib.SIGNATURE_INPUTS[signature]
+    examples = [raw_example(**{k: rows[k][i] for k in spec_lib.RAW_FEATURES if k in rows})
+                for i in range(2)]
+    return {key: tf.constant(examples)}
+  return {k: tf.constant(np.array(rows[k], np.float32 if k in _SIDE_WIDTHS else np.int64))
+          for k in spec_lib.SIGNATURE_INPUTS[signature] if k in rows}
+
+
+_WIDTH_CASES = [
+    (F.HIST_A, T + 1, "hist_a holds more than history_length=5"),
+    (F.HIST_B, T + 1, "hist_b holds more than history_length=5"),
+    (F.USER_NUM, 3, "user_num must have 2 values per"),
+    (F.USER_NUM, 1, "user_num must have 2 values per"),
+    (F.ITEM_NUM, 2, "item_num must have 1 values per"),
+]
+
+
+@pytest.mark.parametrize("signature, name, width, message", [
+    (signature, *case) for signature in _WIDTH_SIGNATURES for case in _WIDTH_CASES
+    if case[0] in spec_lib.SIGNATURE_INPUTS[signature]
+    or signature in spec_lib.RAW_EXAMPLE_SIGNATURES])
+def test_every_signature_checks_the_width_of_every_input(side_feature_export, signature, name,
+                                                         width, message):
+  """Short histories are scored; an overlong one, or a side feature of another width, fails."""
+  call = side_feature_export.signatures[signature]
+  good = call(**_width_request(signature))
+  assert all(np.isfinite(v.numpy()).all() for v in good.values() if v.dtype.is_floating)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    call(**_width_request(signature, name, width))
