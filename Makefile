@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 comma := ,
 
-.PHONY: venv demo test test-slow test-tf221 bench clean tfx
+.PHONY: venv demo test test-slow test-tf221 clean tfx
 
 # $(call install_venv,DIR,CONSTRAINTS,EXTRAS): a virtual environment at DIR with dasl_tf
 # installed editable with EXTRAS ("remote,beam,dev"), every package pinned by CONSTRAINTS.

@@ -70,7 +70,8 @@ def define_flags() -> None:
                       "Discard a previous run in --model_dir instead of resuming it.")
     flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
     flags.DEFINE_string("variant", "dasl", "Model: dasl, dasl_de, dasl_da, single_domain or a "
-                        "registered baseline (popularity, gru, din, ...).")
+                        "registered baseline (popularity, item_knn, pop_item_knn, sasrec, din, "
+                        "...; dasl-experiment --variants=all lists every one).")
     flags.DEFINE_integer("embedding_dim", None, "Embedding size d.")
     flags.DEFINE_float("dropout", None, "Dropout rate of the heads.")
     flags.DEFINE_enum("ranking_loss", None, list(config_lib.RANKING_LOSSES),
@@ -92,8 +93,8 @@ def define_flags() -> None:
                          "the ranking loss: -1 as many as the data carries (default; 16 fresh "
                          "draws when it carries none), 0 CTR loss only.")
     flags.DEFINE_enum("negative_sampling", None, list(config_lib.NEGATIVE_SAMPLINGS),
-                      "Training negatives: drawn fresh every epoch (uniform, default; popularity, "
-                      "log-q corrected) or those dasl-prepare stored.")
+                      "Training negatives: drawn fresh every epoch (popularity, log-q "
+                      "corrected: the default; or uniform) or those dasl-prepare stored.")
     flags.DEFINE_float("negative_sampling_alpha", None,
                        "Exponent of popularity sampling: train count ** alpha.")
     flags.DEFINE_integer("seed", None, "Seed of initialisation and shuffling.")
