@@ -30,7 +30,7 @@ import dataclasses
 import math
 import os
 import tempfile
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -249,6 +249,7 @@ class _Job:
   verbose: int
   optimizer_fn: Callable[[config_lib.TrainConfig], tf_keras.optimizers.Optimizer]
   callbacks: Tuple[tf_keras.callbacks.Callback, ...]
+  extra_metrics: Mapping[str, "MetricFn"]
 
   @property
   def train(self) -> config_lib.TrainConfig:
@@ -257,6 +258,11 @@ class _Job:
   def input(self, files: Sequence[str], **kwargs) -> tf.data.Dataset:
     """:func:`_input` of this run's feature spec, config and strategy."""
     return _input(files, self.data.schema.feature_spec, self.train, self.strategy, **kwargs)
+
+
+# A user metric of the final model: (model, batches of a split with its stored negatives)
+# -> one number, written to metrics.json under its name (test split) and val_<name>.
+MetricFn = Callable[[tf_keras.Model, tf.data.Dataset], float]
 
 
 def _require_examples(data: TrainingData) -> None:
@@ -288,7 +294,8 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
                        verbose: int = 1,
                        optimizer_fn: Optional[Callable[[config_lib.TrainConfig],
                                                        tf_keras.optimizers.Optimizer]] = None,
-                       callbacks: Sequence[tf_keras.callbacks.Callback] = ()
+                       callbacks: Sequence[tf_keras.callbacks.Callback] = (),
+                       extra_metrics: Optional[Mapping[str, MetricFn]] = None
                        ) -> Dict[str, float]:
   """Trains, selects on validation, tests and saves one run; resumes it if possible.
 
@@ -308,6 +315,11 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
     callbacks: Keras callbacks added to the job's own (metrics, divergence
       guard, early stopping, checkpoints, TensorBoard), called after them in
       every epoch's ``fit``.
+    extra_metrics: name -> ``fn(model, dataset)``: each is called with the
+      final model on the test split and on the validation split (batches with
+      their stored negatives, as the built-in metrics read them) and written to
+      ``metrics.json`` as ``name`` and ``val_name``; a name may not shadow a
+      built-in key.
 
   Returns:
     The metrics written to ``metrics.json``: the test split's ``auc_a``,
@@ -346,7 +358,8 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
 
     write_dir = model_dir if chief else tempfile.mkdtemp(prefix="dasl-worker-")
     job = _Job(experiment, data, strategy, chief, model_dir, write_dir, export_fn,
-               write_report, verbose, optimizer_fn or default_optimizer, tuple(callbacks))
+               write_report, verbose, optimizer_fn or default_optimizer, tuple(callbacks),
+               dict(extra_metrics or {}))
     try:
       return _run(job)
     finally:
@@ -473,6 +486,11 @@ def _final_metrics(job: _Job, model: tf_keras.Model,
         model, dataset, max_batches=train.eval_steps or None, catalogue=catalogues[prefix],
         full_catalogue_positives=train.full_catalogue_positives, seed=train.seed).items():
       metrics[prefix + key] = float(value)
+    for name, metric_fn in job.extra_metrics.items():
+      if prefix + name in metrics:
+        raise config_lib.ConfigError(f"extra metric {name!r} would replace the built-in "
+                                     f"metrics.json key {prefix + name!r}; rename it")
+      metrics[prefix + name] = float(metric_fn(model, dataset))
   best_epoch = int(state.best_epoch.numpy())
   best_logs = state.history[best_epoch - 1] if best_epoch else {}
   for head in F.DOMAIN_SUFFIX.values():

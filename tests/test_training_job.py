@@ -42,6 +42,18 @@ class _Recorder(tf_keras.callbacks.Callback):
     self.epochs.append(epoch)
 
 
+def _clicks_scored(model, dataset):
+  """A user metric: the clicks among the examples the job passes it."""
+  del model
+  return sum(float(tf.reduce_sum(labels)) for _, labels in dataset)
+
+
+def _clicks_in(files):
+  return sum(float(tf.reduce_sum(tf.io.parse_example(
+      batch, {F.LABEL: tf.io.FixedLenFeature([], tf.float32)})[F.LABEL]))
+             for batch in tf.data.TFRecordDataset(list(files)).batch(256))
+
+
 class _ShardReads:
   """Counts the whole-shard reads of :func:`dasl_tf.data.count_records` (the real reads)."""
 
@@ -81,7 +93,7 @@ def run(dataset_dir, tmp_path_factory):
         training.TrainingData.from_data_dir(dataset_dir),
         str(tmp_path_factory.mktemp("runs") / "run"), write_report=False, verbose=0,
         optimizer_fn=lambda train: tf_keras.optimizers.SGD(train.learning_rate),
-        callbacks=[recorder])
+        callbacks=[recorder], extra_metrics={"clicks_scored": _clicks_scored})
   return metrics, recorder, inputs, reads
 
 
@@ -127,3 +139,10 @@ def test_the_shard_check_reads_each_shard_once_per_run(run, dataset_dir):
   assert len(inputs.datasets) == EPOCHS
   every_shard = data.train_files + data.validation_files + data.test_files
   assert sorted(reads.paths) == sorted(every_shard)
+
+
+def test_a_user_metric_is_written_for_the_test_and_validation_splits(run, dataset_dir):
+  metrics, _, _, _ = run
+  data = training.TrainingData.from_data_dir(dataset_dir)
+  assert metrics["clicks_scored"] == _clicks_in(data.test_files) > 0
+  assert metrics["val_clicks_scored"] == _clicks_in(data.validation_files) > 0
