@@ -40,6 +40,13 @@ directory (content-addressed, so other values are another artifact).
 TFX must see ``TF_USE_LEGACY_KERAS=1`` before it first imports TensorFlow:
 this module imports ``dasl_tf`` (which sets it) before ``tfx``.
 
+Why one module (over 450 lines): everything here imports TFX, which installs
+in the TFX environment only (``make tfx``), and it is one pipeline: the custom
+Trainer component, the inputs it is wired to, and the command that runs it.
+Split, its parts would import each other and nothing else; the ``run_fn`` the
+Trainer calls, which runs in every environment, is apart in
+:mod:`dasl_tf.pipelines.tfx_trainer`.
+
 Usage::
 
   python -m dasl_tf.pipelines.tfx_pipeline --data_dir=/data/douban \\
