@@ -11,6 +11,21 @@ and example count, the per-epoch history) lives in one TensorFlow checkpoint
 written at the end of every epoch. TensorFlow writes a checkpoint's data files
 before it updates the ``checkpoint`` index, so a process killed at any moment
 leaves either the previous or the new checkpoint, never a half one.
+
+Run lock (:func:`run_lock`): ``.lock`` holds one line ``host pid start boot``:
+the holder's host name, process id, process start time (field 22 of
+``/proc/<pid>/stat``, clock ticks since boot) and boot id
+(``/proc/sys/kernel/random/boot_id``), ``-`` where the system has none; the
+older ``host pid`` lines are read too. A lock of this host is stale when it
+was written before the last reboot, or its process is gone, or its process
+id now belongs to a process started at another time. A lock of another host
+cannot be checked that way: it is held under a lease. Its holder touches the
+file every :data:`LOCK_REFRESH_SECONDS` (1 min), and a lock untouched for
+:data:`LOCK_LEASE_SECONDS` (10 min; the hosts' clocks must agree to within
+that) is stale; until then the run is refused with a message naming the
+holder and the file, which may be deleted to take the lock over at once. A
+lock in the older format from another host is never refreshed, so it is
+stale 10 min after it was written. A stale lock is taken over with a warning.
 """
 from __future__ import annotations
 
@@ -20,7 +35,9 @@ import json
 import math
 import os
 import socket
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+import threading
+import time
+from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional
 
 from absl import logging
 
@@ -31,6 +48,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import errors
 from dasl_tf import features as F
 from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf import model_io
 from dasl_tf import publish
 
@@ -41,6 +59,10 @@ BEST_CHECKPOINT_DIR = os.path.join(CHECKPOINT_DIR, "best")
 LOGS_DIR = "logs"
 REPORT_DIR = "report"
 LOCK_FILE = ".lock"
+# A lock written on another host is stale once untouched this long; its holder
+# touches it every LOCK_REFRESH_SECONDS.
+LOCK_LEASE_SECONDS = 600
+LOCK_REFRESH_SECONDS = 60
 # Entries of a model directory that --overwrite may delete (nothing else is touched).
 _RUN_ENTRIES = (model_io.CONFIG_FILE, F.SCHEMA_FILE, model_io.VOCAB_DIR,
                 model_io.FINAL_DIR, CHECKPOINT_DIR, LOGS_DIR, REPORT_DIR, HISTORY_FILE,
@@ -52,9 +74,12 @@ class ModelDirError(errors.DaslError, ValueError):
 
 
 def read_json(path: str):
-  """Reads a JSON file through ``tf.io.gfile``."""
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  """Reads a model directory's JSON file, local or remote, strictly (:func:`dasl_tf.json_io.load`).
+
+  Raises:
+    errors.DataError: the file is not valid JSON or repeats a key (naming the file).
+  """
+  return json_io.load(path)
 
 
 def _config_differences(old: Mapping, new: Mapping, prefix: str = "") -> List[str]:
@@ -156,12 +181,15 @@ def _check_same_data(model_dir: str, schema: F.DatasetSchema, vocab_dir: Optiona
 def run_lock(model_dir: str) -> Iterator[None]:
   """Holds ``<model_dir>/.lock`` while a run uses the directory; a second run is refused.
 
-  The lock file holds the owner's host and process id; a lock whose process is
-  gone (a killed run on this host) is taken over. On remote filesystems
-  (``scheme://``), which have no exclusive create, no lock is taken.
+  The lock file names its holder (host, process id, process start time, boot
+  id); a lock whose holder is gone is taken over with a warning (see the
+  module docstring), and the holder touches the file every
+  :data:`LOCK_REFRESH_SECONDS` so that other hosts see it held. On remote
+  filesystems (``scheme://``), which have no exclusive create, no lock is
+  taken.
 
   Raises:
-    ModelDirError: another live process holds the lock.
+    ModelDirError: another run, possibly alive, holds the lock.
   """
   if "://" in model_dir:
     logging.warning("%s: no run lock on a remote filesystem; do not start two runs on it",
@@ -170,52 +198,149 @@ def run_lock(model_dir: str) -> Iterator[None]:
     return
   os.makedirs(model_dir, exist_ok=True)
   path = os.path.join(model_dir, LOCK_FILE)
-  owner = f"{socket.gethostname()} {os.getpid()}"
+  me = _this_process()
   for _ in range(2):
     try:
       descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-      holder = _read_lock(path)
-      if holder is not None and _alive(holder):
-        raise ModelDirError(
-            f"{model_dir} is in use by another run (process {holder[1]} on {holder[0]}, "
-            f"{path}); wait for it to finish or choose another --model_dir") from None
-      logging.warning("%s: taking over the lock of a run that is gone (%s)", model_dir,
-                      " ".join(map(str, holder)) if holder else "unreadable lock")
-      os.remove(path)
+      _take_over_if_stale(model_dir, path, _read_lock(path))
       continue
     with os.fdopen(descriptor, "w") as f:
-      f.write(owner + "\n")
+      f.write(_lock_line(me))
     break
   else:
-    raise ModelDirError(f"{model_dir}: could not take the run lock {path}")
+    raise ModelDirError(f"{model_dir}: could not take the run lock {path}: another run "
+                        "took it meanwhile; wait for it to finish or choose another --model_dir")
+  stop = threading.Event()
+  refresher = threading.Thread(target=_refresh_lock, args=(path, stop), daemon=True,
+                               name="dasl-run-lock")
+  refresher.start()
   try:
     yield
   finally:
-    os.remove(path)
+    stop.set()
+    refresher.join()
+    holder = _read_lock(path)
+    if holder == me:
+      os.remove(path)
+    elif os.path.lexists(path):
+      logging.warning("%s: the run lock %s was taken over by %s while this run held it; "
+                      "left in place", model_dir, path, _describe(holder))
+    else:
+      logging.warning("%s: the run lock %s was deleted while this run held it", model_dir, path)
 
 
-def _read_lock(path: str) -> Optional[Tuple[str, int]]:
+class _LockHolder(NamedTuple):
+  """What a lock file says about the run holding it."""
+  host: str
+  pid: int
+  start: Optional[str]  # /proc/<pid>/stat field 22: start time in clock ticks since boot.
+  boot: Optional[str]  # /proc/sys/kernel/random/boot_id.
+
+
+def _this_process() -> _LockHolder:
+  return _LockHolder(socket.gethostname(), os.getpid(), _start_time(os.getpid()), _boot_id())
+
+
+def _start_time(pid: int) -> Optional[str]:
+  """The start time of process ``pid`` (field 22 of ``/proc/<pid>/stat``); None where absent."""
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+      # Field 2 is the command name in parentheses, which may hold spaces: count after it.
+      return f.read().rpartition(")")[2].split()[22 - 3]
+  except (OSError, IndexError):
+    return None
+
+
+def _boot_id() -> Optional[str]:
+  """The id of the running kernel's boot (changes at every reboot); None where absent."""
+  try:
+    with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as f:
+      return f.read().strip() or None
+  except OSError:
+    return None
+
+
+def _lock_line(holder: _LockHolder) -> str:
+  return " ".join([holder.host, str(holder.pid), holder.start or "-", holder.boot or "-"]) + "\n"
+
+
+def _read_lock(path: str) -> Optional[_LockHolder]:
+  """The holder a lock file names (``host pid start boot``, or the older ``host pid``).
+
+  Returns None for a file that is unreadable or in neither format.
+  """
   try:
     with open(path, encoding="utf-8") as f:
-      host, pid = f.read().split()
-    return host, int(pid)
+      fields = f.read().split()
+    if len(fields) == 2:
+      return _LockHolder(fields[0], int(fields[1]), None, None)
+    host, pid, start, boot = fields
+    return _LockHolder(host, int(pid), None if start == "-" else start,
+                       None if boot == "-" else boot)
   except (OSError, ValueError):
     return None
 
 
-def _alive(holder: Tuple[str, int]) -> bool:
-  """Whether the lock's process still runs (a lock of another host is assumed live)."""
-  host, pid = holder
-  if host != socket.gethostname():
-    return True
+def _describe(holder: Optional[_LockHolder]) -> str:
+  return f"process {holder.pid} on {holder.host}" if holder else "an unknown run"
+
+
+def _stale_reason(holder: Optional[_LockHolder], path: str) -> Optional[str]:
+  """Why the lock at ``path`` of ``holder`` is stale, or None while its run may be alive."""
+  if holder is None:
+    return "the lock file is unreadable"
+  if holder.host != socket.gethostname():
+    age = time.time() - os.stat(path).st_mtime
+    return (f"untouched for {age:.0f} s, more than the {LOCK_LEASE_SECONDS} s lease"
+            if age > LOCK_LEASE_SECONDS else None)
+  boot = _boot_id()
+  if holder.boot and boot and holder.boot != boot:
+    return "written before this host's last reboot"
+  if holder.pid == os.getpid() and holder.start is None:
+    return "its process id is now this process's"
   try:
-    os.kill(pid, 0)
+    os.kill(holder.pid, 0)
   except ProcessLookupError:
-    return False
+    return "its process is gone"
   except PermissionError:
-    return True
-  return True
+    pass  # Alive, as another user.
+  start = _start_time(holder.pid)
+  if holder.start and start and holder.start != start:
+    return "its process id now belongs to another process"
+  return None
+
+
+def _take_over_if_stale(model_dir: str, path: str, holder: Optional[_LockHolder]) -> None:
+  """Deletes the lock at ``path`` if its holder is gone; else refuses.
+
+  Raises:
+    ModelDirError: naming the holder, the lock file and how to take it over.
+  """
+  try:
+    reason = _stale_reason(holder, path)
+  except FileNotFoundError:
+    return  # Released meanwhile.
+  if reason is None:
+    lease = "" if holder.host == socket.gethostname() else (
+        f" (a lock of another host untouched for {LOCK_LEASE_SECONDS} s is taken over)")
+    raise ModelDirError(
+        f"{model_dir} is in use by another run ({_describe(holder)}, {path}); wait for it "
+        f"to finish, choose another --model_dir, or, if that run is gone, delete {path}{lease}")
+  logging.warning("%s: taking over the run lock %s of %s: %s", model_dir, path,
+                  _describe(holder), reason)
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(path)
+
+
+def _refresh_lock(path: str, stop: threading.Event) -> None:
+  """Touches the lock file every :data:`LOCK_REFRESH_SECONDS` until ``stop`` is set."""
+  while not stop.wait(LOCK_REFRESH_SECONDS):
+    try:
+      os.utime(path)
+    except OSError as e:
+      logging.warning("%s: could not refresh the run lock (%s); another host may take it "
+                      "over after %d s", path, e.strerror or e, LOCK_LEASE_SECONDS)
 
 
 def _copy_tree(source: str, target: str) -> None:

@@ -65,7 +65,8 @@ def test_a_second_run_on_a_directory_in_use_is_refused(dataset_dir, tmp_path):
   experiment = config_resolution.resolve_config(data.schema)
   lock = os.path.join(model_dir, model_dir_lib.LOCK_FILE)
   with model_dir_lib.run_lock(model_dir):
-    assert open(lock).read().split() == [socket.gethostname(), str(os.getpid())]
+    assert open(lock).read().split() == [socket.gethostname(), str(os.getpid()),
+                                         _start_ticks(os.getpid()), _boot_id()]
     with pytest.raises(model_dir_lib.ModelDirError, match=rf"in use by another run \(process "
                        rf"{os.getpid()}"):
       training.train_and_evaluate(experiment, data, model_dir, verbose=0)
@@ -82,6 +83,128 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over(tmp_path):
   with model_dir_lib.run_lock(str(model_dir)):
     assert lock.read_text().split()[1] == str(os.getpid())
   assert not lock.exists()
+
+
+def _start_ticks(pid):
+  """Field 22 of /proc/<pid>/stat, counted after the parenthesised command name."""
+  with open(f"/proc/{pid}/stat") as f:
+    after_name = f.read().rsplit(")", 1)[1].split()
+  return after_name[22 - 3]
+
+
+def _boot_id():
+  with open("/proc/sys/kernel/random/boot_id") as f:
+    return f.read().strip()
+
+
+needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/stat"),
+                                reason="process start times come from /proc")
+
+
+def _plant_lock(tmp_path, *fields, age_seconds=0):
+  model_dir = tmp_path / "run"
+  model_dir.mkdir(exist_ok=True)
+  lock = model_dir / model_dir_lib.LOCK_FILE
+  lock.write_text(" ".join(map(str, fields)) + "\n")
+  if age_seconds:
+    written = os.stat(lock).st_mtime - age_seconds
+    os.utime(lock, (written, written))
+  return str(model_dir), lock
+
+
+def _taken_over(model_dir, lock):
+  with model_dir_lib.run_lock(model_dir):
+    assert lock.read_text().split()[:2] == [socket.gethostname(), str(os.getpid())]
+  return not lock.exists()
+
+
+@needs_proc
+def test_a_live_pid_with_another_start_time_is_a_stale_lock(tmp_path):
+  """The lock's pid was reused by a live process (here: this test's parent) started later."""
+  parent = os.getppid()
+  model_dir, lock = _plant_lock(tmp_path, socket.gethostname(), parent, _start_ticks(parent),
+                                _boot_id())
+  with pytest.raises(model_dir_lib.ModelDirError,
+                     match=rf"in use by another run \(process {parent} on "
+                           rf"{socket.gethostname()}, {lock}\)"):
+    with model_dir_lib.run_lock(model_dir):
+      pass
+  assert lock.read_text().split()[1] == str(parent)
+  model_dir, lock = _plant_lock(tmp_path, socket.gethostname(), parent,
+                                int(_start_ticks(parent)) + 1, _boot_id())
+  assert _taken_over(model_dir, lock)
+
+
+def test_an_old_format_lock_of_a_live_process_is_still_honoured(tmp_path):
+  parent = os.getppid()
+  model_dir, lock = _plant_lock(tmp_path, socket.gethostname(), parent)
+  with pytest.raises(model_dir_lib.ModelDirError, match=rf"in use by another run \(process "
+                     rf"{parent} on {socket.gethostname()}, {lock}\); wait for it to finish"):
+    with model_dir_lib.run_lock(model_dir):
+      pass
+  assert lock.read_text() == f"{socket.gethostname()} {parent}\n"
+
+
+@needs_proc
+def test_a_lock_from_before_a_reboot_is_stale(tmp_path):
+  parent = os.getppid()
+  model_dir, lock = _plant_lock(tmp_path, socket.gethostname(), parent, _start_ticks(parent),
+                                "00000000-0000-0000-0000-000000000000")
+  assert _taken_over(model_dir, lock)
+
+
+def test_an_old_format_lock_naming_this_process_is_stale(tmp_path):
+  """A restarted container reuses the pid of the killed run: the old lock names this process."""
+  model_dir, lock = _plant_lock(tmp_path, socket.gethostname(), os.getpid())
+  assert _taken_over(model_dir, lock)
+
+
+def test_a_fresh_lock_of_another_host_is_refused_naming_host_pid_file_and_the_way_out(tmp_path):
+  model_dir, lock = _plant_lock(tmp_path, "other-host", 4242, 99, "boot",
+                                age_seconds=model_dir_lib.LOCK_LEASE_SECONDS - 30)
+  with pytest.raises(model_dir_lib.ModelDirError) as raised:
+    with model_dir_lib.run_lock(model_dir):
+      pass
+  assert str(raised.value) == (
+      f"{model_dir} is in use by another run (process 4242 on other-host, {lock}); wait for it "
+      f"to finish, choose another --model_dir, or, if that run is gone, delete {lock} (a lock "
+      "of another host untouched for 600 s is taken over)")
+  assert lock.read_text() == "other-host 4242 99 boot\n"
+
+
+@pytest.mark.parametrize("fields", [("other-host", 4242, 99, "boot"), ("other-host", 4242)],
+                         ids=["current format", "old format"])
+def test_a_lock_of_another_host_untouched_for_longer_than_the_lease_is_stale(tmp_path, fields):
+  model_dir, lock = _plant_lock(tmp_path, *fields,
+                                age_seconds=model_dir_lib.LOCK_LEASE_SECONDS + 30)
+  assert _taken_over(model_dir, lock)
+
+
+class _StopAfter:
+  """A stop event that lets ``rounds`` refresh intervals pass, then stops."""
+
+  def __init__(self, rounds):
+    self.rounds = rounds
+
+  def wait(self, timeout):
+    assert timeout == model_dir_lib.LOCK_REFRESH_SECONDS
+    self.rounds -= 1
+    return self.rounds < 0
+
+
+def test_the_holder_refreshes_its_lock_so_other_hosts_see_it_held(tmp_path):
+  _, lock = _plant_lock(tmp_path, "this-host", 1, age_seconds=model_dir_lib.LOCK_LEASE_SECONDS * 2)
+  before = os.stat(lock).st_mtime
+  model_dir_lib._refresh_lock(str(lock), _StopAfter(1))  # pylint: disable=protected-access
+  assert os.stat(lock).st_mtime >= before + model_dir_lib.LOCK_LEASE_SECONDS * 2 - 1
+
+
+def test_a_lock_taken_over_meanwhile_is_left_to_its_new_holder(tmp_path):
+  model_dir = str(tmp_path / "run")
+  lock = tmp_path / "run" / model_dir_lib.LOCK_FILE
+  with model_dir_lib.run_lock(model_dir):
+    lock.write_text("other-host 4242 99 boot\n")
+  assert lock.read_text() == "other-host 4242 99 boot\n"
 
 
 def test_data_without_vocabularies_is_refused_before_training(dataset_dir, tmp_path):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 import tensorflow as tf
@@ -300,6 +301,153 @@ def test_a_staging_file_of_a_killed_write_is_removed_by_the_next(backend):
   _write(parent, {"config.json.staging-0000000000000001-deadbeef": b"{\"half"})
   publish.write_file(path, "{}")
   assert _siblings(path) == ["config.json"]
+
+
+# ----------------------------------------------------------------------------- links, planted names
+
+
+def _link(link, points_to):
+  os.symlink(_local(points_to), _local(link))
+
+
+def test_overwrite_through_a_symlink_replaces_the_linked_directory_and_keeps_the_link(backend):
+  """``out -> elsewhere/real``: the new directory goes to ``real``, ``out`` stays the link."""
+  parent, _ = backend
+  real, target = parent + "/elsewhere/real", parent + "/out"
+  _write(real, OLD)
+  _link(target, real)
+  _publish(target, NEW, overwrite=True, marker=MARKER)
+  assert os.path.islink(_local(target))
+  assert os.readlink(_local(target)) == _local(real)
+  assert _tree(real) == NEW
+  assert _siblings(target) == ["elsewhere", "out"]
+  assert _siblings(real) == ["real"]
+
+
+def test_a_symlink_without_the_marker_behind_it_is_never_replaced(backend):
+  parent, _ = backend
+  real, target = parent + "/home", parent + "/out"
+  _write(real, {"thesis.tex": b"years of work"})
+  _link(target, real)
+  with pytest.raises(publish.PublishError, match=r"home exists but is not a output written"):
+    _publish(target, NEW, overwrite=True, marker=MARKER)
+  assert _tree(real) == {"thesis.tex": b"years of work"}
+  assert os.path.islink(_local(target))
+
+
+def test_write_file_through_a_symlink_replaces_the_linked_file(backend):
+  parent, _ = backend
+  real, path = parent + "/real.json", parent + "/config.json"
+  _write(parent, {"real.json": b"old"})
+  _link(path, real)
+  publish.write_file(path, "new")
+  assert os.path.islink(_local(path))
+  assert open(_local(real)).read() == "new"
+  assert _siblings(path) == ["config.json", "real.json"]
+
+
+def test_a_planted_staging_symlink_is_removed_itself_and_what_it_points_to_is_kept(backend):
+  parent, _ = backend
+  target, victim = parent + "/out", parent + "/victim"
+  _write(victim, {"precious": b"keep"})
+  _link(target + publish.STAGING_INFIX + "0000000000000001-planted", victim)
+  _link(target + publish.STAGING_INFIX + "0000000000000002-planted",
+        parent + "/victim/precious")
+  _publish(target, NEW, marker=MARKER)
+  assert _tree(target) == NEW
+  assert _tree(victim) == {"precious": b"keep"}
+  assert _siblings(target) == ["out", "victim"]
+
+
+def test_a_planted_retired_symlink_is_never_renamed_into_place(backend):
+  """Target missing, ``out.retired-* -> attacker``: the link is not restored as the output."""
+  parent, _ = backend
+  target, attacker = parent + "/out", parent + "/attacker"
+  _write(attacker, {MARKER: b"", "weights": b"poisoned"})
+  _link(target + publish.RETIRED_INFIX + "ffffffffffffffff-planted", attacker)
+  _publish(target, NEW, marker=MARKER)
+  assert not os.path.islink(_local(target))
+  assert _tree(target) == NEW
+  assert _tree(attacker) == {MARKER: b"", "weights": b"poisoned"}
+  assert _siblings(target) == ["attacker", "out"]
+
+
+def test_a_retired_sibling_without_the_marker_is_not_restored(backend):
+  parent, _ = backend
+  target = parent + "/out"
+  _write(target + publish.RETIRED_INFIX + "ffffffffffffffff-planted", {"weights": b"poisoned"})
+  _publish(target, NEW, marker=MARKER)
+  assert _tree(target) == NEW
+  assert _siblings(target) == ["out"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a file to another user needs root")
+def test_a_retired_sibling_of_another_user_is_neither_restored_nor_deleted(backend):
+  parent, _ = backend
+  target = parent + "/out"
+  planted = target + publish.RETIRED_INFIX + "ffffffffffffffff-planted"
+  _write(planted, {MARKER: b"", "weights": b"poisoned"})
+  for directory, _, names in os.walk(_local(planted)):
+    for path in [directory] + [os.path.join(directory, name) for name in names]:
+      os.chown(path, 54321, 54321)
+  _publish(target, NEW, marker=MARKER)
+  assert _tree(target) == NEW
+  assert _tree(planted) == {MARKER: b"", "weights": b"poisoned"}
+
+
+def test_staging_names_are_unguessable(tmp_path):
+  names = {publish.staging_path(str(tmp_path / "out")) for _ in range(3)}
+  assert len(names) == 3
+  for name in names:
+    random_part = name.rsplit("-", 1)[1]
+    assert len(random_part) == 32 and int(random_part, 16) >= 0
+
+
+def test_a_staging_name_that_is_taken_is_never_written_into(tmp_path, monkeypatch):
+  """Were the random name guessed and planted as a link, publishing fails and writes nowhere."""
+  monkeypatch.setattr(publish.time, "time_ns", lambda: 1)
+  monkeypatch.setattr(publish.uuid, "uuid4", lambda: uuid.UUID(int=7))
+  victim = tmp_path / "victim"
+  victim.mkdir()
+  real_remove_leftovers = publish.remove_leftovers
+
+  def plant_after_cleanup(path, marker=None):
+    """remove_leftovers deletes links named like siblings: plant the next name after it."""
+    real_remove_leftovers(path, marker)
+    os.symlink(victim / "stolen", f"{path}{publish.STAGING_INFIX}{1:016x}-{uuid.UUID(int=7).hex}")
+
+  monkeypatch.setattr(publish, "remove_leftovers", plant_after_cleanup)
+  (victim / "stolen").mkdir()
+  with pytest.raises(FileExistsError):
+    _publish(str(tmp_path / "out"), NEW, marker=MARKER)
+  assert not (tmp_path / "out").exists()
+  (victim / "stolen").rmdir()
+  with pytest.raises(FileExistsError):
+    publish.write_file(str(tmp_path / "config.json"), "{}")
+  assert os.listdir(victim) == []
+  assert not (tmp_path / "config.json").exists()
+
+
+def test_a_retired_copy_that_cannot_be_deleted_is_a_warning_not_a_failure(backend, monkeypatch):
+  parent, files = backend
+  target = parent + "/out"
+  _publish(target, OLD)
+  real_rmtree = files.rmtree
+
+  def rmtree(path, *args, **kwargs):
+    if publish.RETIRED_INFIX in path:
+      raise PermissionError(13, "Permission denied", path)
+    return real_rmtree(path, *args, **kwargs)
+
+  _patch(monkeypatch, files, "rmtree", rmtree)
+  _publish(target, NEW, overwrite=True, marker=MARKER)
+  assert _tree(target) == NEW
+  [_, retired] = _siblings(target)
+  assert retired.startswith("out.retired-")
+  monkeypatch.undo()
+  _publish(target, OLD, overwrite=True, marker=MARKER)  # the next publish deletes it
+  assert _tree(target) == OLD and _siblings(target) == ["out"]
 
 
 # ----------------------------------------------------------------------------- callers
