@@ -38,7 +38,6 @@ TensorFlow objects import it when called.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple, Type
 
@@ -47,6 +46,7 @@ import numpy as np
 from dasl_tf import config as config_lib
 from dasl_tf import errors
 from dasl_tf import filesystems
+from dasl_tf import json_io
 
 if TYPE_CHECKING:
   import tensorflow as tf  # pylint: disable=g-bad-import-order
@@ -88,7 +88,7 @@ SCHEMA_FILE = "schema.json"
 # input's own clock; "milliseconds": since the epoch), or, for inputs without a
 # time column, the pseudo-time of a user's k-th of n records of a domain in file
 # order, round((k + 0.5) / n * PSEUDO_TIME_SCALE).
-TIMESTAMP_UNITS = ("seconds", "milliseconds", "pseudo_time")
+TIMESTAMP_UNITS = config_lib.TIMESTAMP_UNITS
 PSEUDO_TIME_SCALE = 10**12
 
 
@@ -283,35 +283,37 @@ class DatasetSchema:
   timestamp_unit: str = ""
 
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    """The package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""
+    return json_io.dumps(dataclasses.asdict(self))
 
   @classmethod
-  def from_json(cls, text: str) -> "DatasetSchema":
-    values = json.loads(text)
-    spec = FeatureSpec(**values.pop("feature_spec"))
-    tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
-    splits = {k: tuple(v) for k, v in values.pop("splits", {}).items()}
-    values.update(tuples)
-    values["splits"] = splits
-    return cls(feature_spec=spec, **values)
+  def from_json(cls, text: str, where: str = SCHEMA_FILE) -> "DatasetSchema":
+    """Parses ``schema.json`` text; ``where`` (its path) starts every error message.
+
+    Raises:
+      errors.DataError: invalid JSON, an unknown or missing key, or a value of
+        the wrong type (the message names the key).
+    """
+    return _schema_from_values(json_io.loads(text, where), where)
 
   @classmethod
   def load(cls, data_dir: str) -> "DatasetSchema":
-    """Reads ``<data_dir>/schema.json`` (local or remote), naming the path in any error."""
+    """Reads ``<data_dir>/schema.json`` (local or remote), naming the path in any error.
+
+    Raises:
+      FileNotFoundError: ``data_dir`` has no ``schema.json``.
+      errors.DataError: as :meth:`from_json`.
+    """
     path = os.path.join(data_dir, SCHEMA_FILE)
     if not filesystems.files_for(path).exists(path):
       raise FileNotFoundError(
           f"{path} not found: is {data_dir!r} an output directory of dasl-prepare?")
-    try:
-      with filesystems.open_file(path) as f:
-        return cls.from_json(f.read())
-    except (ValueError, TypeError, KeyError) as e:
-      raise errors.DataError(f"{path} is not a valid dasl_tf schema: {e}") from e
+    return _schema_from_values(json_io.load(path), path)
 
   def save(self, data_dir: str) -> None:
     """Writes ``<data_dir>/schema.json`` (local or remote)."""
     with filesystems.open_file(os.path.join(data_dir, SCHEMA_FILE), "w") as f:
-      f.write(self.to_json() + "\n")
+      f.write(self.to_json())
 
   def model_config(self, **overrides) -> config_lib.ModelConfig:
     """A :class:`ModelConfig` whose vocabulary and feature sizes match this dataset."""
@@ -329,6 +331,73 @@ class DatasetSchema:
       values["timestamp_unit"] = self.timestamp_unit
     values.update(overrides)
     return config_lib.ModelConfig(**values)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(value) -> bool:
+  return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# What the JSON value of each field annotation of FeatureSpec and DatasetSchema must be.
+_SCHEMA_VALUES = {
+    "int": ("an integer", _is_int),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "Optional[int]": ("an integer or null", lambda v: v is None or _is_int(v)),
+    "Tuple[str, ...]": ("a list of strings", _strings),
+    "Tuple[int, ...]": ("a list of integers",
+                        lambda v: isinstance(v, list) and all(_is_int(x) for x in v)),
+    "Tuple[str, str]": ("a list of two strings", lambda v: _strings(v) and len(v) == 2),
+    "Dict[str, Tuple[str, ...]]": ("an object of split name -> list of shard paths",
+                                   lambda v: isinstance(v, dict)
+                                   and all(_strings(paths) for paths in v.values())),
+}
+# Keys every schema.json holds (the others have defaults: older datasets lack them).
+_REQUIRED_SCHEMA_KEYS = ("feature_spec", "num_users", "num_items_a", "num_items_b", "splits")
+
+
+def _schema_fields(cls: type, values, where: str, prefix: str = "") -> Dict[str, object]:
+  """The constructor arguments of ``cls`` (FeatureSpec or DatasetSchema) from a JSON object.
+
+  Raises:
+    errors.DataError: ``values`` is no object, or has an unknown key or a
+      value of the wrong type (named ``<prefix><key>``).
+  """
+  if not isinstance(values, dict):
+    raise errors.DataError(f"{where}: {prefix.rstrip('.') or 'the schema'} must be a JSON "
+                           f"object, got {type(values).__name__}")
+  fields = {field.name: field.type for field in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise errors.DataError(f"{where}: unknown key(s) {[prefix + k for k in unknown]}; a "
+                           f"dasl_tf schema has {[prefix + k for k in sorted(fields)]}")
+  arguments = {}
+  for key, value in values.items():
+    if fields[key] == "FeatureSpec":
+      arguments[key] = FeatureSpec(**_schema_fields(FeatureSpec, value, where, f"{key}."))
+      continue
+    expected, fits = _SCHEMA_VALUES[fields[key]]
+    if not fits(value):
+      raise errors.DataError(f"{where}: key {prefix + key!r} must be {expected}, got {value!r}")
+    if isinstance(value, list):
+      value = tuple(value)
+    elif isinstance(value, dict):
+      value = {name: tuple(paths) for name, paths in value.items()}
+    arguments[key] = value
+  return arguments
+
+
+def _schema_from_values(values, where: str) -> DatasetSchema:
+  """A :class:`DatasetSchema` from the parsed ``schema.json`` at ``where`` (:meth:`from_json`)."""
+  arguments = _schema_fields(DatasetSchema, values, where)
+  missing = [key for key in _REQUIRED_SCHEMA_KEYS if key not in arguments]
+  if missing:
+    raise errors.DataError(f"{where}: missing key(s) {missing}: not a schema.json of "
+                           "dasl-prepare (re-run dasl-prepare)")
+  return DatasetSchema(**arguments)
 
 
 def feature_spec_for(model_config: config_lib.ModelConfig,

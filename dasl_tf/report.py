@@ -21,7 +21,6 @@ and the AUC.
 from __future__ import annotations
 
 import io
-import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -33,8 +32,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
+from dasl_tf import errors
 from dasl_tf import features as F
 from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf import metrics as metrics_lib
 from dasl_tf import publish
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -301,11 +302,18 @@ def load_experiment_runs(experiment_dirs: Sequence[str]) -> List[Mapping[str, ob
 
   Each directory's ``results.json`` lists its runs; variants of one table run as
   separate experiments (on the same data) pool into one table this way.
+
+  Raises:
+    errors.DataError: a ``results.json`` is not valid JSON or not a list of runs.
   """
   runs = []
   for directory in experiment_dirs:
-    with filesystems.open_file(os.path.join(directory, "results.json")) as f:
-      runs.extend(json.load(f))
+    path = os.path.join(directory, "results.json")
+    results = json_io.load(path)
+    if not isinstance(results, list) or not all(isinstance(run, dict) for run in results):
+      raise errors.DataError(f"{path}: expected a list of runs (a results.json of "
+                             "dasl-experiment)")
+    runs.extend(results)
   return runs
 
 

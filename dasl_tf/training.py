@@ -44,6 +44,7 @@ from dasl_tf import data as data_lib
 from dasl_tf import distribute
 from dasl_tf import errors
 from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf import features as F
 from dasl_tf import metrics as metrics_lib
 from dasl_tf import model_dir as model_dir_lib
@@ -505,4 +506,4 @@ def _final_metrics(job: _Job, model: tf_keras.Model,
       best_epoch=best_epoch,
   )
   # JSON has no NaN: a metric without examples (an empty slice) is null.
-  return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
+  return json_io.finite_or_null(metrics)

@@ -13,7 +13,14 @@ every seed on the train/validation/test split (``--seeds``), then writes, in
   training, the sampled HR@10 and the AUC, with the share of test positives
   whose target was unseen in training; overall and per slice (cold start, no
   other-domain history, both domains, cold-start users). The keys are those of
-  :mod:`dasl_tf.metrics`.
+  :mod:`dasl_tf.metrics`; a metric no run measured (an empty slice) is null.
+
+Every flag, the data directory and every run's configuration are checked
+before anything is written: an empty or repeating ``--seeds`` or
+``--variants``, a seed that is no integer >= 0, a ``--folds`` of 1, 2, below 0
+or above the dataset's folds, a ``--data_dir`` that is no ``dasl-prepare``
+output and an ``--output_dir`` that is a file each end the command with one
+error line.
 
 Example::
 
@@ -22,8 +29,9 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import List
+from typing import List, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -31,7 +39,10 @@ from absl import logging
 
 from dasl_tf import use_keras2  # noqa: F401  pylint: disable=unused-import  (first: TFRS needs Keras 2)
 from dasl_tf import config as config_lib
+from dasl_tf import errors
 from dasl_tf import features as F
+from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf import models
 from dasl_tf import publish
 from dasl_tf import report
@@ -63,10 +74,63 @@ def define_flags() -> None:
 
 # Default variants that need real times; left out, with a line saying so, on data without.
 NEEDS_TIMESTAMPS = ("recent_popularity",)
+# A k-fold run tests on one fold, validates on the next and trains on the others.
+MIN_FOLDS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """What the flags ask for, checked whole before anything is written.
+
+  Attributes:
+    runs: the grid's runs, their configs resolved.
+    domain_names: the dataset's two domain names (the table's columns).
+  """
+  runs: List[grid.GridRun]
+  domain_names: Tuple[str, str]
+
+
+def _each_once(flag: str, values: Sequence[object]) -> None:
+  """Refuses an empty list flag, or one that names a value twice (a run counted twice).
+
+  Raises:
+    app.UsageError: naming the flag.
+  """
+  if not values:
+    raise app.UsageError(f"--{flag} is empty: give at least one value")
+  repeated = sorted({value for value in values if values.count(value) > 1}, key=str)
+  if repeated:
+    raise app.UsageError(f"--{flag} lists {', '.join(map(str, repeated))} more than once: "
+                         "each would run again and count twice in the table; list each once")
+
+
+def _seeds() -> List[int]:
+  """The seeds of ``--seeds``: integers >= 0, each once.
+
+  Raises:
+    app.UsageError: naming the flag and the bad value.
+  """
+  seeds = []
+  for text in FLAGS.seeds:
+    try:
+      seed = int(text)
+    except ValueError:
+      raise app.UsageError(f"--seeds: {text!r} is not an integer; give seeds as "
+                           "--seeds=1,2,3") from None
+    if seed < 0:
+      raise app.UsageError(f"--seeds: {seed} is negative; seeds are integers >= 0")
+    seeds.append(seed)
+  _each_once("seeds", seeds)
+  return seeds
 
 
 def _variants(schema: F.DatasetSchema) -> List[str]:
-  """The variants of ``--variants``; by default, those the data can run."""
+  """The variants of ``--variants``; by default, those the data can run.
+
+  Raises:
+    app.UsageError: the list is empty, repeats a variant or names an unknown one.
+  """
+  _each_once("variants", FLAGS.variants)
   if FLAGS.variants == ["all"]:
     return list(models.variants())
   unknown = sorted(set(FLAGS.variants) - set(models.variants()))
@@ -80,26 +144,85 @@ def _variants(schema: F.DatasetSchema) -> List[str]:
   return variants
 
 
+def _check_folds(schema: F.DatasetSchema) -> None:
+  """Refuses a ``--folds`` that is negative, too few for k-fold runs or more than the data has.
+
+  Raises:
+    app.UsageError: naming the flag and the dataset's folds.
+  """
+  folds = FLAGS.folds
+  if folds == 0:
+    return
+  if folds < MIN_FOLDS:
+    raise app.UsageError(
+        f"--folds={folds}: pass 0 (the default: --seeds on the train/validation/test split) "
+        f"or at least {MIN_FOLDS} (a k-fold run tests on one fold, validates on the next and "
+        "trains on the others)")
+  available = sum(1 for name in schema.splits if name.startswith("fold-"))
+  if folds > available:
+    raise app.UsageError(
+        f"--folds={folds}: {FLAGS.data_dir} has {available} folds; pass at most {available}"
+        + ("" if available else " (prepare it with k-fold splits to run over folds)"))
+
+
+def _check_output_dir() -> None:
+  """Refuses an ``--output_dir`` that exists but is no directory.
+
+  Raises:
+    app.UsageError: naming the flag.
+  """
+  files = filesystems.files_for(FLAGS.output_dir)
+  if files.exists(FLAGS.output_dir) and not files.isdir(FLAGS.output_dir):
+    raise app.UsageError(
+        f"--output_dir={FLAGS.output_dir} is a file; give a directory (a new one, or an "
+        "earlier experiment's to resume it)")
+
+
+def _plan() -> _Plan:
+  """Checks every flag, the data and every run's config; writes nothing.
+
+  Raises:
+    app.UsageError: a flag is invalid (named in the message).
+    config_lib.ConfigError: ``--config`` or a training flag gives an invalid value.
+  """
+  seeds = _seeds()
+  _check_output_dir()
+  try:
+    schema = F.DatasetSchema.load(FLAGS.data_dir)
+  except (FileNotFoundError, errors.DataError) as e:
+    raise app.UsageError(f"--data_dir: {e}") from e
+  variants = _variants(schema)
+  _check_folds(schema)
+  base = None
+  if FLAGS.config:
+    try:
+      base = config_lib.ExperimentConfig.load(FLAGS.config)
+    except config_lib.ConfigError as e:
+      raise app.UsageError(f"--config: {e}") from e
+  overrides = {name: FLAGS[name].value for name in ("epochs", "batch_size", "learning_rate")
+               if FLAGS[name].present}
+  try:
+    runs = grid.grid_runs(FLAGS.data_dir, variants, FLAGS.folds, seeds, base, overrides)
+  except (FileNotFoundError, errors.DataError) as e:
+    raise app.UsageError(f"--data_dir: {e}") from e
+  return _Plan(runs, schema.domain_names)
+
+
 def run(argv: List[str]) -> None:
   """Runs the experiment from the parsed flags (errors: :func:`~dasl_tf.pipelines.cli.run_command`)."""
   cli.no_arguments(argv)
-  _experiment()
+  _experiment(_plan())
 
 
-def _experiment() -> None:
+def _experiment(plan: _Plan) -> None:
   """Trains the grid and writes the runs' metrics and the tables."""
-  seeds = [int(seed) for seed in FLAGS.seeds]
-  variants = _variants(F.DatasetSchema.load(FLAGS.data_dir))
-  runs = grid.grid_runs(FLAGS.data_dir, variants, FLAGS.folds, seeds)
-  base = config_lib.ExperimentConfig.load(FLAGS.config) if FLAGS.config else None
-  overrides = {name: FLAGS[name].value for name in ("epochs", "batch_size", "learning_rate")
-               if FLAGS[name].present}
-  results = grid.run_grid(runs, FLAGS.output_dir, base, overrides, FLAGS.reports)
+  results = grid.run_grid(plan.runs, FLAGS.output_dir, FLAGS.reports)
   summary = report.summarize_runs(results)
-  domain_names = runs[0].data.schema.domain_names
-  table = report.experiment_tables_markdown(summary, domain_names, FLAGS.title)
+  table = report.experiment_tables_markdown(summary, plan.domain_names, FLAGS.title)
   publish.write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
-  publish.write_json(os.path.join(FLAGS.output_dir, "table.json"), summary)
+  # A metric no run could measure (an empty slice) has a NaN mean: null in the file.
+  publish.write_json(os.path.join(FLAGS.output_dir, "table.json"),
+                     json_io.finite_or_null(summary))
   table_path = os.path.join(FLAGS.output_dir, "table.md")
   publish.write_file(table_path, table)
   logging.info("wrote %s", table_path)

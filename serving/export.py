@@ -141,7 +141,7 @@ def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
   warmup.write_warmup(warmup.warmup_logs(serving_spec, vocab_dir), export_dir)
   with tf.io.gfile.GFile(
       os.path.join(export_dir, spec_lib.ASSETS_EXTRA, spec_lib.SPEC_FILE), "w") as f:
-    f.write(serving_spec.to_json() + "\n")
+    f.write(serving_spec.to_json())
 
 
 def _main(argv: List[str]) -> None:

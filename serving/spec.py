@@ -12,7 +12,6 @@ signatures from them and :mod:`dasl_tf.serving.requests` the requests.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Dict, NamedTuple, Optional, Tuple
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from dasl_tf import features as F
 from dasl_tf import errors
+from dasl_tf import json_io
 
 SERVING_DEFAULT = "serving_default"
 SERVING_INDICES = "serving_indices"
@@ -164,11 +164,17 @@ class ServingSpec:
     return inputs
 
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    """The package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""
+    return json_io.dumps(dataclasses.asdict(self))
 
   @classmethod
   def from_json(cls, text: str) -> "ServingSpec":
-    values = json.loads(text)
+    return cls.from_dict(json_io.loads(text, SPEC_FILE))
+
+  @classmethod
+  def from_dict(cls, values: Dict[str, object]) -> "ServingSpec":
+    """A spec from the parsed JSON object of ``serving_spec.json``."""
+    values = dict(values)
     values["feature_spec"] = F.FeatureSpec(**values["feature_spec"])
     return cls(**values)
 
@@ -178,16 +184,17 @@ class ServingSpec:
 
     Raises:
       FileNotFoundError: no spec file there.
-      ValueError: the file is not a valid spec.
+      errors.DataError: the file is not valid JSON, or not a valid spec.
     """
     if os.path.isdir(path):
       path = os.path.join(path, ASSETS_EXTRA, SPEC_FILE)
     try:
-      with open(path, encoding="utf-8") as f:
-        return cls.from_json(f.read())
+      values = json_io.load(path)
     except FileNotFoundError as e:
       raise FileNotFoundError(
           f"{path} not found: pass an export version directory written by dasl-export "
           f"or its {ASSETS_EXTRA}/{SPEC_FILE}") from e
+    try:
+      return cls.from_dict(values)
     except (ValueError, TypeError, KeyError) as e:
       raise errors.DataError(f"{path} is not a valid serving spec: {e}") from e
