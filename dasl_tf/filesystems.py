@@ -11,6 +11,21 @@ that says so.
 Local paths never import TensorFlow, so ``dasl-prepare`` keeps running without
 it on local data.
 
+An ``s3://`` path is first checked against the object store's endpoint
+(:func:`check_s3_endpoint`), once per process and endpoint, before anything
+touches it: the endpoint must accept a connection and answer an HTTP request
+within ``DASL_REMOTE_TIMEOUT_S`` seconds (default :data:`REMOTE_TIMEOUT_S`),
+else the path is a :class:`RemotePathError` naming the endpoint. The same
+number of seconds becomes tensorflow-io's S3 connect and request (idle)
+timeouts, unless ``S3_CONNECT_TIMEOUT_MSEC`` / ``S3_REQUEST_TIMEOUT_MSEC`` are
+set, so a connection lost later fails instead of hanging (after the AWS SDK's
+retries). The endpoint is the one tensorflow-io's client uses:
+``S3_ENDPOINT``, else AWS's for ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
+(us-east-1 without either, the AWS SDK's default), ``s3.<region>.amazonaws.com:443``.
+tensorflow-io 0.37 does not read AWS's ``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL``; without ``S3_ENDPOINT`` they are copied to it, so the
+client goes where boto3 and the AWS CLI would. Other schemes are not checked.
+
 tensorflow-io's S3 client aborts while the interpreter tears down ("pure
 virtual method called", exit code 134; tensorflow/io#2039). The command-line
 tools therefore end through :func:`run_main`, which leaves with ``os._exit``
@@ -19,22 +34,156 @@ once every output is flushed when an ``s3://`` path was used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import http.client
+import math
 import os
 import shutil
+import socket
+import ssl
 import sys
 import tempfile
-from typing import Callable, Iterator, Optional
+import urllib.parse
+from typing import Callable, Iterator, MutableMapping, Optional
 
 from dasl_tf import errors
 
 TENSORFLOW_IO_SCHEMES = ("s3", "hdfs", "viewfs", "har", "az")
 OBJECT_STORE_SCHEMES = ("s3", "gs", "az")
 
+# Seconds an object store's endpoint has to accept a connection and to answer; the
+# environment variable TIMEOUT_ENV overrides it.
+REMOTE_TIMEOUT_S = 10.0
+TIMEOUT_ENV = "DASL_REMOTE_TIMEOUT_S"
+# The S3 endpoint variables, first set first; tensorflow-io's client reads only the first.
+S3_ENDPOINT_ENVS = ("S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# tensorflow-io's S3 client timeouts, in milliseconds (read once, when the client is made).
+S3_TIMEOUT_ENVS = ("S3_CONNECT_TIMEOUT_MSEC", "S3_REQUEST_TIMEOUT_MSEC")
+
 _schemes_used = set()
+_reachable = set()
 
 
 class RemotePathError(errors.DaslError, ValueError):
   """A path's filesystem is not available in this environment."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+  """Where an object store's client connects.
+
+  Attributes:
+    host: host name or address.
+    port: TCP port.
+    tls: whether the client speaks HTTPS.
+    source: where the endpoint came from, for messages ("S3_ENDPOINT=...").
+  """
+  host: str
+  port: int
+  tls: bool
+  source: str
+
+
+def remote_timeout_s(environ: Optional[MutableMapping[str, str]] = None) -> float:
+  """Seconds an endpoint has to answer: ``DASL_REMOTE_TIMEOUT_S``, else :data:`REMOTE_TIMEOUT_S`.
+
+  Raises:
+    RemotePathError: the variable is not a positive number.
+  """
+  raw = (os.environ if environ is None else environ).get(TIMEOUT_ENV, "")
+  if not raw.strip():
+    return REMOTE_TIMEOUT_S
+  try:
+    seconds = float(raw)
+  except ValueError:
+    seconds = math.nan
+  if not (math.isfinite(seconds) and seconds > 0):
+    raise RemotePathError(f"{TIMEOUT_ENV}={raw!r}: must be a positive number of seconds "
+                          f"(default {REMOTE_TIMEOUT_S:g})")
+  return seconds
+
+
+def configure_s3(environ: Optional[MutableMapping[str, str]] = None) -> Endpoint:
+  """Sets tensorflow-io's S3 endpoint and timeouts in ``environ``; returns the endpoint.
+
+  ``S3_ENDPOINT`` is set from ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` when
+  it is unset, and the timeouts (``S3_CONNECT_TIMEOUT_MSEC``,
+  ``S3_REQUEST_TIMEOUT_MSEC``) from :func:`remote_timeout_s` when they are
+  unset. Without any endpoint variable the endpoint is AWS's.
+
+  Raises:
+    RemotePathError: a malformed endpoint or ``DASL_REMOTE_TIMEOUT_S``.
+  """
+  environ = os.environ if environ is None else environ
+  timeout_ms = str(max(1, round(remote_timeout_s(environ) * 1000)))
+  for name in S3_TIMEOUT_ENVS:
+    environ.setdefault(name, timeout_ms)
+  name = next((name for name in S3_ENDPOINT_ENVS if environ.get(name, "").strip()), None)
+  if name is None:
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return Endpoint(f"s3.{region}.amazonaws.com", 443, True,
+                    f"AWS's endpoint for region {region}, as none of "
+                    f"{', '.join(S3_ENDPOINT_ENVS)} is set")
+  url = environ[name].strip()
+  environ["S3_ENDPOINT"] = url
+  # Without a scheme the AWS SDK speaks HTTPS.
+  parts = urllib.parse.urlsplit(url if "://" in url else "https://" + url)
+  try:
+    port = parts.port
+  except ValueError:
+    port = -1
+  if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+    raise RemotePathError(f"{name}={url!r}: not an S3 endpoint (host:port or "
+                          "http(s)://host:port)")
+  tls = parts.scheme == "https"
+  return Endpoint(parts.hostname, port or (443 if tls else 80), tls, f"from {name}={url}")
+
+
+def check_s3_endpoint(path: str) -> None:
+  """Checks, once per process and endpoint, that the S3 endpoint of ``path`` answers.
+
+  Connects (and for HTTPS shakes hands, without checking the certificate: only
+  reachability is asked here) and sends ``HEAD /``; any HTTP answer will do.
+  Each step has :func:`remote_timeout_s` seconds. Sets tensorflow-io's
+  settings first (:func:`configure_s3`).
+
+  Raises:
+    RemotePathError: the endpoint refuses, does not accept or does not answer
+      in time, or cannot be resolved; the message names it and what to check.
+  """
+  endpoint = configure_s3()
+  if endpoint in _reachable:
+    return
+  timeout = remote_timeout_s()
+  connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+  waiting_for = "accept a connection"
+  try:
+    connection.sock = socket.create_connection((endpoint.host, endpoint.port), timeout)
+    if endpoint.tls:
+      waiting_for = "complete a TLS handshake after accepting the connection"
+      context = ssl.create_default_context()
+      context.check_hostname = False
+      context.verify_mode = ssl.CERT_NONE
+      connection.sock = context.wrap_socket(connection.sock, server_hostname=endpoint.host)
+    waiting_for = "send an HTTP answer after accepting the connection"
+    connection.request("HEAD", "/")
+    connection.getresponse()
+  except (OSError, http.client.HTTPException) as e:
+    if isinstance(e, TimeoutError):
+      reason = f"it did not {waiting_for} within {timeout:g} s"
+    elif isinstance(e, http.client.HTTPException):
+      reason = f"it does not answer in HTTP ({type(e).__name__}: {e})"
+    else:
+      reason = (e.strerror or str(e) or type(e).__name__).rstrip(".")
+      reason = reason[0].lower() + reason[1:]
+    raise RemotePathError(
+        f"{path}: cannot reach the S3 endpoint {endpoint.host}:{endpoint.port} "
+        f"({endpoint.source}): {reason}. Check that the object store is running and reachable "
+        f"from here and that {S3_ENDPOINT_ENVS[0]} names it (host:port), or raise "
+        f"{TIMEOUT_ENV} (now {timeout:g} s) if it is only slow to answer") from e
+  finally:
+    connection.close()
+  _reachable.add(endpoint)
 
 
 def scheme(path: str) -> str:
@@ -109,11 +258,14 @@ def files_for(path: str):
 
   Raises:
     RemotePathError: the path's filesystem comes from tensorflow-io, which
-      cannot be loaded here.
+      cannot be loaded here, or its S3 endpoint does not answer
+      (:func:`check_s3_endpoint`).
   """
   path_scheme = scheme(path)
   if not path_scheme:
     return LocalFiles
+  if path_scheme == "s3":
+    check_s3_endpoint(path)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   if path_scheme in TENSORFLOW_IO_SCHEMES and path_scheme not in _schemes_used:

@@ -8,6 +8,7 @@ boto3. A fresh process then loads the export from s3:// and scores with it.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from dasl_tf import filesystems
 from dasl_tf.serving import spec as spec_lib
 from tests import test_train_support as support
 
@@ -154,3 +156,133 @@ def test_prepare_train_export_and_serve_with_every_path_on_s3(s3, synthetic_raw,
   assert scores["modules"] == []
   assert scores["remote"] == scores["local"]
   assert 0.0 < scores["remote"]["ctr"][0] < 1.0
+
+
+# An object store that cannot be reached: every command fails within DASL_REMOTE_TIMEOUT_S
+# (per step of the endpoint check), with one line naming the endpoint, and writes nothing.
+_COMMANDS = {"dasl-prepare": "dasl_tf.pipelines.prepare", "dasl-train": "dasl_tf.pipelines.train",
+             "dasl-export": "dasl_tf.serving.export"}
+
+
+def _unreachable_env(endpoint_env, endpoint):
+  env = {k: v for k, v in os.environ.items()
+         if k not in filesystems.S3_ENDPOINT_ENVS + filesystems.S3_TIMEOUT_ENVS}
+  env.update({endpoint_env: endpoint, "AWS_ACCESS_KEY_ID": "testing",
+              "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+              filesystems.TIMEOUT_ENV: "2", "TF_USE_LEGACY_KERAS": "1",
+              "TF_CPP_MIN_LOG_LEVEL": "2"})
+  return env
+
+
+def _tree(root):
+  return sorted(os.path.relpath(os.path.join(d, n), root)
+                for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+def _fails_on_endpoint(command, args, env, tmp_path, raw, data_dir=""):
+  """Runs ``command`` in an empty directory; returns its last stderr line; checks it wrote nothing.
+
+  In ``args``, ``{inputs}/a.csv`` and ``{inputs}/b.csv`` are a valid small dataset
+  (``raw``), ``{data}`` is ``data_dir`` and ``{tmp}`` is ``tmp_path``.
+  """
+  inputs = tmp_path / "inputs"
+  inputs.mkdir(parents=True)
+  for flag, name in (("input_a", "a.csv"), ("input_b", "b.csv")):
+    shutil.copyfile(raw[flag], inputs / name)
+  cwd = tmp_path / "cwd"
+  cwd.mkdir(parents=True)
+  before = _tree(tmp_path)
+  args = [a.format(inputs=inputs, tmp=tmp_path, data=data_dir) for a in args]
+  proc = subprocess.run([sys.executable, "-m", _COMMANDS[command], *args], capture_output=True,
+                        text=True, env=env, cwd=str(cwd), timeout=60)
+  assert proc.returncode == 2, f"{command}: exit {proc.returncode}\n{proc.stderr[-4000:]}"
+  assert _tree(tmp_path) == before
+  return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command,args,endpoint_env", [
+    ("dasl-prepare", ["--input_a={inputs}/a.csv", "--input_b={inputs}/b.csv",
+                      f"--output_dir={ROOT}/x"], "AWS_ENDPOINT_URL"),
+    ("dasl-train", [f"--data_dir={ROOT}/data", "--model_dir={tmp}/run"], "S3_ENDPOINT"),
+    # Local data: the export at the end is refused before training starts.
+    ("dasl-train", ["--data_dir={data}", "--model_dir={tmp}/run",
+                    f"--serving_model_dir={ROOT}/exports"], "S3_ENDPOINT"),
+    ("dasl-export", ["--model_dir={tmp}/run", f"--export_base={ROOT}/exports"], "S3_ENDPOINT"),
+])
+def test_closed_port_is_one_error_line_naming_the_endpoint(command, args, endpoint_env,
+                                                           synthetic_raw, synthetic_data_dir,
+                                                           tmp_path):
+  port = _free_port()  # bound, read and closed: nothing listens there
+  endpoint = f"http://127.0.0.1:{port}"
+  line = _fails_on_endpoint(command, args, _unreachable_env(endpoint_env, endpoint), tmp_path,
+                            synthetic_raw, synthetic_data_dir)
+  assert line.startswith(f"{command}: error: s3://{BUCKET}/"), line
+  assert f"the S3 endpoint 127.0.0.1:{port} (from {endpoint_env}={endpoint})" in line, line
+  assert "connection refused" in line and filesystems.TIMEOUT_ENV in line, line
+
+
+def test_endpoint_that_never_accepts_or_never_answers_fails_in_bounded_time(synthetic_raw,
+                                                                           tmp_path):
+  # Backlog 0 holds one connection, the test's own: the kernel drops the next one's SYN,
+  # as a blackholed address does. A listener with room accepts but never answers.
+  with socket.socket() as full, socket.socket() as filler, socket.socket() as silent:
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    filler.connect(full.getsockname())
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    full_port, silent_port = full.getsockname()[1], silent.getsockname()[1]
+    cases = (
+        (f"http://127.0.0.1:{full_port}", full_port, "did not accept a connection"),
+        (f"http://127.0.0.1:{silent_port}", silent_port,
+         "did not send an HTTP answer after accepting the connection"),
+        (f"127.0.0.1:{silent_port}", silent_port,  # no scheme: HTTPS, as the AWS SDK does
+         "did not complete a TLS handshake after accepting the connection"))
+    for i, (endpoint, port, reason) in enumerate(cases):
+      line = _fails_on_endpoint(
+          "dasl-prepare", ["--input_a={inputs}/a.csv", "--input_b={inputs}/b.csv",
+                           f"--output_dir={ROOT}/x"],
+          _unreachable_env("S3_ENDPOINT", endpoint), tmp_path / str(i), synthetic_raw)
+      assert line.startswith(
+          f"dasl-prepare: error: {ROOT}/x: cannot reach the S3 endpoint 127.0.0.1:{port} "
+          f"(from S3_ENDPOINT={endpoint}): it {reason} within 2 s. "), line
+
+
+@pytest.mark.parametrize("environ,host,port,tls,s3_endpoint", [
+    ({"S3_ENDPOINT": "http://10.0.0.5:9000", "AWS_ENDPOINT_URL": "http://other:1"},
+     "10.0.0.5", 9000, False, "http://10.0.0.5:9000"),
+    ({"AWS_ENDPOINT_URL": "minio.local:9000"}, "minio.local", 9000, True, "minio.local:9000"),
+    ({"AWS_ENDPOINT_URL_S3": "https://s3.example", "AWS_ENDPOINT_URL": "http://x:1"},
+     "s3.example", 443, True, "https://s3.example"),
+    ({"S3_ENDPOINT": "http://store"}, "store", 80, False, "http://store"),
+    ({"AWS_DEFAULT_REGION": "eu-west-1"}, "s3.eu-west-1.amazonaws.com", 443, True, None),
+    ({}, "s3.us-east-1.amazonaws.com", 443, True, None),
+])
+def test_s3_endpoint_is_the_one_tensorflow_io_uses(environ, host, port, tls, s3_endpoint):
+  endpoint = filesystems.configure_s3(environ)
+  assert (endpoint.host, endpoint.port, endpoint.tls) == (host, port, tls)
+  assert environ.get("S3_ENDPOINT") == s3_endpoint
+
+
+def test_timeout_setting_becomes_tensorflow_io_timeouts_unless_set():
+  environ = {filesystems.TIMEOUT_ENV: "2.5", "S3_REQUEST_TIMEOUT_MSEC": "60000"}
+  filesystems.configure_s3(environ)
+  assert environ["S3_CONNECT_TIMEOUT_MSEC"] == "2500"
+  assert environ["S3_REQUEST_TIMEOUT_MSEC"] == "60000"
+  environ = {}
+  filesystems.configure_s3(environ)
+  assert environ["S3_CONNECT_TIMEOUT_MSEC"] == environ["S3_REQUEST_TIMEOUT_MSEC"] == "10000"
+
+
+@pytest.mark.parametrize("environ,named", [
+    ({filesystems.TIMEOUT_ENV: "0"}, "DASL_REMOTE_TIMEOUT_S='0'"),
+    ({filesystems.TIMEOUT_ENV: "-1"}, "DASL_REMOTE_TIMEOUT_S='-1'"),
+    ({filesystems.TIMEOUT_ENV: "nan"}, "DASL_REMOTE_TIMEOUT_S='nan'"),
+    ({filesystems.TIMEOUT_ENV: "inf"}, "DASL_REMOTE_TIMEOUT_S='inf'"),
+    ({filesystems.TIMEOUT_ENV: "ten"}, "DASL_REMOTE_TIMEOUT_S='ten'"),
+    ({"S3_ENDPOINT": "http://store:port"}, "S3_ENDPOINT='http://store:port'"),
+    ({"AWS_ENDPOINT_URL": "ftp://store:21"}, "AWS_ENDPOINT_URL='ftp://store:21'"),
+])
+def test_bad_settings_are_errors_naming_them(environ, named):
+  with pytest.raises(filesystems.RemotePathError, match=named):
+    filesystems.configure_s3(environ)
