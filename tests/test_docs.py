@@ -14,9 +14,9 @@ from dasl_tf import prepare as prepare_lib
 from dasl_tf.prepare import config as prepare_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGES = sorted([os.path.join(ROOT, "README.md"), os.path.join(ROOT, "BUILD.md")]
+PAGES = sorted([os.path.join(ROOT, name) for name in ("README.md", "BUILD.md", "CHANGELOG.md")]
                + glob.glob(os.path.join(ROOT, "docs", "*.md"))
-               + glob.glob(os.path.join(ROOT, "docs", "measurements", "*.md")))
+               + glob.glob(os.path.join(ROOT, "docs", "*", "*.md")))
 FLAGS_PAGE = os.path.join(ROOT, "docs", "flags.md")
 CONFIGS = {"ModelConfig": config_lib.ModelConfig, "TrainConfig": config_lib.TrainConfig,
            "PrepareConfig": prepare_config.PrepareConfig}
