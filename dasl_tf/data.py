@@ -55,7 +55,7 @@ def resolve_files(patterns: Patterns) -> List[str]:
   filesystems.register(*patterns)
   files = []
   for pattern in patterns:
-    matched = sorted(tf.io.gfile.glob(pattern))
+    matched = filesystems.glob(pattern)
     if not matched:
       raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
     files.extend(matched)
@@ -82,8 +82,7 @@ def count_records(path: str) -> int:
   Raises:
     CorruptRecordsError: the file is truncated or corrupt (the message names it).
   """
-  stat = tf.io.gfile.stat(path)
-  identity = (path, stat.length, stat.mtime_nsec)
+  identity = (path, *filesystems.file_version(path))
   if identity not in _COUNTED:
     _COUNTED[identity] = _read_count(path)
   return _COUNTED[identity]

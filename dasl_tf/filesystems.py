@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import http.client
+import glob as glob_lib
 import math
 import os
 import shutil
-import socket
-import ssl
 import sys
 import tempfile
 import urllib.parse
-from typing import Callable, Iterator, MutableMapping, Optional
+from typing import Callable, Iterator, List, MutableMapping, Optional, Tuple
 
 from dasl_tf import errors
 
@@ -151,6 +149,12 @@ def check_s3_endpoint(path: str) -> None:
     RemotePathError: the endpoint refuses, does not accept or does not answer
       in time, or cannot be resolved; the message names it and what to check.
   """
+  # The network modules load only here: code that never touches s3:// (request building
+  # in dasl_tf.serving.requests, for one) imports none of them.
+  import http.client  # pylint: disable=g-import-not-at-top
+  import socket  # pylint: disable=g-import-not-at-top
+  import ssl  # pylint: disable=g-import-not-at-top
+
   endpoint = configure_s3()
   if endpoint in _reachable:
     return
@@ -216,6 +220,16 @@ class LocalFiles:
   @staticmethod
   def GFile(path: str, mode: str):  # pylint: disable=invalid-name
     return open(path, mode, encoding=None if "b" in mode else "utf-8")
+
+  @staticmethod
+  def glob(pattern: str) -> List[str]:
+    return sorted(glob_lib.glob(pattern))
+
+  @staticmethod
+  def copy(source: str, target: str, overwrite: bool = False) -> None:
+    if not overwrite and os.path.exists(target):
+      raise FileExistsError(f"{target} exists")
+    shutil.copyfile(source, target)
 
 
 class RemoteFiles:
@@ -298,9 +312,21 @@ def open_file(path: str, mode: str = "r"):
 
 def file_size(path: str) -> int:
   """Size of a local or remote file, in bytes."""
+  return file_version(path)[0]
+
+
+def file_version(path: str) -> Tuple[int, int]:
+  """``(size in bytes, modification time in ns)`` of a local or remote file."""
   if not scheme(path):
-    return os.path.getsize(path)
-  return files_for(path).stat(path).length
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+  stat = files_for(path).stat(path)
+  return stat.length, stat.mtime_nsec
+
+
+def glob(pattern: str) -> List[str]:
+  """The files matching a local or remote glob pattern, sorted."""
+  return sorted(files_for(pattern).glob(pattern))
 
 
 @contextlib.contextmanager

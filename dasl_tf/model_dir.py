@@ -346,8 +346,9 @@ def _refresh_lock(path: str, stop: threading.Event) -> None:
 def _copy_tree(source: str, target: str) -> None:
   """Copies a flat directory, publishing it whole."""
   with publish.staged_directory(target, overwrite=True) as staging:
-    for name in tf.io.gfile.listdir(source):
-      tf.io.gfile.copy(os.path.join(source, name), os.path.join(staging, name))
+    files = filesystems.files_for(source)
+    for name in files.listdir(source):
+      files.copy(os.path.join(source, name), os.path.join(staging, name))
 
 
 class TrainingState:

@@ -19,6 +19,7 @@ import tensorflow as tf
 from dasl_tf import config as config_lib
 from dasl_tf import errors
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf import models
 from dasl_tf import publish
 
@@ -56,7 +57,8 @@ def load_model(model_dir: str) -> Tuple[object, config_lib.ExperimentConfig, F.D
   """
   config_path = os.path.join(model_dir, CONFIG_FILE)
   weights = os.path.join(model_dir, WEIGHTS_PREFIX)
-  if not tf.io.gfile.exists(config_path) or not tf.io.gfile.exists(weights + ".index"):
+  files = filesystems.files_for(model_dir)
+  if not files.exists(config_path) or not files.exists(weights + ".index"):
     raise FileNotFoundError(
         f"{model_dir} holds no finished dasl_tf model (expected {CONFIG_FILE} and "
         f"{WEIGHTS_PREFIX}.index); did `dasl-train --model_dir {model_dir}` complete?")

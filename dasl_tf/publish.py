@@ -43,17 +43,21 @@ neither deleted nor restored.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
 import time
 import uuid
 from typing import Iterator, Optional, Union
 
-from absl import logging
 
 from dasl_tf import errors
 from dasl_tf import filesystems
 from dasl_tf import json_io
+
+# The standard library's logger (absl shows its records): the config and schema modules
+# import this one, and building serving requests imports them, with no network module.
+_log = logging.getLogger(__name__)
 
 STAGING_INFIX = ".staging-"
 RETIRED_INFIX = ".retired-"
@@ -99,7 +103,7 @@ def _resolve(path: str) -> str:
   if local is None or not os.path.islink(local.rstrip("/") or local):
     return path
   real = os.path.realpath(local)
-  logging.info("%s is a symbolic link: publishing into its target %s", path, real)
+  _log.info("%s is a symbolic link: publishing into its target %s", path, real)
   return real if local == path else "file://" + real
 
 
@@ -181,16 +185,16 @@ def remove_leftovers(target: str, marker: Optional[str] = None) -> None:
   if restorable and not files.exists(target):
     files.rename(restorable[-1], target)
     leftovers[RETIRED_INFIX].remove(restorable[-1])
-    logging.warning("%s was missing (a run was killed while replacing it): restored the "
+    _log.warning("%s was missing (a run was killed while replacing it): restored the "
                     "previous copy from %s", target, restorable[-1])
   for path in leftovers[STAGING_INFIX] + leftovers[RETIRED_INFIX]:
     if _is_link(path):
-      logging.warning("%s: deleting the symbolic link %s, named like a leftover of a publish "
+      _log.warning("%s: deleting the symbolic link %s, named like a leftover of a publish "
                       "there (what it points to is untouched)", target, path)
     try:
       _delete(path)
     except OSError as e:
-      logging.warning("%s: could not delete the leftover %s (%s); delete it by hand",
+      _log.warning("%s: could not delete the leftover %s (%s); delete it by hand",
                       target, path, e.strerror or e)
 
 
@@ -204,7 +208,7 @@ def _may_touch(path: str, target: str) -> bool:
   local = _local_part(path)
   if local is None or not hasattr(os, "getuid") or os.lstat(local).st_uid == os.getuid():
     return True
-  logging.warning("%s: leaving %s alone: it is named like a leftover of a publish there but "
+  _log.warning("%s: leaving %s alone: it is named like a leftover of a publish there but "
                   "belongs to another user", target, path)
   return False
 
@@ -305,7 +309,7 @@ def publish_directory(staging: str, target: str, overwrite: bool = False,
     try:
       _delete(retired)
     except Exception as e:  # pylint: disable=broad-except: target is published already.
-      logging.warning("published %s, but could not delete the %s it replaced, now at %s (%s); "
+      _log.warning("published %s, but could not delete the %s it replaced, now at %s (%s); "
                       "the next publish to %s deletes it", target, what, retired, e, target)
 
 

@@ -277,7 +277,7 @@ def write_report(model, eval_dataset: tf.data.Dataset,
           "history, then domain B's; blank = padding) for evaluation examples of its own "
           "domain (rows), with the example's target item as the query.", "",
           f"![attention]({ATTENTION_FILE})"]
-    with tf.io.gfile.GFile(os.path.join(staging, REPORT_FILE), "w") as f:
+    with filesystems.open_file(os.path.join(staging, REPORT_FILE), "w") as f:
       f.write("\n".join(sections) + "\n")
   return os.path.join(out_dir, REPORT_FILE)
 

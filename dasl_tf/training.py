@@ -352,7 +352,7 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
       finished = model_dir_lib.prepare_model_dir(model_dir, experiment, data.schema,
                                                  data.vocab_dir, overwrite)
     else:
-      finished = tf.io.gfile.exists(os.path.join(model_dir, METRICS_FILE))
+      finished = filesystems.files_for(model_dir).exists(os.path.join(model_dir, METRICS_FILE))
     if finished:
       logging.info("%s already holds the finished run; nothing to do", model_dir)
       return model_dir_lib.read_json(os.path.join(model_dir, METRICS_FILE))
@@ -365,7 +365,7 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
       return _run(job)
     finally:
       if not chief:
-        tf.io.gfile.rmtree(write_dir)
+        filesystems.files_for(write_dir).rmtree(write_dir)
 
 
 def _run(job: _Job) -> Dict[str, float]:

@@ -73,6 +73,7 @@ import tensorflow as tf
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf import publish
 from dasl_tf import training
 
@@ -181,9 +182,9 @@ def check_examples_schema(schema: F.DatasetSchema, schema_path: str) -> None:
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
 
-  if not tf.io.gfile.exists(schema_path):
+  if not filesystems.files_for(schema_path).exists(schema_path):
     raise FileNotFoundError(f"schema_path {schema_path!r} does not exist")
-  with tf.io.gfile.GFile(schema_path) as f:
+  with filesystems.open_file(schema_path) as f:
     proto = text_format.Parse(f.read(), schema_pb2.Schema())
   tfmd = {feature.name: feature for feature in proto.feature}
   spec = schema.feature_spec
@@ -261,8 +262,9 @@ def _serving_exporter(serving_model_dir: str):
                                 marker=tf.saved_model.SAVED_MODEL_FILENAME_PB,
                                 what="TFX serving model")
     finally:
-      if tf.io.gfile.exists(staging):
-        tf.io.gfile.rmtree(staging)
+      files = filesystems.files_for(staging)
+      if files.exists(staging):
+        files.rmtree(staging)
 
   return export_fn
 

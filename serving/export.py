@@ -139,7 +139,7 @@ def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
   logging.info("writing SavedModel (%s ids) to %s", id_dtype, export_dir)
   module.save(export_dir)
   warmup.write_warmup(warmup.warmup_logs(serving_spec, vocab_dir), export_dir)
-  with tf.io.gfile.GFile(
+  with filesystems.open_file(
       os.path.join(export_dir, spec_lib.ASSETS_EXTRA, spec_lib.SPEC_FILE), "w") as f:
     f.write(serving_spec.to_json())
 

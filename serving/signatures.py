@@ -42,6 +42,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from dasl_tf import config as config_lib
 from dasl_tf import errors
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf.serving import spec as spec_lib
 
 USERS_VOCAB = "users.txt"
@@ -71,7 +72,7 @@ def read_vocabulary(path: str, expected_size: int, id_dtype: str) -> list:
       vocabulary size; the message names the file and line.
   """
   padding_id = str(spec_lib.PADDING_IDS[id_dtype])
-  with tf.io.gfile.GFile(path) as f:
+  with filesystems.open_file(path) as f:
     ids = f.read().splitlines()
   seen = {}
   for line_number, raw_id in enumerate(ids, start=1):
@@ -95,7 +96,7 @@ def read_vocabulary(path: str, expected_size: int, id_dtype: str) -> list:
 def infer_id_dtype(vocab_dir: str) -> str:
   """"int64" when every raw id in the vocabularies is a canonical integer, else "string"."""
   for name in (USERS_VOCAB, ITEMS_A_VOCAB, ITEMS_B_VOCAB):
-    with tf.io.gfile.GFile(os.path.join(vocab_dir, name)) as f:
+    with filesystems.open_file(os.path.join(vocab_dir, name)) as f:
       if not all(_is_integer_id(raw_id) for raw_id in f.read().splitlines()):
         return "string"
   return "int64"
@@ -216,12 +217,12 @@ class ServingModule:
     tf.saved_model.save(self.root, export_dir, signatures=self.signatures())
     path = os.path.join(export_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)
     saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with filesystems.open_file(path, "rb") as f:
       saved_model.ParseFromString(f.read())
     for meta_graph in saved_model.meta_graphs:
       for signature, method_name in spec_lib.METHOD_NAMES.items():
         meta_graph.signature_def[signature].method_name = method_name
-    with tf.io.gfile.GFile(path, "wb") as f:
+    with filesystems.open_file(path, "wb") as f:
       f.write(saved_model.SerializeToString())
 
   def signatures(self) -> Dict[str, object]:

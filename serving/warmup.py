@@ -17,6 +17,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from dasl_tf import features as F
+from dasl_tf import filesystems
 from dasl_tf.serving import signatures
 from dasl_tf.serving import spec as spec_lib
 from dasl_tf.serving.client import DaslClient
@@ -25,7 +26,7 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 def _first_ids(vocab_dir: str, file_name: str, count: int, id_dtype: str) -> list:
-  with tf.io.gfile.GFile(os.path.join(vocab_dir, file_name)) as f:
+  with filesystems.open_file(os.path.join(vocab_dir, file_name)) as f:
     ids = f.read().splitlines()[:count]
   return [int(i) for i in ids] if id_dtype == "int64" else ids
 
@@ -79,7 +80,7 @@ def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
 def write_warmup(logs: Sequence[prediction_log_pb2.PredictionLog], export_dir: str) -> str:
   """Writes the records to ``<export_dir>/assets.extra/tf_serving_warmup_requests``."""
   directory = os.path.join(export_dir, spec_lib.ASSETS_EXTRA)
-  tf.io.gfile.makedirs(directory)
+  filesystems.files_for(directory).makedirs(directory)
   path = os.path.join(directory, WARMUP_FILE)
   with tf.io.TFRecordWriter(path) as writer:
     for log in logs:
