@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dasl_tf import catalogue as catalogue_lib
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import metrics
@@ -253,7 +254,7 @@ def _full_ranks_reference(tables, touched, features, labels):
 def _full_catalogue_case(seed=0, n=160):
   rng = np.random.default_rng(seed)
   train = _training_examples(rng, 60)
-  catalogue = metrics.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
+  catalogue = catalogue_lib.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
   tables = [rng.permutation(NUM_USERS * NUM_ITEMS).reshape(NUM_USERS, NUM_ITEMS) / 10.0
             for _ in range(2)]  # distinct scores: no ties
   features = _examples(rng, n, users=NUM_USERS, items=NUM_ITEMS)
@@ -285,10 +286,10 @@ def test_catalogue_from_files_equals_the_one_from_batches(tmp_path):
     for n in range(40):
       writer.write(spec.encode(dict({name: values[n] for name, values in train.items()},
                                     label=1.0)))
-  from_files = metrics.FullCatalogue.from_files([path], spec, (NUM_ITEMS, NUM_ITEMS),
+  from_files = catalogue_lib.FullCatalogue.from_files([path], spec, (NUM_ITEMS, NUM_ITEMS),
                                                 batch_size=16)
-  from_batches = metrics.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
-  halves = [metrics.FullCatalogue.from_batches(
+  from_batches = catalogue_lib.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
+  halves = [catalogue_lib.FullCatalogue.from_batches(
       [{name: values[part] for name, values in train.items()}], (NUM_ITEMS, NUM_ITEMS))
       for part in (slice(0, 25), slice(25, 40))]
   union = halves[0].union(halves[1])
@@ -299,7 +300,7 @@ def test_catalogue_from_files_equals_the_one_from_batches(tmp_path):
   outside = train[F.HIST_B].copy()
   outside[3, 1] = NUM_ITEMS
   with pytest.raises(ValueError, match="hist_b holds item id 30, outside domain b's"):
-    metrics.FullCatalogue.from_batches([dict(train, **{F.HIST_B: outside})],
+    catalogue_lib.FullCatalogue.from_batches([dict(train, **{F.HIST_B: outside})],
                                        (NUM_ITEMS, NUM_ITEMS))
 
 
@@ -341,7 +342,7 @@ def test_full_catalogue_ranks_untouched_items_and_counts_unseen_targets_as_misse
 
 
 def test_a_touched_item_scored_highest_does_not_push_the_target_down():
-  catalogue = metrics.FullCatalogue.from_batches(
+  catalogue = catalogue_lib.FullCatalogue.from_batches(
       [{F.USER_ID: np.array([2]), F.ITEM_ID: np.array([9]), F.DOMAIN: np.array([0]),
         F.HIST_A: np.array([[0, 0, 4]]), F.HIST_B: np.zeros((1, 3), np.int64)}],
       (NUM_ITEMS, NUM_ITEMS))

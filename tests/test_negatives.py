@@ -13,6 +13,7 @@ from dasl_tf import config_resolution
 from dasl_tf import features as F
 from dasl_tf import negatives
 from dasl_tf import planted
+from dasl_tf import run_inputs
 from dasl_tf import training
 from dasl_tf.prepare.config import PrepareConfig
 
@@ -49,7 +50,7 @@ def _touched_sets(examples):
 
 def _epoch(data, train, seed, step):
   """An epoch of training batches as NumPy: features and labels of every batch, in order."""
-  dataset = training._input(  # pylint: disable=protected-access
+  dataset = run_inputs.input_batches(
       data.train_files, data.schema.feature_spec, train, tf.distribute.get_strategy(),
       training=True, seed=seed, negatives=step)
   return [{k: v.numpy() for k, v in features.items()} for features, _ in dataset]
@@ -119,7 +120,7 @@ def test_draws_are_a_function_of_the_epoch_seed_only(data):
     assert all(np.array_equal(a[name], b[name]) for a, b in zip(first[1], again))
 
   # The same batches drawn under two seeds differ.
-  batches = training._input(  # pylint: disable=protected-access
+  batches = run_inputs.input_batches(
       data.train_files, data.schema.feature_spec, train, tf.distribute.get_strategy())
   drawn = [[f[F.TRAIN_NEGATIVES].numpy() for f, _ in run.apply(batches, seed)] for seed in seeds]
   assert not all(np.array_equal(a, b) for a, b in zip(*drawn))

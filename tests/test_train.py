@@ -18,6 +18,7 @@ from dasl_tf import data as data_lib
 from dasl_tf import features as F
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import model_io
+from dasl_tf import run_inputs
 from dasl_tf import training
 from tests import references
 from tests import test_train_support as support
@@ -65,7 +66,7 @@ def _read_json(path):
 
 
 def _num_train_examples(dataset_dir):
-  return training.count_examples(training.TrainingData.from_data_dir(dataset_dir).train_files)
+  return run_inputs.count_examples(training.TrainingData.from_data_dir(dataset_dir).train_files)
 
 
 def test_flags_override_config_file_which_overrides_defaults(model_dir, dataset_dir):
@@ -94,9 +95,9 @@ def test_metrics_json_reports_both_heads_and_the_accounting(model_dir, dataset_d
     expected = references.pairwise_auc(labels.numpy()[rows], logits[f"logit_{head}"].numpy()[rows])
     assert metrics[f"auc_{head}"] == pytest.approx(expected, abs=1e-6), head
   data = training.TrainingData.from_data_dir(dataset_dir)
-  test_examples = training.count_examples(data.test_files)
+  test_examples = run_inputs.count_examples(data.test_files)
   assert metrics["examples_a"] + metrics["examples_b"] == test_examples
-  assert metrics["val_examples_a"] + metrics["val_examples_b"] == training.count_examples(
+  assert metrics["val_examples_a"] + metrics["val_examples_b"] == run_inputs.count_examples(
       data.validation_files)
   assert np.isfinite(metrics["loss_a"]) and np.isfinite(metrics["loss_b"])
   assert metrics["train_examples"] == metrics["epochs"] * _num_train_examples(dataset_dir)
@@ -168,7 +169,7 @@ def test_early_stopping_triggers_and_the_best_epoch_is_restored(model_dir, datas
   model, experiment, schema = model_io.load_model(model_dir)
   data = training.TrainingData.from_data_dir(dataset_dir)
   model.compile(optimizer=tf_keras.optimizers.Adam())
-  restored = model.evaluate(training.validation_dataset(experiment, data), return_dict=True,
+  restored = model.evaluate(run_inputs.validation_dataset(experiment, data), return_dict=True,
                             verbose=0)["loss"]
   assert restored == pytest.approx(val_losses[best], rel=1e-3)
   assert schema.num_users == experiment.model.num_users
@@ -190,7 +191,7 @@ def test_missing_data_flags_fail_with_a_usage_message(tmp_path):
 def test_schedule_from_epochs_or_steps(train_steps, steps_per_epoch, expected):
   train = config_lib.TrainConfig(batch_size=32, epochs=5, train_steps=train_steps,
                                  steps_per_epoch=steps_per_epoch)
-  schedule = training._schedule(train, 100)  # pylint: disable=protected-access
+  schedule = run_inputs.schedule(train, 100)
   assert (schedule.epochs, schedule.steps_per_epoch, schedule.repeat,
           schedule.examples_per_epoch) == expected
 
