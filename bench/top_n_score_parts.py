@@ -4,8 +4,8 @@ Loads a finished model directory and scores one split of a ``dasl-prepare``
 output (its stored evaluation negatives) with the full top-n score and with
 each part alone:
 
-* ``top_n``: what ``score_candidates`` ranks by (``rel + b`` for a model with a
-  relevance output, ``s + b`` otherwise);
+* ``top_n``: what ``score_candidates`` ranks by, the task's ``top_n_score``
+  (``rel + b`` for a model with a relevance output, ``s + b`` otherwise);
 * ``prior``: the item prior ``b`` alone (a learned, user-free popularity);
 * ``relevance``: the relevance logit ``rel`` alone (models trained to rank);
 * ``ctr``: the CTR logit ``s`` alone;
@@ -49,14 +49,14 @@ def main(argv) -> None:
   model, _, schema = model_io.load_model(_MODEL_DIR.value)
   dataset = data_lib.make_dataset(data_lib.split_files(_DATA_DIR.value, _SPLIT.value),
                                   schema.feature_spec, 512, with_negatives=True)
-  scorers = {"top_n": model.top_n_scores}
+  scorers = {"top_n": model.task.top_n_score}
   if model.has_relevance:
     scorers.update(PARTS)
   else:
     scorers.update({name: PARTS[name] for name in ("prior", "ctr")})
   print(f"model={_MODEL_DIR.value} split={_SPLIT.value} relevance_output={model.has_relevance}")
   for name, scorer in scorers.items():
-    model.top_n_scores = scorer  # the instance attribute shadows the method
+    model.task.top_n_score = scorer  # the instance attribute shadows the task's method
     result = metrics.evaluate_model(model, dataset)
     print(f"{name:>17}: HR@10 A {result['hr10_a']:.4f}  B {result['hr10_b']:.4f}")
 

@@ -18,12 +18,14 @@ from dasl_tf import publish
 
 T = TypeVar("T")
 
-# The DASL variants and their two switches: (Dual Embedding, Dual Attention).
+# The DASL variants, the one table of what each is built from: (Dual Embedding, the
+# attention's mode: "joint" = Dual Attention, eq. (6)-(7), one softmax over both domains'
+# records; "separate" = one softmax per domain's records; "own" = the head's own domain only).
 DASL_VARIANTS = {
-    "dasl": (True, True),
-    "dasl_de": (False, True),
-    "dasl_da": (True, False),
-    "single_domain": (False, False),
+    "dasl": (True, "joint"),
+    "dasl_de": (False, "joint"),
+    "dasl_da": (True, "separate"),
+    "single_domain": (False, "own"),
 }
 VARIANTS = tuple(DASL_VARIANTS)
 RANKING_LOSSES = ("bce", "softmax")
@@ -312,11 +314,18 @@ class ModelConfig(_JsonMixin):
 
   @property
   def dual_embedding(self) -> bool:
-    return DASL_VARIANTS.get(self.variant, (False, False))[0]
+    """Whether the variant maps user embeddings between the domains (eq. 1-2)."""
+    return DASL_VARIANTS.get(self.variant, (False, "own"))[0]
+
+  @property
+  def attention_mode(self) -> str:
+    """The variant's attention: "joint", "separate" or "own" (:data:`DASL_VARIANTS`)."""
+    return DASL_VARIANTS.get(self.variant, (False, "own"))[1]
 
   @property
   def dual_attention(self) -> bool:
-    return DASL_VARIANTS.get(self.variant, (False, False))[1]
+    """Whether one softmax runs over both domains' records (eq. 6-7)."""
+    return self.attention_mode == "joint"
 
 
 @dataclasses.dataclass(frozen=True)

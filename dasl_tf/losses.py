@@ -42,7 +42,7 @@ relevance output ``rel`` (DASL and its ablations; every observed target is a
 positive, ``p = 1``: relevance models *that* the user picks the item, the CTR
 logit *whether* he clicks it), else ``r = s + b(i)`` with ``s`` the CTR logit
 (``p`` = the click label); ``b`` is the per-item prior of
-:meth:`dasl_tf.models.base.CrossDomainRanker.item_prior`. The model's loss is
+:meth:`dasl_tf.models.task.CrossDomainTask.item_prior`. The model's loss is
 ``CTR BCE on the observed label + ranking_weight * L``
 (:meth:`dasl_tf.models.base.CrossDomainRanker.compute_loss`).
 """

@@ -102,7 +102,7 @@ def test_single_domain_towers_share_no_variable(variant, built_model):
   names_a = {v.name for v in model.tower_a.trainable_variables}
   names_b = {v.name for v in model.tower_b.trainable_variables}
   assert names_a and names_b and not names_a & names_b
-  priors = [v.name for layer in model.item_priors for v in layer.trainable_variables]
+  priors = [v.name for layer in model.task.item_priors for v in layer.trainable_variables]
   assert len(priors) == 2 and not set(priors) & (names_a | names_b)  # one per domain
   assert len(model.trainable_variables) == len(names_a) + len(names_b) + len(priors)
 

@@ -1,4 +1,6 @@
 """The DASL model: variants, ablation wiring, serialization and a short training run."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,7 +49,7 @@ def test_every_variant_builds_and_scores(variant):
   # Items are encoded alike with or without side features: the target as a candidate == call().
   own = tf.where(features[F.DOMAIN] == 0, logits["logit_a"], logits["logit_b"])
   np.testing.assert_allclose(
-      model.candidate_logits(features, features[F.ITEM_ID][:, None])[:, 0].numpy(),
+      model.candidate_outputs(features, features[F.ITEM_ID][:, None])[:, 0, 0].numpy(),
       own.numpy(), rtol=1e-5, atol=1e-6)
   has_dual_embedding = model.dual_embedding is not None
   assert has_dual_embedding == (variant in ("dasl", "dasl_da"))
@@ -58,7 +60,7 @@ def test_one_domain_batches_run_only_their_head(variant):
   model = build_model(_config(variant))
   features = _features()
   candidates = tf.constant(np.random.default_rng(2).integers(0, 12, (6, 5)))
-  logits_a, logits_b = (x.numpy() for x in model.head_logits(features, candidates))
+  logits_a, logits_b = (x.numpy()[..., 0] for x in model.head_outputs(features, candidates))
   for domain, expected in ((F.DOMAIN_A, logits_a), (F.DOMAIN_B, logits_b)):
     with tf.GradientTape() as tape:
       alone = model.domain_outputs(features, candidates, domain)[..., 0]
@@ -66,14 +68,14 @@ def test_one_domain_batches_run_only_their_head(variant):
     assert all(g is None for g in tape.gradient(alone, other_head))
     np.testing.assert_allclose(alone.numpy(), expected, rtol=1e-5, atol=1e-6)
     one_domain = dict(features, **{F.DOMAIN: tf.fill([6], tf.constant(domain, tf.int64))})
-    np.testing.assert_allclose(model.candidate_logits(one_domain, candidates).numpy(),
+    np.testing.assert_allclose(model.candidate_outputs(one_domain, candidates).numpy()[..., 0],
                                expected, rtol=1e-5, atol=1e-6)
   mixed = np.where(features[F.DOMAIN].numpy()[:, None] == F.DOMAIN_A, logits_a, logits_b)
-  np.testing.assert_allclose(model.candidate_logits(features, candidates).numpy(), mixed,
+  np.testing.assert_allclose(model.candidate_outputs(features, candidates).numpy()[..., 0], mixed,
                              rtol=1e-5, atol=1e-6)
 
 
-def test_top_n_scores_add_the_item_prior_of_the_example_domain():
+def test_top_n_score_adds_the_item_prior_of_the_example_domain():
   """A CTR-only model: score_candidates = own head's logit + b_D(item), unknown ids on the OOV row."""
   model = build_model(_config(ranking_loss="none"))
   features = _features()
@@ -81,7 +83,7 @@ def test_top_n_scores_add_the_item_prior_of_the_example_domain():
   model(features)
   priors = [np.random.default_rng(d).normal(size=(size, 1)).astype(np.float32)
             for d, size in ((0, 12), (1, 15))]
-  for layer, prior in zip(model.item_priors, priors):
+  for layer, prior in zip(model.task.item_priors, priors):
     layer.set_weights([prior])
   ids = candidates.numpy()
   prior_a = priors[0][np.where(ids < 12, ids, F.OOV_ID), 0]
@@ -89,7 +91,8 @@ def test_top_n_scores_add_the_item_prior_of_the_example_domain():
   expected_prior = np.where(features[F.DOMAIN].numpy()[:, None] == F.DOMAIN_A, prior_a, prior_b)
   np.testing.assert_allclose(
       model.score_candidates(features, candidates).numpy(),
-      model.candidate_logits(features, candidates).numpy() + expected_prior, rtol=1e-5, atol=1e-5)
+      model.candidate_outputs(features, candidates).numpy()[..., 0] + expected_prior,
+      rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant, sees_other_domain", [
@@ -200,8 +203,8 @@ def test_training_logits_equal_call_and_candidate_scores(variant):
       rtol=1e-5, atol=1e-6)
   candidates = tf.concat([features[F.ITEM_ID][:, None], features[F.TRAIN_NEGATIVES]], 1)
   np.testing.assert_allclose(
-      model.top_n_scores(tf.concat([target[:, None], negatives], 1),
-                         model.item_prior(features, candidates)).numpy(),
+      model.task.top_n_score(tf.concat([target[:, None], negatives], 1),
+                             model.task.item_prior(features, candidates)).numpy(),
       model.score_candidates(features, candidates).numpy(), rtol=1e-5, atol=1e-6)
   without = {k: v for k, v in features.items() if k != F.TRAIN_NEGATIVES}
   target_only, none = model.training_logits(without, training=False)
@@ -289,3 +292,40 @@ def test_other_domain_dropout_hides_the_other_history_of_some_training_examples(
   logits = model(features)
   own_head = tf.where(features[F.DOMAIN] == F.DOMAIN_A, logits["logit_a"], logits["logit_b"])
   np.testing.assert_allclose(as_is, own_head.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# The composition each variant is built from (section 5.2), written out here.
+_COMPONENTS = {"dasl": (True, "joint"), "dasl_de": (False, "joint"),
+               "dasl_da": (True, "separate"), "single_domain": (False, "own")}
+
+
+@pytest.mark.parametrize("variant", config_lib.VARIANTS)
+def test_each_variant_is_a_composition_of_its_components(variant):
+  dual_embedding, attention = _COMPONENTS[variant]
+  model = build_model(_config(variant))
+  assert (model.dual_embedding is not None) == dual_embedding
+  assert model.dual_attention.mode == attention
+  assert model.single_domain == (attention == "own")
+  assert model.cooccurrence.sources == ({0: (0,), 1: (1,)} if attention == "own"
+                                        else {0: (0, 1), 1: (1, 0)})
+
+
+def test_checkpoints_keep_every_key_of_the_contract(tmp_path):
+  """Checkpoints match by attribute path: every key listed in the contract is still written."""
+  with open(os.path.join(os.path.dirname(__file__), "data", "dasl_checkpoint_keys.txt")) as f:
+    contract = [line.strip() for line in f if line.strip()]
+  model = build_model(_config("dasl"))
+  model(_features())
+  model.save_weights(str(tmp_path / "weights"))
+  written = {name for name, _ in tf.train.list_variables(str(tmp_path / "weights"))}
+  assert not set(contract) - written
+  # The task's objects are the model's: restoring through the old path sets the task's priors.
+  prior = model.task.item_priors[0]
+  prior.embeddings.assign(tf.fill(prior.embeddings.shape, 0.5))
+  model.save_weights(str(tmp_path / "changed"))
+  fresh = build_model(_config("dasl"))
+  fresh(_features())
+  fresh.load_weights(str(tmp_path / "changed")).assert_existing_objects_matched()
+  np.testing.assert_array_equal(fresh.task.item_priors[0].embeddings.numpy(), 0.5)
+  assert tf.train.load_variable(str(tmp_path / "changed"),
+                                "item_priors/0/embeddings/.ATTRIBUTES/VARIABLE_VALUE").min() == 0.5

@@ -1,15 +1,18 @@
 """DualAttention: eq. (6)-(7) with one softmax over both domains, and the ablation modes."""
+import ast
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dasl_tf import features as F
 from dasl_tf.layers import DualAttention
 from dasl_tf.layers import dual_attention
 from tests import layer_testing
 
-DOMAINS = (F.DOMAIN_A, F.DOMAIN_B)
-OTHER = {F.DOMAIN_A: F.DOMAIN_B, F.DOMAIN_B: F.DOMAIN_A}
+A, B = 0, 1  # the heads, in the order of the layer's domain_names
+DOMAINS = (A, B)
+OTHER = {A: B, B: A}
 # Domain B's histories are longer than domain A's, so that a split of the joint
 # weights at the wrong place shows.
 T_A, T_B = 3, 4
@@ -68,12 +71,12 @@ def _weighted_values(layer, inputs, mode, weights):
   _, _, v, _ = _projections(layer, inputs)
   outputs = []
   for own, head_weights in zip(DOMAINS, weights):
-    parts = {F.DOMAIN_A: head_weights[..., :T_A] @ v[F.DOMAIN_A],
-             F.DOMAIN_B: head_weights[..., T_A:] @ v[F.DOMAIN_B]}
+    parts = {A: head_weights[..., :T_A] @ v[A],
+             B: head_weights[..., T_A:] @ v[B]}
     if mode == "separate":
       outputs.append(np.concatenate([parts[own], parts[OTHER[own]]], -1))
     else:
-      outputs.append(parts[F.DOMAIN_A] + parts[F.DOMAIN_B])
+      outputs.append(parts[A] + parts[B])
   return outputs
 
 
@@ -118,10 +121,10 @@ def test_record_weights_normalisation(mode):
     weights = weights.numpy()
     assert weights.shape == (3, 2, T_A + T_B)
     np.testing.assert_array_equal(np.where(mask, 0.0, weights), 0.0)
-    sums = {F.DOMAIN_A: weights[..., :T_A].sum(-1), F.DOMAIN_B: weights[..., T_A:].sum(-1)}
+    sums = {A: weights[..., :T_A].sum(-1), B: weights[..., T_A:].sum(-1)}
     if mode == "joint":
-      np.testing.assert_allclose(sums[F.DOMAIN_A] + sums[F.DOMAIN_B],
-                                 np.maximum(has_records[F.DOMAIN_A], has_records[F.DOMAIN_B]),
+      np.testing.assert_allclose(sums[A] + sums[B],
+                                 np.maximum(has_records[A], has_records[B]),
                                  atol=1e-6)
     else:
       attended = DOMAINS if mode == "separate" else (head,)
@@ -184,3 +187,45 @@ def test_layer_contract(mode, output_dim, tmp_path):
   layer_testing.run_layer_test(
       DualAttention, dict(key_dim=4, mode=mode), str(tmp_path), input_data=inputs,
       expected_output_shape=[(3, 2, output_dim)] * 2, expected_num_trainable_weights=6)
+
+
+def test_domain_names_name_the_inputs_and_change_nothing_else():
+  inputs = _inputs(np.random.default_rng(6))
+  default = DualAttention(key_dim=4)
+  expected = default(inputs)
+  named = DualAttention(key_dim=4, domain_names=("books", "movies"))
+  suffix = {"a": "books", "b": "movies"}
+  renamed = {f"{k[:-2]}_{suffix[k[-1]]}": v for k, v in inputs.items()}
+  named(renamed)
+  named.set_weights(default.get_weights())
+  assert sorted(v.name.split("/")[-2] for v in named.weights) == [
+      "key_books", "key_movies", "query_books", "query_movies", "value_books", "value_movies"]
+  for got, want in zip(named(renamed), expected):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match="query_movies"):
+    named({k: v for k, v in renamed.items() if k != "query_movies"})
+  assert DualAttention.from_config(named.get_config()).domain_names == ("books", "movies")
+
+
+@pytest.mark.parametrize("names", [("a", "a"), ("a",), ("a", "b", "c")])
+def test_rejects_domain_names_that_are_not_two_distinct_names(names):
+  with pytest.raises(ValueError, match="domain_names"):
+    DualAttention(key_dim=4, domain_names=names)
+
+
+def test_layers_import_no_dataset_spec():
+  """A layer takes its names as arguments: no layer module reads dasl_tf.features."""
+  directory = os.path.dirname(dual_attention.__file__)
+  for name in sorted(os.listdir(directory)):
+    if not name.endswith(".py"):
+      continue
+    with open(os.path.join(directory, name), encoding="utf-8") as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and node.module:
+        imported = [f"{node.module}.{alias.name}" for alias in node.names]
+      elif isinstance(node, ast.Import):
+        imported = [alias.name for alias in node.names]
+      else:
+        continue
+      assert not any(m.startswith("dasl_tf.features") for m in imported), (name, imported)

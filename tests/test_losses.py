@@ -7,6 +7,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import features as F
 from dasl_tf import losses
 from dasl_tf.models.base import CrossDomainRanker
+from dasl_tf.models.task import CrossDomainTask
 
 
 def _numpy_bce(target, negatives, positive):
@@ -94,9 +95,9 @@ class IdScorer(CrossDomainRanker):
   """CTR logit = w * id / 10 (head A) or -w * id / 10 (head B); relevance = id / 20 if asked."""
 
   def __init__(self, config, relevance=False):
+    self._relevance = relevance  # read by the base's constructor (has_relevance)
     super().__init__(config)
     self.w = self.add_weight(name="w", shape=(), initializer="ones")
-    self._relevance = relevance
 
   @property
   def has_relevance(self):
@@ -126,7 +127,7 @@ def test_compute_loss_is_ctr_plus_weighted_ranking_loss(kind, weight, relevance)
   labels = rng.integers(0, 2, n).astype(np.float32)
   model = IdScorer(_CONFIG.replace(ranking_loss=kind, ranking_weight=weight), relevance)
   priors = [rng.normal(size=(30, 1)).astype(np.float32) for _ in range(2)]
-  for layer, prior in zip(model.item_priors, priors):
+  for layer, prior in zip(model.task.item_priors, priors):
     layer.set_weights([prior])
   loss = float(model.compute_loss((features, tf.constant(labels))))
 
@@ -178,10 +179,37 @@ def test_compute_loss_applies_the_batch_log_q_and_mask(kind):
 
 
 @pytest.mark.parametrize("relevance", [False, True])
-def test_top_n_scores_are_relevance_or_ctr_plus_prior(relevance):
+def test_top_n_score_is_relevance_or_ctr_plus_prior(relevance):
   model = IdScorer(_CONFIG, relevance)
   outputs = np.array([[[0.5, -1.0], [2.0, 0.3]]], np.float32)[..., :2 if relevance else 1]
   prior = np.array([[0.2, -0.4]], np.float32)
-  got = model.top_n_scores(tf.constant(outputs), tf.constant(prior)).numpy()
+  got = model.task.top_n_score(tf.constant(outputs), tf.constant(prior)).numpy()
   expected = outputs[..., 1] + prior if relevance else outputs[..., 0] + prior
   np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_task_adapt_starts_the_priors_at_log_one_plus_clicks():
+  rng = np.random.default_rng(3)
+  n = 40
+  items = rng.integers(0, 12, n)  # ids >= 10 (domain A) or 8 (domain B) count at the OOV row
+  domain = rng.integers(0, 2, n)
+  labels = rng.integers(0, 2, n).astype(np.float32)
+  task = CrossDomainTask((10, 8))
+  batches = tf.data.Dataset.from_tensor_slices(
+      ({F.ITEM_ID: items, F.DOMAIN: domain}, labels)).batch(7)
+  task.adapt(batches)
+  for d, size in enumerate((10, 8)):
+    clicks = np.zeros(size)
+    for item, dom, label in zip(items, domain, labels):
+      if dom == d and label > 0.5:
+        clicks[item if item < size else F.OOV_ID] += 1
+    np.testing.assert_allclose(task.item_priors[d].embeddings.numpy()[:, 0], np.log1p(clicks),
+                               rtol=1e-6)
+
+
+def test_task_config_round_trip():
+  task = CrossDomainTask((10, 8), ranking_loss="softmax", ranking_weight=0.25, relevance=True)
+  again = CrossDomainTask.from_config(task.get_config())
+  assert (again.num_items, again.ranking_loss, again.ranking_weight, again.relevance) == (
+      (10, 8), "softmax", 0.25, True)
+  assert [p.input_dim for p in again.item_priors] == [10, 8]

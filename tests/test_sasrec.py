@@ -152,9 +152,9 @@ def test_registered_and_scores_like_call():
   # The top-n score is relevance + item prior, not the CTR logit.
   assert not np.allclose(outputs[..., 1], outputs[..., 0], atol=1e-3)
   rng = np.random.default_rng(5)
-  for prior in model.item_priors:
+  for prior in model.task.item_priors:
     prior.embeddings.assign(rng.normal(size=prior.embeddings.shape).astype(np.float32))
-  prior = model.item_prior(features, candidates).numpy()
+  prior = model.task.item_prior(features, candidates).numpy()
   np.testing.assert_allclose(model.score_candidates(features, candidates),
                              outputs[..., 1] + prior, rtol=1e-5, atol=1e-5)
   assert np.all(np.isfinite(outputs))

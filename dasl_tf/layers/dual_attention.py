@@ -6,7 +6,6 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
 
-from dasl_tf import features as F
 from dasl_tf.layers import shell
 
 __getattr__ = shell.active_keras_classes("DualAttention")
@@ -16,14 +15,29 @@ SEPARATE = "separate"
 OWN = "own"
 MODES = (JOINT, SEPARATE, OWN)
 
-_DOMAINS = F.DOMAINS
-_OTHER = {F.DOMAIN_A: F.DOMAIN_B, F.DOMAIN_B: F.DOMAIN_A}
-# Per-domain names (inputs and sublayers) end in the domain's letter: query_a, key_b, ...
-_LETTER = F.DOMAIN_SUFFIX
-QUERY = {d: f"query_{letter}" for d, letter in _LETTER.items()}
-RECORDS = {d: f"records_{letter}" for d, letter in _LETTER.items()}
-MASK = {d: f"mask_{letter}" for d, letter in _LETTER.items()}
-INPUT_KEYS = (*QUERY.values(), *RECORDS.values(), *MASK.values())
+# The two heads are numbered 0 and 1, in the order of the layer's `domain_names`.
+_DOMAINS = (0, 1)
+_OTHER = {0: 1, 1: 0}
+DOMAIN_NAMES = ("a", "b")
+
+
+def input_keys(domain_names: Sequence[str] = DOMAIN_NAMES
+               ) -> Tuple[Dict[int, str], Dict[int, str], Dict[int, str]]:
+  """The input keys per head, ``(query, records, mask)``: ``query_<name>``, ... of each domain.
+
+  Example:
+    >>> input_keys(("x", "y"))[0]
+    {0: 'query_x', 1: 'query_y'}
+  """
+  if len(domain_names) != len(_DOMAINS) or len(set(domain_names)) != len(_DOMAINS):
+    raise ValueError(f"DualAttention domain_names must be two distinct names, "
+                     f"got {tuple(domain_names)}")
+  return tuple({d: f"{role}_{domain_names[d]}" for d in _DOMAINS}
+               for role in ("query", "records", "mask"))
+
+
+# The keys of the default domain names: query_a, records_b, ...
+QUERY, RECORDS, MASK = input_keys()
 
 
 def masked_attention(query: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
@@ -90,8 +104,10 @@ class DualAttentionBody(shell.LayerBody):
   attended records are all padding gets 0. :meth:`record_weights` returns the
   weights that ``call`` multiplies the values by.
 
-  Heads are named by domain, ``dasl_tf.features.DOMAIN_A`` and ``DOMAIN_B``;
-  the inputs of domain A end in ``_a``, those of domain B in ``_b``.
+  The heads are numbered ``0`` and ``1``, the domains of ``domain_names`` in
+  order; each input (and sublayer) name ends in its domain's name: with the
+  default ``("a", "b")``, ``query_a``, ``records_b``, ... (:data:`QUERY`,
+  :data:`RECORDS`, :data:`MASK`).
 
   Example:
     >>> from dasl_tf.layers import DualAttention
@@ -109,7 +125,7 @@ class DualAttentionBody(shell.LayerBody):
     array([0.1429, 0.1429, 0.1429, 0.1429, 0.1429, 0.    , 0.    , 0.    ,
            0.1429, 0.1429], dtype=float32)
     >>> (att_b_alone,) = layer({k: v for k, v in inputs.items() if k != "query_a"},
-    ...                        heads=(F.DOMAIN_B,))
+    ...                        heads=(1,))
     >>> bool(tf.reduce_all(att_b_alone == att_b))
     True
 
@@ -117,22 +133,27 @@ class DualAttentionBody(shell.LayerBody):
     key_dim: d_k, the size of queries and keys.
     value_dim: d_v, the size of values (defaults to ``key_dim``).
     mode: ``"joint"`` (eq. 6-7), ``"separate"`` or ``"own"``.
+    domain_names: the names of domain 0 and domain 1, the suffixes of the
+      input keys and sublayer names.
 
   Input shape: a dict with ``query_a``/``query_b`` ``[batch, C, q]`` (each
     head's candidates), ``records_a``/``records_b`` ``[batch, T, r]`` and
-    ``mask_a``/``mask_b`` bool ``[batch, T]`` (true = real record). With
-    ``heads=(DOMAIN_B,)`` (or ``(DOMAIN_A,)``) only that head is computed and
-    the other query may be absent.
+    ``mask_a``/``mask_b`` bool ``[batch, T]`` (true = real record), the
+    suffixes those of ``domain_names``. With ``heads=(1,)`` (or ``(0,)``)
+    only that head is computed and the other query may be absent.
   Output shape: ``(Att_A, Att_B)`` (the heads of ``heads``, in order), each
     ``[batch, C, d_v]``, or ``[batch, C, 2 d_v]`` in ``"separate"`` mode.
 
   Raises:
-    ValueError: a size is not positive, the mode is unknown, a head is not a
-      domain, or an input is missing.
+    ValueError: a size is not positive, the mode is unknown, the domain names
+      are not two distinct names, a head is not 0 or 1, or an input is missing.
   """
 
-  def __init__(self, key_dim: int, value_dim: int = None, mode: str = JOINT, **kwargs):
+  def __init__(self, key_dim: int, value_dim: int = None, mode: str = JOINT,
+               domain_names: Sequence[str] = DOMAIN_NAMES, **kwargs):
     super().__init__(**kwargs)
+    self.domain_names = tuple(domain_names)
+    self._query_keys, self._records_keys, self._mask_keys = input_keys(self.domain_names)
     value_dim = key_dim if value_dim is None else value_dim
     if key_dim <= 0 or value_dim <= 0:
       raise ValueError(
@@ -149,23 +170,24 @@ class DualAttentionBody(shell.LayerBody):
     return 2 * self.value_dim if self.mode == SEPARATE else self.value_dim
 
   def build(self, input_shape: Dict[str, tf.TensorShape]):
-    self._check_keys(input_shape, (*RECORDS.values(), *MASK.values()))
+    self._check_keys(input_shape, (*self._records_keys.values(), *self._mask_keys.values()))
 
     def projections(units: int, role: str, inputs: Dict[int, str]) -> List:
       """One projection without bias per domain, indexed by domain, built where its input is known.
 
       A query absent from ``input_shape`` (a call of one head) builds at its first call.
       """
-      dense = [self._api.keras.layers.Dense(units, use_bias=False, name=f"{role}_{_LETTER[d]}")
+      dense = [self._api.keras.layers.Dense(units, use_bias=False,
+                                            name=f"{role}_{self.domain_names[d]}")
                for d in _DOMAINS]
       for d in _DOMAINS:
         if inputs[d] in input_shape:
           self.build_sublayer(dense[d], tuple(input_shape[inputs[d]]))
       return dense
 
-    self._query = projections(self.key_dim, "query", QUERY)
-    self._key = projections(self.key_dim, "key", RECORDS)
-    self._value = projections(self.value_dim, "value", RECORDS)
+    self._query = projections(self.key_dim, "query", self._query_keys)
+    self._key = projections(self.key_dim, "key", self._records_keys)
+    self._value = projections(self.value_dim, "value", self._records_keys)
     super().build(input_shape)
 
   def call(self, inputs: Mapping[str, tf.Tensor], heads: Sequence[int] = _DOMAINS
@@ -174,14 +196,14 @@ class DualAttentionBody(shell.LayerBody):
 
     Args:
       inputs: the input dict; the query of a head not in ``heads`` may be absent.
-      heads: ``DOMAIN_A``, ``DOMAIN_B`` or both; a scorer that needs one
-        domain's head computes only that one.
+      heads: ``0``, ``1`` or both; a scorer that needs one domain's head
+        computes only that one.
 
     Returns:
       One ``[batch, C, output_dim]`` tensor per head of ``heads``.
     """
     weights = self._head_weights(inputs, heads)
-    values = [self._value[d](inputs[RECORDS[d]]) for d in _DOMAINS]
+    values = [self._value[d](inputs[self._records_keys[d]]) for d in _DOMAINS]
     outputs = []
     for head in heads:
       parts = [tf.matmul(w, values[d]) for d, w in weights[head].items()]
@@ -209,7 +231,7 @@ class DualAttentionBody(shell.LayerBody):
       batch_and_queries = tf.shape(weights[head][head])[:2]
       outputs.append(tf.concat([
           weights[head][d] if d in weights[head] else
-          tf.zeros(tf.concat([batch_and_queries, tf.shape(inputs[MASK[d]])[1:]], 0))
+          tf.zeros(tf.concat([batch_and_queries, tf.shape(inputs[self._mask_keys[d]])[1:]], 0))
           for d in _DOMAINS], -1))
     return outputs[0], outputs[1]
 
@@ -226,14 +248,14 @@ class DualAttentionBody(shell.LayerBody):
     unknown = [head for head in heads if head not in _DOMAINS]
     if unknown:
       raise ValueError(f"{self.name}: heads must be domains {_DOMAINS} "
-                       f"(dasl_tf.features.DOMAIN_A/DOMAIN_B), got {list(heads)}")
-    self._check_keys(inputs, [QUERY[head] for head in heads])
-    keys = [self._key[d](inputs[RECORDS[d]]) for d in _DOMAINS]  # Indexed by domain.
-    masks = [tf.cast(inputs[MASK[d]], tf.bool) for d in _DOMAINS]
+                       f"(the order of domain_names {self.domain_names}), got {list(heads)}")
+    self._check_keys(inputs, [self._query_keys[head] for head in heads])
+    keys = [self._key[d](inputs[self._records_keys[d]]) for d in _DOMAINS]  # Indexed by domain.
+    masks = [tf.cast(inputs[self._mask_keys[d]], tf.bool) for d in _DOMAINS]
     weights = {}
     for own in heads:
       other = _OTHER[own]
-      query = self._query[own](inputs[QUERY[own]])
+      query = self._query[own](inputs[self._query_keys[own]])
       if self.mode == JOINT:
         joint = attention_weights(query, tf.concat([keys[own], keys[other]], 1),
                                   tf.concat([masks[own], masks[other]], 1))
@@ -247,9 +269,12 @@ class DualAttentionBody(shell.LayerBody):
   def _check_keys(self, inputs, required: Sequence[str]) -> None:
     missing = sorted(set(required) - set(inputs))
     if missing:
-      raise ValueError(f"{self.name}: missing input(s) {missing}; expected keys {INPUT_KEYS}")
+      expected = [keys[d] for keys in (self._query_keys, self._records_keys, self._mask_keys)
+                  for d in _DOMAINS]
+      raise ValueError(f"{self.name}: missing input(s) {missing}; expected keys {expected}")
 
   def get_config(self):
     config = super().get_config()
-    config.update(key_dim=self.key_dim, value_dim=self.value_dim, mode=self.mode)
+    config.update(key_dim=self.key_dim, value_dim=self.value_dim, mode=self.mode,
+                  domain_names=self.domain_names)
     return config

@@ -1,44 +1,43 @@
 """The two-headed ranking model every dasl_tf model (DASL, ablations, baselines) derives from.
 
-A subclass implements one method, :meth:`CrossDomainRanker.head_logits`: score
-``C`` candidate items per example with head A (items of domain A) and head B
-(items of domain B). This base class turns it into
+A model has one scoring primitive, :meth:`CrossDomainRanker.head_outputs`:
+the outputs ``[batch, C, U]`` of ``C`` candidate items per example under head
+A (items of domain A) and head B (items of domain B), the CTR logit first and,
+for a model trained to rank (:attr:`~CrossDomainRanker.has_relevance`), a
+relevance logit second. A subclass implements it, or for a CTR logit alone
+:meth:`~CrossDomainRanker.head_logits`; a subclass whose heads can run alone
+also overrides :meth:`~CrossDomainRanker.domain_outputs`, the one-head variant.
+Everything about the objective lives beside the model in its
+:class:`~dasl_tf.models.task.CrossDomainTask` (``model.task``), as a TFRS
+model's task does: the CTR losses and metrics, the ranking loss, the item
+priors ``b_D`` and the top-n score. The model then gives
 
-* ``call(features)``: the logits of the example's target item under both heads,
-* :meth:`score_candidates`: each example's candidates ranked for top-n by the
-  head of its own domain, ``s_D(u, i) + b_D(i)`` (HR@K evaluation, the
-  ``recommend`` serving signature): the head's CTR logit plus a per-item prior
-  ``b_D`` that only the ranking loss trains (zero for a pure CTR model); only
-  that head runs when the batch is of one domain (:meth:`domain_outputs`),
-* :meth:`predict_ctr`: named click probabilities for serving,
-* ``compute_loss``: one ``tfrs.tasks.Ranking`` per head, each on the examples
-  of its domain, both in the same step, plus the ranking loss over the
-  examples' sampled ``train_negatives`` when the batch has them
-  (:mod:`dasl_tf.losses`), on the ranking scores ``s_D + b_D`` of the target
-  and its negatives; regularisation losses of the layers
-  (orthogonality, dual embedding, reconstruction) are added by ``tfrs.Model``.
+* ``call(features)``: the CTR logits of the example's target item under both heads,
+* :meth:`~CrossDomainRanker.score_candidates`: each example's candidates
+  ranked for top-n by the head of its own domain (HR@K evaluation, the
+  ``recommend`` serving signature), the task's top-n score ``r + b_D`` (or
+  ``s + b_D``); only that head runs when the batch is of one domain,
+* :meth:`~CrossDomainRanker.predict_ctr`: named click probabilities for serving,
+* ``compute_loss``: the task's loss on the head outputs of the target and of
+  the batch's sampled ``train_negatives`` (each by the example's own head);
+  regularisation losses of the layers (orthogonality, dual embedding,
+  reconstruction) are added in :meth:`~CrossDomainRanker.train_step`.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
-from absl import logging
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
-import tf_keras
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
-from dasl_tf import losses as losses_lib
+from dasl_tf.models.task import CrossDomainTask
 
-
-def _ranking_task(head: str) -> tfrs.tasks.Ranking:
-  return tfrs.tasks.Ranking(
-      loss=tf_keras.losses.BinaryCrossentropy(
-          from_logits=True, reduction=tf_keras.losses.Reduction.NONE),
-      metrics=[tf_keras.metrics.AUC(name=f"auc_{head}", from_logits=True)],
-      loss_metrics=[tf_keras.metrics.Mean(name=f"loss_{head}")],
-      name=f"ranking_{head}")
+# Where checkpoints written before the task existed keep the task's objects:
+# the same objects are also tracked as attributes of the model, so old and new
+# checkpoints restore through either path (an object is saved once).
+_TASK_CHECKPOINT_PATHS = ("task_a", "task_b", "ranking_loss_metric", "item_priors")
 
 
 class CrossDomainRanker(tfrs.Model):
@@ -47,6 +46,12 @@ class CrossDomainRanker(tfrs.Model):
   Args:
     config: the model's :class:`~dasl_tf.config.ModelConfig`.
     name: Keras name of the model.
+
+  Attributes:
+    task: the :class:`~dasl_tf.models.task.CrossDomainTask` (losses, metrics,
+      item priors, top-n score); its ``task_a``, ``task_b``,
+      ``ranking_loss_metric`` and ``item_priors`` are reachable from the model
+      under those names too.
 
   Raises:
     ValueError: a vocabulary is smaller than the reserved ids.
@@ -63,19 +68,17 @@ class CrossDomainRanker(tfrs.Model):
             f"the {F.NUM_RESERVED_IDS} reserved ids; take vocabulary sizes from schema.json")
     super().__init__(name=name or config.variant, **kwargs)
     self.model_config = config
-    self.task_a = _ranking_task("a")
-    self.task_b = _ranking_task("b")
-    self.ranking_loss_metric = tf_keras.metrics.Mean(name="ranking_loss")
-    self.item_priors = [
-        tf_keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
-                                  name=f"item_prior_{F.DOMAIN_SUFFIX[d]}")
-        for d, size in zip(F.DOMAINS, (config.num_items_a, config.num_items_b))]
-    for prior in self.item_priors:  # built now: `call` (which builds the rest) never reads them
-      prior.build((None,))
+    self.task = CrossDomainTask(
+        (config.num_items_a, config.num_items_b), ranking_loss=config.ranking_loss,
+        ranking_weight=config.ranking_weight, relevance=self.has_relevance)
+    for path in _TASK_CHECKPOINT_PATHS:  # checkpoint dependencies only: no second metric
+      self._track_trackable(getattr(self.task, path), name=path)
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Scores candidates with both heads.
+    """The CTR logits ``[batch, C]`` of a model without a relevance output, both heads.
+
+    A subclass that does not override :meth:`head_outputs` implements this.
 
     Args:
       features: a batch of model inputs (see :mod:`dasl_tf.features`).
@@ -86,14 +89,16 @@ class CrossDomainRanker(tfrs.Model):
     Returns:
       ``(logits_a, logits_b)``, each float32 ``[batch, C]``.
     """
-    raise NotImplementedError
+    raise NotImplementedError(
+        f"{type(self).__name__} implements neither head_outputs nor head_logits")
 
   def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                    training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
     """Every output of both heads, ``[batch, C, U]`` each: the CTR logit first.
 
-    A model whose heads also have a relevance output (``U = 2``, see
-    :attr:`has_relevance`) overrides this; the default is the CTR logit alone.
+    The scoring primitive (arguments as for :meth:`head_logits`). A model whose
+    heads also have a relevance output (``U = 2``, see :attr:`has_relevance`)
+    overrides this; the default is :meth:`head_logits` alone (``U = 1``).
     """
     return tuple(x[..., None] for x in self.head_logits(features, candidates, training))
 
@@ -104,9 +109,9 @@ class CrossDomainRanker(tfrs.Model):
 
   def call(self, features: Dict[str, tf.Tensor], training: bool = False
            ) -> Dict[str, tf.Tensor]:
-    logits_a, logits_b = self.head_logits(
+    outputs_a, outputs_b = self.head_outputs(
         features, tf.expand_dims(features[F.ITEM_ID], 1), training=training)
-    return {"logit_a": logits_a[:, 0], "logit_b": logits_b[:, 0]}
+    return {"logit_a": outputs_a[:, 0, 0], "logit_b": outputs_b[:, 0, 0]}
 
   def domain_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                      domain: int, training: bool = False) -> tf.Tensor:
@@ -138,71 +143,20 @@ class CrossDomainRanker(tfrs.Model):
           lambda: self.domain_outputs(features, candidates, F.DOMAIN_B, training=training))],
         default=both_heads)
 
-  def candidate_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                       training: bool = False) -> tf.Tensor:
-    """The CTR logits ``[batch, C]`` of candidates, each by its example's domain's head."""
-    return self.candidate_outputs(features, candidates, training=training)[..., 0]
-
   def score_candidates(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                        training: bool = False) -> tf.Tensor:
     """Top-n scores ``[batch, C]`` of each example's candidates (higher = ranked first).
 
-    See :meth:`top_n_scores`; the head of each example's domain scores its
-    candidates (:meth:`candidate_outputs`).
+    The task's top-n score (:meth:`CrossDomainTask.top_n_score
+    <dasl_tf.models.task.CrossDomainTask.top_n_score>`) of the outputs of the
+    head of each example's domain (:meth:`candidate_outputs`).
     """
-    return self.top_n_scores(self.candidate_outputs(features, candidates, training=training),
-                             self.item_prior(features, candidates))
-
-  def top_n_scores(self, outputs: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
-    """Top-n scores from head outputs ``[..., U]`` and item priors ``[...]``.
-
-    The ranking score of :meth:`ranking_scores`: ``r + b`` with a relevance
-    output ``r``, else ``s + b`` (``s`` the CTR logit). The CTR logit is not
-    part of a relevance model's top-n score: it is trained on rated items only
-    and ranks unseen items no better than chance (measured in BUILD.md).
-    """
-    return self.ranking_scores(outputs, prior)
-
-  def ranking_scores(self, outputs: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
-    """What the ranking loss compares: ``r + b`` with a relevance output, else ``s + b``."""
-    return outputs[..., 1 if self.has_relevance else 0] + prior
-
-  def item_prior(self, features: Dict[str, tf.Tensor], items: tf.Tensor) -> tf.Tensor:
-    """``b_D(i)`` ``[batch, C]`` of items ``[batch, C]`` in each example's domain D."""
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
-    return tf.where(in_a[:, None], self.domain_prior(items, F.DOMAIN_A),
-                    self.domain_prior(items, F.DOMAIN_B))
-
-  def domain_prior(self, items: tf.Tensor, domain: int) -> tf.Tensor:
-    """``b_D(i)`` of items (any shape) of domain ``domain``; unknown ids read the OOV row."""
-    size = tf.cast(self.item_priors[domain].input_dim, items.dtype)
-    known = tf.where((items >= 0) & (items < size), items, tf.cast(F.OOV_ID, items.dtype))
-    return tf.squeeze(self.item_priors[domain](known), -1)
-
-  def count_positives(self, dataset: tf.data.Dataset) -> List[tf.Tensor]:
-    """Clicked examples per item of each domain over ``(features, labels)`` batches."""
-    sizes = (self.model_config.num_items_a, self.model_config.num_items_b)
-    counts = [tf.zeros([size]) for size in sizes]
-    examples = 0
-    for features, labels in dataset:
-      clicked = tf.cast(labels > 0.5, tf.float32)
-      items = features[F.ITEM_ID]
-      for d in F.DOMAINS:
-        in_domain = tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32)
-        known = tf.where((items >= 0) & (items < sizes[d]), items, F.OOV_ID)
-        counts[d] += tf.math.unsorted_segment_sum(clicked * in_domain, known, sizes[d])
-      examples += int(tf.shape(labels)[0])
-    logging.info("counted the clicks of %d training examples per item", examples)
-    return counts
+    return self.task.top_n_score(self.candidate_outputs(features, candidates, training=training),
+                                 self.task.item_prior(features, candidates))
 
   def adapt(self, dataset: tf.data.Dataset) -> None:
-    """Starts the item priors at ``log(1 + clicks per item)`` over the training ``dataset``.
-
-    Called once before training with the ranking objective, so that the
-    top-n score starts from the popularity ranking and training refines it.
-    """
-    for prior, count in zip(self.item_priors, self.count_positives(dataset)):
-      prior.embeddings.assign(tf.math.log1p(count)[:, None])
+    """Fits what one pass over the training ``dataset`` gives: here the task's item priors."""
+    self.task.adapt(dataset)
 
   def predict_ctr(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Click probabilities: ``ctr_a``/``ctr_b`` per head, ``ctr`` by the example's own domain."""
@@ -233,36 +187,10 @@ class CrossDomainRanker(tfrs.Model):
     return outputs[:, 0], outputs[:, 1:]
 
   def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+    """The task's loss (:meth:`CrossDomainTask.call`) on ``(features, labels)``."""
     features, labels = inputs
     target, negatives = self.training_logits(features, training=training)
-    ctr_logit = target[:, 0]
-    labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
-    weight_a = tf.cast(tf.equal(features[F.DOMAIN], F.DOMAIN_A), tf.float32)
-    # Keras losses reduce the last axis: give them [batch, 1] so each example keeps its weight.
-    loss_a = self.task_a(labels=labels[:, None], predictions=ctr_logit[:, None],
-                         sample_weight=weight_a, training=training)
-    loss_b = self.task_b(labels=labels[:, None], predictions=ctr_logit[:, None],
-                         sample_weight=1.0 - weight_a, training=training)
-    per_example = loss_a + loss_b
-    if negatives is not None:
-      target_score = self.ranking_scores(
-          target, self.item_prior(features, features[F.ITEM_ID][:, None])[:, 0])
-      negative_scores = self.ranking_scores(
-          negatives, self.item_prior(features, features[F.TRAIN_NEGATIVES]))
-      # A relevance output learns every observed interaction; a lone CTR logit
-      # only clicks (it must keep disliked items low).
-      positive = tf.ones_like(labels) if self.has_relevance else labels
-      # Log q and empty slots come with negatives drawn in the input pipeline (dasl_tf.negatives).
-      ranking = losses_lib.sampled_ranking_loss(
-          self.model_config.ranking_loss, target_score, negative_scores, positive,
-          target_log_q=features.get(F.TRAIN_TARGET_LOGQ),
-          negative_log_q=features.get(F.TRAIN_NEGATIVE_LOGQ),
-          negative_mask=features.get(F.TRAIN_NEGATIVE_MASK))
-      self.ranking_loss_metric.update_state(ranking)
-      per_example += self.model_config.ranking_weight * ranking
-    # Mean over the global batch, so replicas' gradients sum to the batch mean
-    # under any tf.distribute strategy (and equal it without one).
-    return tf.nn.compute_average_loss(per_example)
+    return self.task(features, labels, target, negatives, training=training)
 
   def train_step(self, inputs):
     """tfrs's step, with the regularisation losses counted once across replicas."""

@@ -12,7 +12,7 @@ from dasl_tf import cooccurrence
 from dasl_tf import features as F
 from dasl_tf.layers import autoencoder
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
-from dasl_tf.layers.dual_attention import DualAttention, JOINT, MASK, OWN, QUERY, RECORDS, SEPARATE
+from dasl_tf.layers.dual_attention import DualAttention, OWN, input_keys
 from dasl_tf.layers.dual_embedding import DualEmbedding
 from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP, CheckpointedDropout
@@ -23,6 +23,9 @@ from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_len
 from dasl_tf.models.registry import register
 
 _HISTORIES = (F.HIST_A, F.HIST_B)
+# Dual Attention's heads are the domains, named by their feature suffix.
+_DOMAIN_NAMES = tuple(F.DOMAIN_SUFFIX[d] for d in F.DOMAINS)
+QUERY, RECORDS, MASK = input_keys(_DOMAIN_NAMES)
 
 
 class _UserContext(NamedTuple):
@@ -39,15 +42,38 @@ class _UserContext(NamedTuple):
   masks: Tuple[tf.Tensor, tf.Tensor]
 
 
-def attention_mode(config: config_lib.ModelConfig) -> str:
-  """The :class:`DualAttention` mode of a variant: joint (DASL, DASL-DE), separate, or own."""
-  if config.dual_attention:
-    return JOINT
-  return SEPARATE if config.dual_embedding else OWN
+class Ablation(NamedTuple):
+  """The components a DASL variant is composed of (section 5.2).
+
+  Attributes:
+    dual_embedding: whether the model has a :class:`DualEmbedding` (DASL,
+      DASL-DA); without one there is no ``map(u_D')`` and no eq. (1)-(2).
+    attention: the :class:`DualAttention` mode: ``"joint"`` (eq. 6-7; DASL,
+      DASL-DE), ``"separate"`` (one softmax per domain; DASL-DA) or ``"own"``
+      (the head's own domain only; Single-Domain, whose heads then read
+      nothing of the other domain).
+  """
+  dual_embedding: bool
+  attention: str
+
+
+def ablation(config: config_lib.ModelConfig) -> Ablation:
+  """The components of ``config.variant``, from its row of ``config.DASL_VARIANTS``.
+
+  The only place the model reads the variant: :class:`DASL` is built from
+  what this returns.
+
+  Raises:
+    ValueError: the variant is not a DASL variant.
+  """
+  if config.variant not in config_lib.VARIANTS:
+    raise ValueError(f"DASL: variant must be one of {config_lib.VARIANTS}, "
+                     f"got {config.variant!r}")
+  return Ablation(dual_embedding=config.dual_embedding, attention=config.attention_mode)
 
 
 @tf_keras.utils.register_keras_serializable(package="dasl_tf")
-@register("dasl", "dasl_de", "dasl_da", "single_domain")
+@register(*config_lib.VARIANTS)
 class DASL(CrossDomainRanker):
   """Dual Attentive Sequential Learning: two heads, one per domain, trained together.
 
@@ -73,12 +99,13 @@ class DASL(CrossDomainRanker):
   With ``config.candidate_interactions`` (the default) the MLP input also holds
   the products ``c_D ⊙ (x P_x)`` of the candidate with each of ``Att_D`` and
   the context parts ``x`` above (:class:`CandidateInteraction`).
-  Ablations (``config.variant``):
+  Ablations (``config.variant``) are compositions of the components that
+  :func:`ablation` reads from the variant table:
 
   * ``dasl_de``: no Dual Embedding (no ``map(u_D')``, no dual losses);
   * ``dasl_da``: attention per domain, two softmaxes, outputs concatenated;
-  * ``single_domain``: neither, and each head sees its own domain only
-    (no ``h_D'``, no records of D').
+  * ``single_domain``: neither, and attention over the own domain only, so each
+    head sees its own domain only (no ``h_D'``, no records of D').
 
   With ``config.cooccurrence_score`` (and a ranking loss), each head's
   relevance output also gets the item co-occurrence term of
@@ -95,9 +122,10 @@ class DASL(CrossDomainRanker):
   history from that fraction of the examples (their head sees a user with no
   record there); evaluation and serving hide nothing.
 
-  Losses: the two ``tfrs.tasks.Ranking`` losses (each head on the examples of
-  its domain) plus, through ``self.losses``, the dual-embedding, orthogonality,
-  reconstruction and L2 terms with the weights of the config.
+  Losses: the task's (:class:`~dasl_tf.models.task.CrossDomainTask`: each
+  head's CTR loss on the examples of its domain, and the ranking loss) plus,
+  through ``self.losses``, the dual-embedding, orthogonality, reconstruction
+  and L2 terms with the weights of the config.
 
   Examples carry side features of the target item only (``item_num``,
   ``item_cat``), not of history items or sampled candidates, so the item
@@ -116,11 +144,9 @@ class DASL(CrossDomainRanker):
   """
 
   def __init__(self, config: config_lib.ModelConfig, name: Optional[str] = None, **kwargs):
-    if config.variant not in config_lib.VARIANTS:
-      raise ValueError(f"DASL: variant must be one of {config_lib.VARIANTS}, "
-                       f"got {config.variant!r}")
+    components = ablation(config)
     super().__init__(config, name=name, **kwargs)
-    self.single_domain = not (config.dual_embedding or config.dual_attention)
+    self.single_domain = components.attention == OWN
     item_vocab = (config.num_items_a, config.num_items_b)
     self.user_autoencoders = [
         FeatureAutoencoder(
@@ -140,9 +166,9 @@ class DASL(CrossDomainRanker):
                         name=f"sequence_encoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
     self.dual_embedding = DualEmbedding(
         config.dual_embedding_weight, config.orthogonality_weight,
-        name="dual_embedding") if config.dual_embedding else None
-    self.dual_attention = DualAttention(config.attention_dim, mode=attention_mode(config),
-                                        name="dual_attention")
+        name="dual_embedding") if components.dual_embedding else None
+    self.dual_attention = DualAttention(config.attention_dim, mode=components.attention,
+                                        domain_names=_DOMAIN_NAMES, name="dual_attention")
     self.interactions = [
         CandidateInteraction(l2=config.l2, name=f"interaction_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS
     ] if config.candidate_interactions else None
@@ -192,11 +218,6 @@ class DASL(CrossDomainRanker):
     outputs_a, outputs_b = self._outputs(
         features, target, self._target_side_features(features), training)
     return {"logit_a": outputs_a[:, 0, 0], "logit_b": outputs_b[:, 0, 0]}
-
-  def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                  training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """CTR logits ``[batch, C]`` of candidates under both heads."""
-    return tuple(x[..., 0] for x in self.head_outputs(features, candidates, training))
 
   def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                    training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:

@@ -3,8 +3,8 @@
 Each head scores an item by ``log(1 + clicks)``, the item's clicked examples
 in the training data (any increasing function of the count ranks the same;
 the logarithm keeps ``sigmoid`` away from saturation in ``predict``). The
-counts are the item priors ``b_D`` of the base class, set by one
-:meth:`~dasl_tf.models.base.CrossDomainRanker.adapt` pass; the top-n score
+counts are the item priors ``b_D`` of the model's task, set by one
+:meth:`~dasl_tf.models.task.CrossDomainTask.adapt` pass; the top-n score
 ``s + b = 2 log(1 + clicks)`` ranks as the count does. It ignores the user,
 so it is the bar a personalised top-n must clear.
 """
@@ -49,4 +49,4 @@ class Popularity(CrossDomainRanker):
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    return tuple(self.domain_prior(candidates, d) for d in F.DOMAINS)
+    return tuple(self.task.domain_prior(candidates, d) for d in F.DOMAINS)

@@ -284,11 +284,6 @@ class SasRec(CrossDomainRanker):
     """The heads have a relevance output ``r`` when the model is trained to rank."""
     return self.model_config.ranking_loss != config_lib.NO_RANKING_LOSS
 
-  def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                  training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """CTR logits ``[batch, C]`` of candidates under both heads."""
-    return tuple(x[..., 0] for x in self.head_outputs(features, candidates, training))
-
   def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                    training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
     """Outputs ``[batch, C, U]`` of candidates under both heads (CTR, then relevance)."""
