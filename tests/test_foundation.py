@@ -106,4 +106,4 @@ def test_schema_save_and_load_round_trip(tmp_path):
                            domain_names=("book", "music"), splits={"train": ("a", "b")})
   schema.save(str(tmp_path))
   assert F.DatasetSchema.load(str(tmp_path)) == schema
-  assert (tmp_path / F.SCHEMA_FILE).read_text() == schema.to_json() + "\n"
+  assert (tmp_path / F.SCHEMA_FILE).read_text() == schema.to_json()
