@@ -103,31 +103,17 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     FileExistsError: the version exists and ``overwrite`` is False, or it
       holds no ``saved_model.pb`` (then it is never replaced).
     FileNotFoundError: ``model_dir`` holds no finished model.
-    ValueError: a version outside [1, 2**63 - 1], vocabularies that do not
-      match the model, or a top_n or candidates_per_request below 1.
+    ConfigError: a version outside [1, 2**63 - 1].
+    DataError: vocabularies that do not match the model, or a top_n or
+      candidates_per_request below 1.
+  Each is raised before anything is written under ``export_base``.
   """
   filesystems.register(model_dir, export_base)
   if version is None:
     version = (existing_versions(export_base) or [0])[-1] + 1
   if not 1 <= version <= MAX_VERSION:
-    raise config_lib.ConfigError(f"version must be an integer from 1 to {MAX_VERSION} (TensorFlow "
-                     f"Serving versions are int64), got {version}")
-  final_dir = os.path.join(export_base, str(version))
-  try:
-    with publish.staged_directory(
-        final_dir, overwrite, marker=tf.saved_model.SAVED_MODEL_FILENAME_PB,
-        what="SavedModel version") as staging_dir:
-      _write_version(model_dir, staging_dir, top_n, id_dtype, model_name,
-                     candidates_per_request)
-  except publish.PublishError as e:
-    raise FileExistsError(str(e)) from e
-  logging.info("exported version %d to %s", version, final_dir)
-  return final_dir
-
-
-def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
-                   model_name: str, candidates_per_request: int) -> None:
-  """Writes the SavedModel, warmup requests and serving spec of ``model_dir`` to ``export_dir``."""
+    raise config_lib.ConfigError(f"version must be an integer from 1 to {MAX_VERSION} "
+                                 f"(TensorFlow Serving versions are int64), got {version}")
   model, experiment, _ = model_io.load_model(model_dir)
   vocab_dir = os.path.join(model_dir, model_io.VOCAB_DIR)
   if id_dtype == "auto":
@@ -136,7 +122,22 @@ def _write_version(model_dir: str, export_dir: str, top_n: int, id_dtype: str,
       feature_spec=F.feature_spec_for(experiment.model), id_dtype=id_dtype, top_n=top_n,
       model_name=model_name, candidates_per_request=candidates_per_request)
   module = signatures.ServingModule(model, experiment.model, vocab_dir, serving_spec)
-  logging.info("writing SavedModel (%s ids) to %s", id_dtype, export_dir)
+  final_dir = os.path.join(export_base, str(version))
+  try:
+    with publish.staged_directory(
+        final_dir, overwrite, marker=tf.saved_model.SAVED_MODEL_FILENAME_PB,
+        what="SavedModel version") as staging_dir:
+      _write_version(module, serving_spec, vocab_dir, staging_dir)
+  except publish.PublishError as e:
+    raise FileExistsError(str(e)) from e
+  logging.info("exported version %d to %s", version, final_dir)
+  return final_dir
+
+
+def _write_version(module: signatures.ServingModule, serving_spec: spec_lib.ServingSpec,
+                   vocab_dir: str, export_dir: str) -> None:
+  """Writes the SavedModel, warmup requests and serving spec of ``module`` to ``export_dir``."""
+  logging.info("writing SavedModel (%s ids) to %s", serving_spec.id_dtype, export_dir)
   module.save(export_dir)
   warmup.write_warmup(warmup.warmup_logs(serving_spec, vocab_dir), export_dir)
   with filesystems.open_file(

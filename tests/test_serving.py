@@ -599,6 +599,17 @@ def _run_cli(argv):
   return exit_info.value.code
 
 
+def test_cli_refusals_write_nothing_under_the_export_base(setup, export_flags, tmp_path, capsys):
+  export_base = tmp_path / "exports"
+  assert _run_cli(["--model_dir", str(tmp_path / "no_model"),
+                   "--export_base", str(export_base)]) == 2
+  assert "holds no finished dasl_tf model" in capsys.readouterr().err
+  assert _run_cli(["--model_dir", setup.model_dir, "--export_base", str(export_base),
+                   "--top_n", "0"]) == 2
+  assert "top_n must be at least 1" in capsys.readouterr().err
+  assert not export_base.exists()
+
+
 def test_cli_refuses_an_existing_version_and_replaces_it_with_overwrite(setup, export_flags,
                                                                       capsys):
   string_model_dir = string_id_export(setup).model_dir
