@@ -5,12 +5,16 @@ PY := $(VENV)/bin/python
 PYTHON_FOR_VENV := $(shell for p in python3.11 python3.12 python3.10 python3; do \
   c=$$(command -v $$p) || continue; \
   $$c -c 'import sys; sys.exit(0 if (3,10) <= sys.version_info[:2] <= (3,12) else 1)' 2>/dev/null && { echo $$c; break; }; done)
+# The TFX environment's (`make tfx`): 3.13 too (TensorFlow 2.21, NumPy 2; Debian 13 has only it).
+PYTHON_FOR_TFX := $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; do \
+  c=$$(command -v $$p) || continue; \
+  $$c -c 'import sys; sys.exit(0 if (3,10) <= sys.version_info[:2] <= (3,13) else 1)' 2>/dev/null && { echo $$c; break; }; done)
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 comma := ,
 
-.PHONY: venv demo test test-slow test-tf221 clean tfx
+.PHONY: venv demo test test-slow test-tf221 clean tfx tfx-debian13
 
 # $(call install_venv,DIR,CONSTRAINTS,EXTRAS): a virtual environment at DIR with dasl_tf
 # installed editable with EXTRAS ("remote,beam,dev"), every package pinned by CONSTRAINTS.
@@ -49,7 +53,7 @@ clean:
 	rm -rf $(VENV) $(TF221_VENV) $(TFX_VENV) build *.egg-info .pytest_cache demo_output
 
 # `make tfx`: the TFX 1.21 pipeline (pipelines/tfx_pipeline.py) in its own environment,
-# .venv-tfx, where the platform allows it (glibc >= 2.39, Python 3.10-3.12): its tests,
+# .venv-tfx, where the platform allows it (glibc >= 2.39, Python 3.10-3.13): its tests,
 # then the pipeline on a small synthetic dataset (demo_output/tfx). Elsewhere it prints
 # one line saying what is missing and succeeds.
 TFX_VENV := .venv-tfx
@@ -57,13 +61,13 @@ TFX_PY := $(TFX_VENV)/bin/python
 TFX_OUTPUT := demo_output/tfx
 
 tfx:
-	@if ! missing=$$(bash tools/tfx_platform_check.sh "$(PYTHON_FOR_VENV)"); then \
+	@if ! missing=$$(bash tools/tfx_platform_check.sh "$(PYTHON_FOR_TFX)"); then \
 	  echo "make tfx: skipped: $$missing"; exit 0; fi; \
 	set -e; \
 	if [ ! -f $(TFX_VENV)/.installed ] || [ setup.py -nt $(TFX_VENV)/.installed ] \
 	    || [ constraints/tfx.txt -nt $(TFX_VENV)/.installed ]; then \
-	  echo "==> creating $(TFX_VENV) with $(PYTHON_FOR_VENV)"; \
-	  $(PYTHON_FOR_VENV) -m venv $(TFX_VENV); \
+	  echo "==> creating $(TFX_VENV) with $(PYTHON_FOR_TFX)"; \
+	  $(PYTHON_FOR_TFX) -m venv $(TFX_VENV); \
 	  $(TFX_PY) -m pip install --quiet --upgrade pip; \
 	  echo "==> installing dasl_tf with TFX 1.21 (constraints/tfx.txt; several minutes)"; \
 	  $(TFX_PY) -m pip install --quiet --progress-bar off -c constraints/tfx.txt \
@@ -76,6 +80,16 @@ tfx:
 	rm -rf $(TFX_OUTPUT); \
 	$(TFX_PY) -m dasl_tf.pipelines.tfx_pipeline --output_dir=$(TFX_OUTPUT) \
 	  --synthetic_users=500 --train_steps=300
+
+# `make tfx-debian13`: `make tfx` natively in a Debian 13 root, for a host whose glibc is older
+# than TFX 1.21's (Debian 12). tools/debian13_root.sh builds the root once (debootstrap into
+# .debian13/; needs root), mounts the repository at /repo and runs there, with chroot, `make tfx`
+# with its environment at /opt/venv-tfx inside the root (Python 3.13). Slow (the first run
+# downloads a Debian base system, then TensorFlow and TFX); not part of `make test`.
+DEBIAN13_TFX_VENV := /opt/venv-tfx
+
+tfx-debian13:
+	bash tools/debian13_root.sh make --no-print-directory tfx TFX_VENV=$(DEBIAN13_TFX_VENV)
 
 # `make test-tf221`: the default suite on TensorFlow 2.21, the TFX environment's stack
 # (constraints/tfx.txt) without TFX, which installs wherever TensorFlow 2.21 does (Debian 12

@@ -45,7 +45,9 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10,<3.13",
+    # 3.13 for the TFX environment only (NumPy 2, Debian 13's Python); the default
+    # environment's pins (TensorFlow 2.16, NumPy 1.26) need 3.10-3.12 (`make venv`).
+    python_requires=">=3.10,<3.14",
     # One installed package: the repository's pipelines/ and serving/ folders
     # are its subpackages dasl_tf.pipelines and dasl_tf.serving.
     packages=setuptools.find_packages(include=["dasl_tf", "dasl_tf.*"]) + [
@@ -67,6 +69,7 @@ setuptools.setup(
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )

@@ -3,15 +3,20 @@
 The pipeline::
 
   ImportExampleGen (train / validation / test shards of the dataset, as they are)
-    -> StatisticsGen -> SchemaGen
+    -> StatisticsGen -> SchemaGen (inferred from train and validation)
+    -> ExampleValidator: the test split's statistics against that schema (Anomalies)
   Importer: the dataset's schema.json and vocab/ (a DaslDatasetMetadata artifact)
   DaslTrainer (run_fn of dasl_tf.pipelines.tfx_trainer): trains on train, early
     stopping and best epoch on validation, metrics.json on test; the SavedModel
     with the serving_default and serving_indices signatures
     <- examples, SchemaGen's schema, the metadata artifact, hyperparameters (optional)
+  Resolver: the latest blessed model of the pipeline (the baseline)
   Evaluator: AUC and ExampleCount of the serving_indices signature on the test
-    split, overall and per domain (slices domain:0 and domain:1); with a
-    minimum AUC, the overall slice must reach it for the model to be blessed
+    split, overall and per domain (slices domain:0 and domain:1), for the
+    model and the baseline; with a minimum AUC, the overall slice must reach
+    it, and with a change threshold, beat the baseline's by it (a drop when
+    negative), for the model to be blessed (the first model, without a
+    baseline, needs the minimum only)
   Pusher: the (blessed) model to <serving_dir>/<version>/, as TensorFlow Serving
     loads it
 
@@ -40,7 +45,7 @@ directory (content-addressed, so other values are another artifact).
 TFX must see ``TF_USE_LEGACY_KERAS=1`` before it first imports TensorFlow:
 this module imports ``dasl_tf`` (which sets it) before ``tfx``.
 
-Why one module (over 450 lines): everything here imports TFX, which installs
+Why one module (over 550 lines): everything here imports TFX, which installs
 in the TFX environment only (``make tfx``), and it is one pipeline: the custom
 Trainer component, the inputs it is wired to, and the command that runs it.
 Split, its parts would import each other and nothing else; the ``run_fn`` the
@@ -96,6 +101,12 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
 EVAL_SIGNATURE = "serving_indices"
 # Its output scored against the label: the head of the example's own domain.
 PREDICTION_KEY = "ctr"
+# The Evaluator's names of the model it judges and of the latest blessed one.
+CANDIDATE_MODEL = "candidate"
+BASELINE_MODEL = "baseline"
+# The default change threshold: a model may score this much lower AUC than the
+# latest blessed one (TFMA's AUC counts 10,000 thresholds) and be blessed.
+DEFAULT_MIN_AUC_CHANGE = -0.01
 DATASET_METADATA_KEY = "dataset_metadata"
 # The file a HyperParameters artifact holds (the name TFX's Tuner writes).
 HYPERPARAMETERS_FILE = "best_hyperparameters.txt"
@@ -237,22 +248,35 @@ def example_gen_input(data_dir: str) -> tfx.proto.Input:
       for name in SPLITS])
 
 
-def eval_config(min_auc: Optional[float] = None) -> tfma_config.EvalConfig:
+def eval_config(min_auc: Optional[float] = None,
+                min_auc_change: Optional[float] = None) -> tfma_config.EvalConfig:
   """The Evaluator's config: AUC and ExampleCount of ``serving_indices``, overall and per domain.
 
   Args:
     min_auc: if set, the overall AUC the model must reach to be blessed (the
       per-domain slices are reported, not gated).
+    min_auc_change: if set, the model is compared with a baseline (the
+      Evaluator's ``baseline_model``), and its overall AUC minus the
+      baseline's must be at least this for it to be blessed. Without a
+      baseline model (the first run) only ``min_auc`` applies.
   """
   auc = tfma_config.MetricConfig(class_name="AUC")
+  threshold = tfma_config.MetricThreshold()
   if min_auc is not None:
-    auc.per_slice_thresholds.add(
-        slicing_specs=[tfma_config.SlicingSpec()],
-        threshold=tfma_config.MetricThreshold(
-            value_threshold=tfma_config.GenericValueThreshold(lower_bound={"value": min_auc})))
+    threshold.value_threshold.lower_bound.value = min_auc
+  if min_auc_change is not None:
+    threshold.change_threshold.direction = tfma_config.MetricDirection.HIGHER_IS_BETTER
+    threshold.change_threshold.absolute.value = min_auc_change
+  if min_auc is not None or min_auc_change is not None:
+    auc.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()], threshold=threshold)
+  spec = dict(signature_name=EVAL_SIGNATURE, label_key=F.LABEL, prediction_key=PREDICTION_KEY,
+              model_type="tf_generic")
+  model_specs = [tfma_config.ModelSpec(**spec)]
+  if min_auc_change is not None:
+    model_specs = [tfma_config.ModelSpec(name=CANDIDATE_MODEL, **spec),
+                   tfma_config.ModelSpec(name=BASELINE_MODEL, is_baseline=True, **spec)]
   return tfma_config.EvalConfig(
-      model_specs=[tfma_config.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=F.LABEL,
-                                         prediction_key=PREDICTION_KEY, model_type="tf_generic")],
+      model_specs=model_specs,
       slicing_specs=[tfma_config.SlicingSpec(), tfma_config.SlicingSpec(feature_keys=[F.DOMAIN])],
       metrics_specs=[tfma_config.MetricsSpec(
           metrics=[tfma_config.MetricConfig(class_name="ExampleCount"), auc])])
@@ -291,6 +315,7 @@ def create_pipeline(data_dir: str,
                     config: Optional[Mapping[str, Any]] = None,
                     hyperparameters_dir: Optional[str] = None,
                     min_auc: Optional[float] = 0.5,
+                    min_auc_change: Optional[float] = DEFAULT_MIN_AUC_CHANGE,
                     module_file: Optional[str] = None,
                     enable_cache: bool = False,
                     beam_pipeline_args: Optional[Sequence[str]] = None) -> tfx.dsl.Pipeline:
@@ -311,7 +336,11 @@ def create_pipeline(data_dir: str,
     hyperparameters_dir: a ``HyperParameters`` artifact directory to import
       (one JSON file; see :func:`write_hyperparameters`).
     min_auc: the overall test AUC a model needs to be blessed and pushed;
-      None pushes every trained model (no blessing).
+      None pushes every trained model (no blessing, no baseline).
+    min_auc_change: with ``min_auc``, the overall test AUC minus that of the
+      latest blessed model of the pipeline (the baseline) that a model needs
+      to be blessed: negative tolerates a drop, positive demands a gain; the
+      first model (no baseline yet) needs ``min_auc`` only. None: no baseline.
     module_file: run the Trainer from this file (``tfx_trainer.py`` or a copy)
       instead of the installed ``dasl_tf.pipelines.tfx_trainer.run_fn``.
     enable_cache: let TFX reuse the outputs of unchanged components.
@@ -336,13 +365,21 @@ def create_pipeline(data_dir: str,
   example_gen = tfx.components.ImportExampleGen(input_base=data_dir,
                                                 input_config=example_gen_input(data_dir))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  # The schema of the examples the model is fitted and selected on (train's
+  # train_negatives, validation's negatives), that the test split must match:
+  # ExampleValidator flags a test split that differs (a new or missing feature,
+  # another type or length). Train is not validated: it lacks the negatives.
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                        infer_feature_shape=True)
+                                        infer_feature_shape=True, exclude_splits=[TEST_SPLIT])
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+      exclude_splits=[TRAIN_SPLIT])
   metadata_importer = tfx.dsl.Importer(
       source_uri=data_dir, artifact_type=DaslDatasetMetadata,
       custom_properties={"fingerprint": model_dir_lib.data_fingerprint(schema, vocab_dir)},
   ).with_id("DatasetMetadataImporter")
-  components: List[Any] = [example_gen, statistics_gen, schema_gen, metadata_importer]
+  components: List[Any] = [example_gen, statistics_gen, schema_gen, example_validator,
+                           metadata_importer]
 
   hyperparameters = None
   if hyperparameters_dir:
@@ -369,12 +406,20 @@ def create_pipeline(data_dir: str,
       eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT], num_steps=eval_steps),
       custom_config=custom_config,
   ).with_id("Trainer")
-  # No schema for the Evaluator: SchemaGen's reads the train split only, where
-  # train_negatives is present and negatives absent; the test split is the reverse.
+  baseline = None
+  if min_auc is not None and min_auc_change is not None:
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    components.append(baseline)
+  # No schema for the Evaluator: the model's serving_indices signature parses the examples.
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs["examples"],
       model=trainer.outputs["model"],
-      eval_config=eval_config(min_auc),
+      baseline_model=baseline.outputs["model"] if baseline else None,
+      eval_config=eval_config(min_auc, min_auc_change if baseline else None),
       example_splits=[TEST_SPLIT])
   pusher = tfx.components.Pusher(
       model=trainer.outputs["model"],
@@ -473,6 +518,9 @@ def define_flags() -> None:
                         "to import (one JSON file, such as a Tuner's best_hyperparameters.txt).")
     flags.DEFINE_float("min_auc", 0.5, "The overall test AUC a model needs to be pushed; a "
                        "negative value pushes every model (no blessing).")
+    flags.DEFINE_float("min_auc_change", DEFAULT_MIN_AUC_CHANGE, "The overall test AUC minus "
+                       "that of the latest blessed model that a model needs to be pushed "
+                       "(negative: a tolerated drop); the first model needs --min_auc only.")
     flags.DEFINE_boolean("enable_cache", False, "Reuse the outputs of unchanged components.")
     flags.DEFINE_list("beam_pipeline_args", list(DEFAULT_BEAM_PIPELINE_ARGS),
                       "Beam options of the Beam-based components.")
@@ -517,12 +565,14 @@ def _main(argv: List[str]) -> None:
                variant=FLAGS.variant, config=config,
                hyperparameters_dir=FLAGS.hyperparameters_dir,
                min_auc=FLAGS.min_auc if FLAGS.min_auc >= 0 else None,
+               min_auc_change=FLAGS.min_auc_change,
                enable_cache=FLAGS.enable_cache,
                beam_pipeline_args=FLAGS.beam_pipeline_args)
   if pushed:
     print(f"==> pushed {pushed}")
   else:
     print(f"==> no model pushed: the overall test AUC did not reach --min_auc={FLAGS.min_auc} "
+          f"or the latest blessed model's plus --min_auc_change={FLAGS.min_auc_change} "
           f"(the evaluation is under {os.path.join(pipeline_root, 'Evaluator')})")
   logging.info("pipeline finished")
 

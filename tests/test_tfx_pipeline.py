@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -41,6 +42,11 @@ if _REASON:
 
 TRAIN_STEPS = 30
 HYPERPARAMETERS = {"learning_rate": 0.02, "model.embedding_dim": 12}
+# Both runs demand this gain of overall AUC over the latest blessed model: the first
+# (no baseline) is blessed all the same, the second (a model trained alike) cannot be.
+MIN_AUC_CHANGE = 0.5
+# A feature that the test split of the second run's data carries and the others lack.
+STRAY_FEATURE = "stray"
 
 # Runs in a fresh interpreter that imports TensorFlow only, as TensorFlow Serving loads a model.
 _SCORE = r"""
@@ -68,24 +74,70 @@ def _only(pattern: str) -> str:
   return matched[0]
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(synthetic_data_dir, tmp_path_factory):
-  """Runs the pipeline's command line once; returns its directories."""
-  root = tmp_path_factory.mktemp("tfx")
-  dirs = {"data_dir": synthetic_data_dir, "pipeline_root": str(root / "pipeline"),
-          "serving_dir": str(root / "serving"), "metadata_path": str(root / "mlmd.sqlite")}
-  config = support.small_config_json(str(root / "config.json"))
-  args = [f"--{name}={path}" for name, path in dirs.items()] + [
+# The output directories of one execution of each component: <component>/<output>/<id>.
+_OUTPUTS = {"evaluation": ("Evaluator", "evaluation"), "blessing": ("Evaluator", "blessing"),
+            "anomalies": ("ExampleValidator", "anomalies"), "model_run": ("Trainer", "model_run")}
+
+
+def _run_pipeline(root, name: str, dirs) -> dict:
+  """Runs the pipeline's command line; returns ``dirs``, its output and its new artifacts."""
+  before = {key: set(glob.glob(os.path.join(dirs["pipeline_root"], *parts, "*")))
+            for key, parts in _OUTPUTS.items()}
+  config = support.small_config_json(str(root / f"{name}-config.json"))
+  args = [f"--{flag}={path}" for flag, path in dirs.items()] + [
       f"--config={config}", f"--train_steps={TRAIN_STEPS}", "--min_auc=0",
-      f"--hyperparameters={json.dumps(HYPERPARAMETERS)}"]
-  log_path = root / "pipeline.log"
+      f"--min_auc_change={MIN_AUC_CHANGE}", f"--hyperparameters={json.dumps(HYPERPARAMETERS)}"]
+  log_path = root / f"{name}.log"
   with open(log_path, "w", encoding="utf-8") as log:
     process = support.run_cli("dasl_tf.pipelines.tfx_pipeline", args, stdout=log,
                               stderr=subprocess.STDOUT)
     returncode = process.wait(timeout=1800)
   output = log_path.read_text(encoding="utf-8", errors="replace")
   assert returncode == 0, output[-6000:]
-  return dict(dirs, output=output)
+  new = {}
+  for key, parts in _OUTPUTS.items():
+    [new[key]] = set(glob.glob(os.path.join(dirs["pipeline_root"], *parts, "*"))) - before[key]
+  return dict(dirs, output=output, **new)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(synthetic_data_dir, tmp_path_factory):
+  """Runs the pipeline once on the synthetic dataset; returns its directories."""
+  root = tmp_path_factory.mktemp("tfx")
+  dirs = {"data_dir": synthetic_data_dir, "pipeline_root": str(root / "pipeline"),
+          "serving_dir": str(root / "serving"), "metadata_path": str(root / "mlmd.sqlite")}
+  return dict(_run_pipeline(root, "first", dirs), root=root)
+
+
+def _plant_stray_feature(data_dir: str, split: str) -> None:
+  """Adds the int feature STRAY_FEATURE to every example of a split's shards, in place."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(data_dir, "schema.json"), encoding="utf-8") as f:
+    shards = json.load(f)["splits"][split]
+  for shard in shards:
+    path = os.path.join(data_dir, shard)
+    compression = "GZIP" if path.endswith(".gz") else ""
+    records = [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type=compression)]
+    with tf.io.TFRecordWriter(path, options=compression) as writer:
+      for record in records:
+        example = tf.train.Example.FromString(record)
+        example.features.feature[STRAY_FEATURE].int64_list.value.append(1)
+        writer.write(example.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def second_run(pipeline_run):
+  """Runs the pipeline again (same root, ML Metadata) on data with a stray test feature.
+
+  The data is a copy of the first run's dataset whose test examples carry one more
+  feature, STRAY_FEATURE; returns the run's directories.
+  """
+  data_dir = str(pipeline_run["root"] / "data-with-stray-feature")
+  shutil.copytree(pipeline_run["data_dir"], data_dir)
+  _plant_stray_feature(data_dir, "test")
+  dirs = {name: pipeline_run[name] for name in ("pipeline_root", "serving_dir", "metadata_path")}
+  return _run_pipeline(pipeline_run["root"], "second", dict(dirs, data_dir=data_dir))
 
 
 @pytest.mark.slow
@@ -117,8 +169,8 @@ def test_pipeline_pushes_a_model_that_a_fresh_tensorflow_process_scores(pipeline
 
 
 def _trainer_run_dir(pipeline_run) -> str:
-  return os.path.dirname(_only(os.path.join(pipeline_run["pipeline_root"], "Trainer",
-                                            "model_run", "*", "config.json")))
+  assert os.path.exists(os.path.join(pipeline_run["model_run"], "config.json"))
+  return pipeline_run["model_run"]
 
 
 def _metric(values, name: str) -> float:
@@ -152,8 +204,8 @@ def test_trainer_honours_hyperparameters_and_reads_the_metadata_artifact(pipelin
   connection = metadata_store_pb2.ConnectionConfig()
   connection.sqlite.filename_uri = pipeline_run["metadata_path"]
   store = metadata_store.MetadataStore(connection)
-  [artifact] = store.get_artifacts_by_type("DaslDatasetMetadata")
-  assert os.path.normpath(artifact.uri) == os.path.normpath(pipeline_run["data_dir"])
+  [artifact] = [a for a in store.get_artifacts_by_type("DaslDatasetMetadata")
+                if os.path.normpath(a.uri) == os.path.normpath(pipeline_run["data_dir"])]
   assert artifact.custom_properties["fingerprint"].string_value
   events = store.get_events_by_artifact_ids([artifact.id])
   readers = store.get_executions_by_id(
@@ -166,8 +218,7 @@ def test_trainer_honours_hyperparameters_and_reads_the_metadata_artifact(pipelin
 def test_evaluator_reports_auc_overall_and_per_domain_and_blesses(pipeline_run):
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
 
-  evaluation = _only(os.path.join(pipeline_run["pipeline_root"], "Evaluator", "evaluation", "*"))
-  result = tfma.load_eval_result(evaluation)
+  result = tfma.load_eval_result(pipeline_run["evaluation"])
   metrics = {tuple(slice_key): values for slice_key, values in result.slicing_metrics}
   assert set(metrics) == {(), (("domain", 0),), (("domain", 1),)}, sorted(metrics)
   with open(os.path.join(_trainer_run_dir(pipeline_run), "metrics.json"), encoding="utf-8") as f:
@@ -177,5 +228,45 @@ def test_evaluator_reports_auc_overall_and_per_domain_and_blesses(pipeline_run):
     assert _metric(metrics[slice_key], "auc") == pytest.approx(trained[f"auc_{head}"], abs=2e-3)
     assert _metric(metrics[slice_key], "example_count") == trained[f"examples_{head}"]
   assert _metric(metrics[()], "example_count") == trained["examples_a"] + trained["examples_b"]
-  blessing = _only(os.path.join(pipeline_run["pipeline_root"], "Evaluator", "blessing", "*"))
-  assert os.path.exists(os.path.join(blessing, "BLESSED"))
+  # Blessed although no model gains MIN_AUC_CHANGE: there was no baseline to compare with.
+  assert os.path.exists(os.path.join(pipeline_run["blessing"], "BLESSED"))
+
+
+def _anomalies(run) -> dict:
+  """{split: {feature: short description}} of a run's ExampleValidator."""
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+
+  found = {}
+  for split_dir in sorted(glob.glob(os.path.join(run["anomalies"], "Split-*"))):
+    with open(os.path.join(split_dir, "SchemaDiff.pb"), "rb") as f:
+      anomalies = anomalies_pb2.Anomalies.FromString(f.read())
+    found[os.path.basename(split_dir)[len("Split-"):]] = {
+        name: info.short_description for name, info in anomalies.anomaly_info.items()}
+  return found
+
+
+@pytest.mark.slow
+def test_example_validator_passes_the_dataset_and_flags_a_planted_anomaly(pipeline_run,
+                                                                          second_run):
+  assert _anomalies(pipeline_run) == {"validation": {}, "test": {}}
+  assert _anomalies(second_run) == {"validation": {}, "test": {STRAY_FEATURE: "New column"}}
+
+
+@pytest.mark.slow
+def test_a_model_short_of_the_change_threshold_over_the_blessed_one_is_not_pushed(
+    pipeline_run, second_run):
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+
+  assert os.path.exists(os.path.join(second_run["blessing"], "NOT_BLESSED"))
+  assert "==> no model pushed" in second_run["output"]
+  assert len(glob.glob(os.path.join(second_run["serving_dir"], "*", "saved_model.pb"))) == 1
+  # The baseline was the first run's model: on the same test examples, the same AUC.
+  first = dict(tfma.load_eval_result(pipeline_run["evaluation"]).slicing_metrics)[()]
+  baseline = dict(tfma.load_eval_result(second_run["evaluation"],
+                                        model_name="baseline").slicing_metrics)[()]
+  assert _metric(baseline, "auc") == pytest.approx(_metric(first, "auc"), abs=1e-6)
+  validation = tfma.load_validation_result(second_run["evaluation"])
+  assert not validation.validation_ok
+  failed = [failure.metric_key for per_slice in validation.metric_validations_per_slice
+            for failure in per_slice.failures]
+  assert [(key.name, key.is_diff) for key in failed] == [("auc", True)], failed

@@ -24,12 +24,12 @@ if [ "$lowest" != "$required_glibc" ]; then
   exit 1
 fi
 if [ -z "$python" ]; then
-  echo "TFX 1.21 needs Python 3.10, 3.11 or 3.12; none was found on PATH"
+  echo "TFX 1.21 needs Python 3.10, 3.11, 3.12 or 3.13; none was found on PATH"
   exit 1
 fi
-if ! "$python" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)' \
+if ! "$python" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)' \
     2>/dev/null; then
-  echo "TFX 1.21 needs Python 3.10, 3.11 or 3.12; $python is $("$python" -V 2>&1)"
+  echo "TFX 1.21 needs Python 3.10, 3.11, 3.12 or 3.13; $python is $("$python" -V 2>&1)"
   exit 1
 fi
 exit 0
