@@ -304,6 +304,27 @@ def write_hyperparameters(values: Mapping[str, Any], root: str) -> str:
   return directory
 
 
+def check_bulk_inference_signature(signature: Optional[str]) -> None:
+  """Refuses a BulkInferrer signature that would score the pipeline's examples wrongly.
+
+  The examples ImportExampleGen reads are ``dasl-prepare``'s: ids as vocabulary
+  indices. ``serving_default``, ``regress`` and ``classify`` parse raw ids and
+  map them through the vocabularies again (an index read as a raw id is another
+  item, or the out-of-vocabulary row), so their scores would be silently
+  wrong; ``predict`` and ``recommend`` take no tf.Example.
+
+  Raises:
+    ConfigError: ``signature`` is set and is not ``serving_indices``.
+  """
+  if signature and signature != EVAL_SIGNATURE:
+    raise config_lib.ConfigError(
+        f"BulkInferrer signature {signature!r}: the pipeline's examples hold vocabulary "
+        f"indices (dasl-prepare's TFRecords), which only {EVAL_SIGNATURE!r} reads as they "
+        "are; the raw-id signatures (serving_default, regress, classify) would map them "
+        f"through the vocabularies again and score other items. Use {EVAL_SIGNATURE!r}, or "
+        "score raw-id logs with dasl_tf.serving.client")
+
+
 def create_pipeline(data_dir: str,
                     pipeline_root: str,
                     serving_dir: str,
@@ -318,7 +339,8 @@ def create_pipeline(data_dir: str,
                     min_auc_change: Optional[float] = DEFAULT_MIN_AUC_CHANGE,
                     module_file: Optional[str] = None,
                     enable_cache: bool = False,
-                    beam_pipeline_args: Optional[Sequence[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args: Optional[Sequence[str]] = None,
+                    bulk_inference_signature: Optional[str] = None) -> tfx.dsl.Pipeline:
   """The TFX pipeline over one ``dasl-prepare`` output directory.
 
   Args:
@@ -346,14 +368,20 @@ def create_pipeline(data_dir: str,
     enable_cache: let TFX reuse the outputs of unchanged components.
     beam_pipeline_args: Beam options of the Beam-based components (default:
       :data:`DEFAULT_BEAM_PIPELINE_ARGS`, none).
+    bulk_inference_signature: also score the test split with a BulkInferrer
+      through this signature of the (blessed) model: ``serving_indices``, the one
+      tf.Example signature that reads the pipeline's examples as they are
+      (vocabulary indices, as ``dasl-prepare`` wrote them). None: no BulkInferrer.
 
   Returns:
     The ``tfx.dsl.Pipeline``.
 
   Raises:
     ValueError: the dataset lacks a split, or its shards are not one pattern per split.
-    ConfigError: ``config`` is not a valid ``ExperimentConfig``.
+    ConfigError: ``config`` is not a valid ``ExperimentConfig``, or
+      ``bulk_inference_signature`` is not ``serving_indices``.
   """
+  check_bulk_inference_signature(bulk_inference_signature)
   data_dir = os.path.abspath(data_dir) if "://" not in data_dir else data_dir
   if config:
     config_lib.ExperimentConfig.from_dict(dict(config))  # fail now, not in the Trainer
@@ -429,6 +457,13 @@ def create_pipeline(data_dir: str,
   if min_auc is None:
     pusher.add_upstream_node(evaluator)  # push after the evaluation all the same
   components += [trainer, evaluator, pusher]
+  if bulk_inference_signature:
+    components.append(tfx.components.BulkInferrer(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"] if min_auc is not None else None,
+        data_spec=tfx.proto.DataSpec(example_splits=[TEST_SPLIT]),
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[bulk_inference_signature])))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
@@ -522,6 +557,9 @@ def define_flags() -> None:
                        "that of the latest blessed model that a model needs to be pushed "
                        "(negative: a tolerated drop); the first model needs --min_auc only.")
     flags.DEFINE_boolean("enable_cache", False, "Reuse the outputs of unchanged components.")
+    flags.DEFINE_string("bulk_inference_signature", None, "Also score the test split with a "
+                        f"BulkInferrer through this signature ({EVAL_SIGNATURE}, the one that "
+                        "reads the prepared examples; the raw-id ones are refused).")
     flags.DEFINE_list("beam_pipeline_args", list(DEFAULT_BEAM_PIPELINE_ARGS),
                       "Beam options of the Beam-based components.")
     flags.DEFINE_integer("synthetic_users", 0, "If > 0 and --data_dir does not exist yet: "
@@ -540,6 +578,7 @@ def _directory_flag(name: str, subdirectory: str) -> str:
 def _main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  check_bulk_inference_signature(FLAGS.bulk_inference_signature)  # before anything is written
   data_dir, pipeline_root, serving_dir = (
       _directory_flag(name, subdirectory)
       for name, subdirectory in (("data_dir", "data"), ("pipeline_root", "pipeline"),
@@ -567,7 +606,8 @@ def _main(argv: List[str]) -> None:
                min_auc=FLAGS.min_auc if FLAGS.min_auc >= 0 else None,
                min_auc_change=FLAGS.min_auc_change,
                enable_cache=FLAGS.enable_cache,
-               beam_pipeline_args=FLAGS.beam_pipeline_args)
+               beam_pipeline_args=FLAGS.beam_pipeline_args,
+               bulk_inference_signature=FLAGS.bulk_inference_signature)
   if pushed:
     print(f"==> pushed {pushed}")
   else:

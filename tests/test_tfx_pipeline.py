@@ -79,14 +79,21 @@ _OUTPUTS = {"evaluation": ("Evaluator", "evaluation"), "blessing": ("Evaluator",
             "anomalies": ("ExampleValidator", "anomalies"), "model_run": ("Trainer", "model_run")}
 
 
-def _run_pipeline(root, name: str, dirs) -> dict:
-  """Runs the pipeline's command line; returns ``dirs``, its output and its new artifacts."""
+def _run_pipeline(root, name: str, dirs, bulk_inference: bool = False) -> dict:
+  """Runs the pipeline's command line; returns ``dirs``, its output and its new artifacts.
+
+  With ``bulk_inference``, the BulkInferrer scores the test split through serving_indices.
+  """
+  outputs = dict(_OUTPUTS, **({"inference": ("BulkInferrer", "inference_result")}
+                              if bulk_inference else {}))
   before = {key: set(glob.glob(os.path.join(dirs["pipeline_root"], *parts, "*")))
-            for key, parts in _OUTPUTS.items()}
+            for key, parts in outputs.items()}
   config = support.small_config_json(str(root / f"{name}-config.json"))
   args = [f"--{flag}={path}" for flag, path in dirs.items()] + [
       f"--config={config}", f"--train_steps={TRAIN_STEPS}", "--min_auc=0",
       f"--min_auc_change={MIN_AUC_CHANGE}", f"--hyperparameters={json.dumps(HYPERPARAMETERS)}"]
+  if bulk_inference:
+    args.append("--bulk_inference_signature=serving_indices")
   log_path = root / f"{name}.log"
   with open(log_path, "w", encoding="utf-8") as log:
     process = support.run_cli("dasl_tf.pipelines.tfx_pipeline", args, stdout=log,
@@ -95,7 +102,7 @@ def _run_pipeline(root, name: str, dirs) -> dict:
   output = log_path.read_text(encoding="utf-8", errors="replace")
   assert returncode == 0, output[-6000:]
   new = {}
-  for key, parts in _OUTPUTS.items():
+  for key, parts in outputs.items():
     [new[key]] = set(glob.glob(os.path.join(dirs["pipeline_root"], *parts, "*"))) - before[key]
   return dict(dirs, output=output, **new)
 
@@ -106,7 +113,7 @@ def pipeline_run(synthetic_data_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("tfx")
   dirs = {"data_dir": synthetic_data_dir, "pipeline_root": str(root / "pipeline"),
           "serving_dir": str(root / "serving"), "metadata_path": str(root / "mlmd.sqlite")}
-  return dict(_run_pipeline(root, "first", dirs), root=root)
+  return dict(_run_pipeline(root, "first", dirs, bulk_inference=True), root=root)
 
 
 def _plant_stray_feature(data_dir: str, split: str) -> None:
@@ -270,3 +277,30 @@ def test_a_model_short_of_the_change_threshold_over_the_blessed_one_is_not_pushe
   failed = [failure.metric_key for per_slice in validation.metric_validations_per_slice
             for failure in per_slice.failures]
   assert [(key.name, key.is_diff) for key in failed] == [("auc", True)], failed
+
+
+@pytest.mark.slow
+def test_bulk_inference_scores_every_test_example_through_serving_indices(pipeline_run):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+
+  logs = glob.glob(os.path.join(pipeline_run["inference"], "*"))
+  records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+             for r in tf.data.TFRecordDataset(logs, compression_type="GZIP")]
+  with open(os.path.join(pipeline_run["data_dir"], "schema.json"), encoding="utf-8") as f:
+    shards = [os.path.join(pipeline_run["data_dir"], s) for s in json.load(f)["splits"]["test"]]
+  test_examples = sum(1 for _ in tf.data.TFRecordDataset(shards))
+  assert len(records) == test_examples > 0
+  outputs = records[0].predict_log.response.outputs
+  assert "ctr" in outputs
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "regress", "classify", "predict"])
+def test_bulk_inference_through_a_raw_id_signature_is_refused(signature):
+  from dasl_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dasl_tf.pipelines import tfx_pipeline  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(config_lib.ConfigError, match="only 'serving_indices' reads"):
+    tfx_pipeline.check_bulk_inference_signature(signature)
+  tfx_pipeline.check_bulk_inference_signature("serving_indices")
+  tfx_pipeline.check_bulk_inference_signature(None)
