@@ -44,7 +44,6 @@ A fresh draw for an example of domain D, user u and target t:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -56,6 +55,7 @@ from dasl_tf import config as config_lib
 from dasl_tf import data as data_lib
 from dasl_tf import features as F
 from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf.prepare.pipeline import STATS_FILE
 
 # Negatives per example of fresh draws when the data stores none to take the count from.
@@ -262,8 +262,7 @@ def prepared_sampling(data_dir: Optional[str]) -> Tuple[str, float]:
   """
   path = os.path.join(data_dir, STATS_FILE) if data_dir else None
   if path and filesystems.files_for(path).exists(path):
-    with filesystems.open_file(path) as f:
-      prepared = json.load(f).get("config", {})
+    prepared = json_io.load(path).get("config", {})
     if "negative_sampling" in prepared:
       return prepared["negative_sampling"], float(prepared.get("negative_alpha", 0.0))
   logging.warning("%s does not record how the stored train_negatives were drawn; taking them "

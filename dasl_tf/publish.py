@@ -109,9 +109,8 @@ def _resolve(path: str) -> str:
 
 def _delete(path: str) -> None:
   """Deletes a file or a directory tree; a symbolic link is deleted itself, never followed."""
-  local = _local_part(path)
-  if local is not None and os.path.islink(local):
-    os.remove(local)
+  if _is_link(path):
+    os.remove(_local_part(path))
     return
   files = filesystems.files_for(path)
   if files.isdir(path):
@@ -186,16 +185,16 @@ def remove_leftovers(target: str, marker: Optional[str] = None) -> None:
     files.rename(restorable[-1], target)
     leftovers[RETIRED_INFIX].remove(restorable[-1])
     _log.warning("%s was missing (a run was killed while replacing it): restored the "
-                    "previous copy from %s", target, restorable[-1])
+                 "previous copy from %s", target, restorable[-1])
   for path in leftovers[STAGING_INFIX] + leftovers[RETIRED_INFIX]:
     if _is_link(path):
       _log.warning("%s: deleting the symbolic link %s, named like a leftover of a publish "
-                      "there (what it points to is untouched)", target, path)
+                   "there (what it points to is untouched)", target, path)
     try:
       _delete(path)
     except OSError as e:
       _log.warning("%s: could not delete the leftover %s (%s); delete it by hand",
-                      target, path, e.strerror or e)
+                   target, path, e.strerror or e)
 
 
 def _is_link(path: str) -> bool:
@@ -209,7 +208,7 @@ def _may_touch(path: str, target: str) -> bool:
   if local is None or not hasattr(os, "getuid") or os.lstat(local).st_uid == os.getuid():
     return True
   _log.warning("%s: leaving %s alone: it is named like a leftover of a publish there but "
-                  "belongs to another user", target, path)
+               "belongs to another user", target, path)
   return False
 
 
@@ -310,7 +309,7 @@ def publish_directory(staging: str, target: str, overwrite: bool = False,
       _delete(retired)
     except Exception as e:  # pylint: disable=broad-except: target is published already.
       _log.warning("published %s, but could not delete the %s it replaced, now at %s (%s); "
-                      "the next publish to %s deletes it", target, what, retired, e, target)
+                   "the next publish to %s deletes it", target, what, retired, e, target)
 
 
 def _move_directory(files, source: str, target: str, last: Optional[str]) -> None:

@@ -86,6 +86,7 @@ from tfx.utils import json_utils
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
+from dasl_tf import json_io
 from dasl_tf import model_dir as model_dir_lib
 from dasl_tf import model_io
 from dasl_tf.pipelines import cli
@@ -589,8 +590,7 @@ def _main(argv: List[str]) -> None:
     prepare_synthetic(data_dir, FLAGS.synthetic_users)
   config = None
   if FLAGS.config:
-    with tfx.dsl.io.fileio.open(FLAGS.config, "r") as f:
-      config = json.load(f)
+    config = json_io.load(FLAGS.config, config_lib.ConfigError)
   try:
     hyperparameters = json.loads(FLAGS.hyperparameters) if FLAGS.hyperparameters else None
   except json.JSONDecodeError as e:

@@ -43,6 +43,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from dasl_tf import filesystems
+from dasl_tf import json_io
 from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, OOV_ID
 from dasl_tf.prepare import beam_runner
 from dasl_tf.prepare import interactions as interactions_lib
@@ -494,8 +495,7 @@ def _driver_result(config: PrepareConfig, staging: str, counts: Dict[str, int]
                   ) -> pipeline_lib.DriverResult:
   """The run's result from its counters and the summary its last step wrote."""
   summary_path = os.path.join(staging, SUMMARY_FILE)
-  with filesystems.open_file(summary_path, "r") as f:
-    summary = json.load(f)
+  summary = json_io.load(summary_path)
   filesystems.files_for(summary_path).remove(summary_path)
   domains = tuple(
       {"rows_read": counts.get(f"{key}/rows_read", 0),
