@@ -17,6 +17,8 @@ from dasl_tf import features as F
 
 HISTORIES = {F.DOMAIN_A: F.HIST_A, F.DOMAIN_B: F.HIST_B}
 """The history feature of each domain."""
+# The columns a catalogue reads.
+_COLUMNS = (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B)
 # Pending (user, item) keys of one domain merged into the sorted set past this many.
 _MERGE_KEYS = 1 << 22
 
@@ -80,18 +82,20 @@ class FullCatalogue:
                 for d in F.DOMAINS])
 
   @classmethod
-  def from_files(cls, files: Sequence[str], spec: F.FeatureSpec, num_items: Sequence[int],
-                 batch_size: int = 8192) -> "FullCatalogue":
+  def from_files(cls, files: Sequence[str], spec: F.FeatureSpec,
+                 num_items: Sequence[int]) -> "FullCatalogue":
     """One pass over TFRecord shards (the earlier splits).
 
     Raises:
       ValueError: an item id is outside its domain's vocabulary.
     """
-    dataset = data_lib.make_dataset(list(files), spec, batch_size)
-    batches = ({name: features[name].numpy()
-                for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B)}
-               for features, _ in dataset)
-    catalogue = cls.from_batches(batches, num_items)
+    return cls.from_columns(data_lib.SplitColumns.read(files, spec, _COLUMNS), num_items)
+
+  @classmethod
+  def from_columns(cls, columns: data_lib.SplitColumns,
+                   num_items: Sequence[int]) -> "FullCatalogue":
+    """The catalogue of a split's columns (``user_id``, ``item_id``, ``domain``, histories)."""
+    catalogue = cls.from_batches(columns.batches(), num_items)
     logging.info("full catalogue: %s touched (user, item) pairs in domains A and B",
                  [keys.size for keys in catalogue.touched])
     return catalogue

@@ -63,8 +63,6 @@ DEFAULT_NUM_NEGATIVES = 16
 # Candidates drawn per example: _OVERSAMPLE * k + _MARGIN.
 _OVERSAMPLE = 3
 _MARGIN = 16
-# Records per batch of the pass over the training split.
-_SCAN_BATCH = 8192
 
 Features = Dict[str, tf.Tensor]
 
@@ -106,8 +104,9 @@ class TrainingSplit:
     return max(len(counts) for counts in self.counts)
 
   @classmethod
-  def scan(cls, files: Sequence[str], schema: F.DatasetSchema) -> "TrainingSplit":
-    """One pass over the training shards.
+  def from_columns(cls, columns: data_lib.SplitColumns,
+                   schema: F.DatasetSchema) -> "TrainingSplit":
+    """The keys and counts of the training split's columns (``user_id``, ``item_id``, ``domain``).
 
     Raises:
       ValueError: an item index lies outside its domain's vocabulary, or the
@@ -117,20 +116,16 @@ class TrainingSplit:
     if schema.num_users * 2 * max(sizes) >= 2**63:
       raise ValueError(f"{schema.num_users} users x 2 domains x {max(sizes)} items overflow the "
                        "int64 keys of the training negatives' exclusion set")
-    counts = [np.zeros(size, np.int64) for size in sizes]
-    keys = [np.zeros(0, np.int64)]
-    for features, _ in data_lib.make_dataset(list(files), schema.feature_spec, _SCAN_BATCH,
-                                             verify_files=False):
-      user, item, domain = (features[name].numpy() for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN))
-      for d in F.DOMAINS:
-        items = item[domain == d]
-        if items.size and not 0 <= items.min() <= items.max() < sizes[d]:
-          raise ValueError(f"training split {list(files)}: item index {items.max()} of domain "
-                           f"{F.DOMAIN_SUFFIX[d].upper()} lies outside its vocabulary of "
-                           f"{sizes[d]} (schema.json)")
-        counts[d] += np.bincount(items, minlength=sizes[d])
-      keys.append(touched_key(user, domain, item, max(sizes)))
-    return cls(np.unique(np.concatenate(keys)), tuple(counts))
+    user, item, domain = (columns.features[name] for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN))
+    counts = []
+    for d in F.DOMAINS:
+      items = item[domain == d]
+      if items.size and not 0 <= items.min() <= items.max() < sizes[d]:
+        raise ValueError(f"training split: item index {items.max()} of domain "
+                         f"{F.DOMAIN_SUFFIX[d].upper()} lies outside its vocabulary of "
+                         f"{sizes[d]} (schema.json)")
+      counts.append(np.bincount(items, minlength=sizes[d]).astype(np.int64))
+    return cls(np.unique(touched_key(user, domain, item, max(sizes))), tuple(counts))
 
 
 def draw_weights(counts: np.ndarray, kind: str, alpha: float) -> np.ndarray:
@@ -284,14 +279,14 @@ class TrainingNegatives:
 
   @classmethod
   def for_run(cls, train: config_lib.TrainConfig, schema: F.DatasetSchema,
-              train_files: Sequence[str], data_dir: Optional[str]
+              training_split: data_lib.SplitColumns, data_dir: Optional[str]
              ) -> Optional["TrainingNegatives"]:
     """The step of a run, or None when the batches need none (no negatives, uniform stored ones).
 
     Args:
       train: the run's training configuration.
       schema: the dataset's schema.
-      train_files: the training shards (read once here for fresh or corrected draws).
+      training_split: the training split's columns (read for fresh or corrected draws).
       data_dir: the directory of ``schema.json`` and ``stats.json``, if known.
     """
     num_negatives = per_example(train, schema.feature_spec)
@@ -301,11 +296,11 @@ class TrainingNegatives:
       kind, alpha = prepared_sampling(data_dir)
       if kind != "popularity":
         return None
-      split = TrainingSplit.scan(train_files, schema)
+      split = TrainingSplit.from_columns(training_split, schema)
       logging.info("stored train_negatives were drawn by popularity (alpha %g): correcting "
                    "them by log q", alpha)
       return cls(None, LogQ([draw_weights(c, kind, alpha) for c in split.counts]))
-    split = TrainingSplit.scan(train_files, schema)
+    split = TrainingSplit.from_columns(training_split, schema)
     sampler = NegativeSampler(split, num_negatives, train.negative_sampling,
                               train.negative_sampling_alpha)
     logging.info("drawing %d %s negatives per training example every epoch (blocks of %d; "

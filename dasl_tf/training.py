@@ -202,8 +202,10 @@ def _run(job: _Job) -> Dict[str, float]:
   """The body of :func:`train_and_evaluate` once the model directory is ready."""
   experiment, data, model_dir = job.experiment, job.data, job.model_dir
   tf_keras.utils.set_random_seed(job.train.seed)
-  num_train_examples = run_inputs.count_examples(data.train_files)
-  schedule = run_inputs.schedule(job.train, num_train_examples)
+  # The run's one pass over the training split besides the epochs: it checks each shard
+  # and keeps the columns every setup step reads (priors, tables, negatives, catalogue).
+  training_split = data_lib.SplitColumns.read(data.train_files, data.schema.feature_spec)
+  schedule = run_inputs.schedule(job.train, training_split.num_examples)
 
   with job.strategy.scope():
     model = model_io.build_model(experiment.model)
@@ -218,7 +220,7 @@ def _run(job: _Job) -> Dict[str, float]:
                  int(state.epoch.numpy()), int(state.train_examples.numpy()))
 
   if model.learns:
-    _fit(job, model, state, schedule, num_train_examples)
+    _fit(job, model, state, schedule, training_split)
     if state.diverged:
       raise TrainingDivergedError(f"{model_dir}: {state.diverged}")
     if not state.restore_best(os.path.join(model_dir, model_dir_lib.BEST_CHECKPOINT_DIR)):
@@ -226,11 +228,11 @@ def _run(job: _Job) -> Dict[str, float]:
   else:
     logging.info("%s does not learn by gradients: fitting it with one pass over the training "
                  "split", experiment.model.variant)
-    model.adapt(job.input(data.train_files))
+    model.adapt(training_split.dataset(job.train.batch_size))
     if hasattr(model, "select_on_validation"):  # its choices (a blend weight) read validation
       model.select_on_validation(job.input(data.validation_files, with_negatives=True))
 
-  metrics = _final_metrics(job, model, state)
+  metrics = _final_metrics(job, model, state, training_split)
   model_io.save_final_weights(model, job.write_dir)  # every worker saves (collective ops)
   if not job.chief:
     return metrics
@@ -249,7 +251,7 @@ def _run(job: _Job) -> Dict[str, float]:
 
 
 def _fit(job: _Job, model: tf_keras.Model, state: model_dir_lib.TrainingState,
-         schedule: run_inputs.Schedule, num_train_examples: int) -> None:
+         schedule: run_inputs.Schedule, training_split: data_lib.SplitColumns) -> None:
   """Trains with ``fit`` from the restored epoch on; validation drives early stopping."""
   experiment, data, strategy, train = job.experiment, job.data, job.strategy, job.train
   initial_epoch = int(state.epoch.numpy())
@@ -258,13 +260,13 @@ def _fit(job: _Job, model: tf_keras.Model, state: model_dir_lib.TrainingState,
   spec = data.schema.feature_spec
   if initial_epoch == 0 and experiment.model.ranking_loss != config_lib.NO_RANKING_LOSS:
     logging.info("starting the item priors at the training split's click counts")
-    model.adapt(job.input(data.train_files))
+    model.adapt(training_split.dataset(train.batch_size))
   validation_ds = run_inputs.validation_dataset(experiment, data, strategy)
-  negatives = negatives_lib.TrainingNegatives.for_run(train, data.schema, data.train_files,
+  negatives = negatives_lib.TrainingNegatives.for_run(train, data.schema, training_split,
                                                       data.schema_dir)
   logging.info("training %s on %d examples (%d per epoch, %d %s sampled negatives each), "
                "epochs %d..%d, strategy %s with %d replica(s)", experiment.model.variant,
-               num_train_examples, schedule.examples_per_epoch,
+               training_split.num_examples, schedule.examples_per_epoch,
                run_inputs.train_negatives_per_example(train, spec),
                train.negative_sampling, initial_epoch + 1, schedule.epochs, train.strategy,
                strategy.num_replicas_in_sync)
@@ -295,8 +297,8 @@ def _epoch_seed(seed: int, epoch: int) -> int:
   return (seed * 1_000_003 + epoch) % 2**31
 
 
-def _final_metrics(job: _Job, model: tf_keras.Model,
-                   state: model_dir_lib.TrainingState) -> Dict[str, float]:
+def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.TrainingState,
+                   training_split: data_lib.SplitColumns) -> Dict[str, float]:
   """Test and validation metrics of the final weights plus the run's accounting.
 
   The per-head losses are those of the best epoch's validation pass, which
@@ -307,7 +309,7 @@ def _final_metrics(job: _Job, model: tf_keras.Model,
   """
   data, spec, train = job.data, job.data.schema.feature_spec, job.train
   sizes = (data.schema.num_items_a, data.schema.num_items_b)
-  trained = catalogue_lib.FullCatalogue.from_files(data.train_files, spec, sizes)
+  trained = catalogue_lib.FullCatalogue.from_columns(training_split, sizes)
   catalogues = {"": trained.union(
                     catalogue_lib.FullCatalogue.from_files(data.validation_files, spec, sizes)),
                 VALIDATION_PREFIX: trained}

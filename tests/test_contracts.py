@@ -1,4 +1,4 @@
-"""Source-wide contracts: one file-access layer, one error base, one command runner."""
+"""Source-wide contracts: one file-access layer, one TFRecord reader, one error base, one runner."""
 import ast
 import pathlib
 
@@ -30,6 +30,19 @@ def test_every_file_access_goes_through_dasl_tf_filesystems():
   direct = [f"{path.relative_to(REPO_ROOT)}:{line}: {name}"
             for path in SOURCES if path not in GFILE_ALLOWED
             for name, line in _calls(path) if name.startswith("tf.io.gfile.")]
+  assert not direct, direct
+
+
+# The modules that open TFRecord files: the data layer (make_dataset, the shard check and
+# peek), and the warmup-record writer's own reader of what it wrote.
+TFRECORD_READERS = {REPO_ROOT / "dasl_tf" / "data.py", REPO_ROOT / "serving" / "warmup.py"}
+
+
+def test_every_tfrecord_read_goes_through_the_data_layer():
+  """So that counting make_dataset and the shard check counts every read of a split."""
+  direct = [f"{path.relative_to(REPO_ROOT)}:{line}: {name}"
+            for path in SOURCES if path not in TFRECORD_READERS
+            for name, line in _calls(path) if name.endswith("TFRecordDataset")]
   assert not direct, direct
 
 

@@ -286,8 +286,7 @@ def test_catalogue_from_files_equals_the_one_from_batches(tmp_path):
     for n in range(40):
       writer.write(spec.encode(dict({name: values[n] for name, values in train.items()},
                                     label=1.0)))
-  from_files = catalogue_lib.FullCatalogue.from_files([path], spec, (NUM_ITEMS, NUM_ITEMS),
-                                                batch_size=16)
+  from_files = catalogue_lib.FullCatalogue.from_files([path], spec, (NUM_ITEMS, NUM_ITEMS))
   from_batches = catalogue_lib.FullCatalogue.from_batches([train], (NUM_ITEMS, NUM_ITEMS))
   halves = [catalogue_lib.FullCatalogue.from_batches(
       [{name: values[part] for name, values in train.items()}], (NUM_ITEMS, NUM_ITEMS))

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from dasl_tf import config as config_lib
 from dasl_tf import config_resolution
+from dasl_tf import data as data_lib
 from dasl_tf import features as F
 from dasl_tf import negatives
 from dasl_tf import planted
@@ -56,6 +57,10 @@ def _epoch(data, train, seed, step):
   return [{k: v.numpy() for k, v in features.items()} for features, _ in dataset]
 
 
+def _columns(data):
+  return data_lib.SplitColumns.read(data.train_files, data.schema.feature_spec)
+
+
 def _train_config(**overrides):
   values = dict(batch_size=16, shuffle_buffer=64, train_negatives=4, negative_sampling="uniform")
   values.update(overrides)
@@ -64,7 +69,7 @@ def _train_config(**overrides):
 
 def test_the_scan_finds_every_training_target_and_counts_items(data):
   data, examples = data
-  split = negatives.TrainingSplit.scan(data.train_files, data.schema)
+  split = negatives.TrainingSplit.from_columns(_columns(data), data.schema)
   expected = sorted({(int(u) * 2 + int(d)) * NUM_ITEMS + int(i) for u, d, i in zip(
       examples[F.USER_ID], examples[F.DOMAIN], examples[F.ITEM_ID])})
   np.testing.assert_array_equal(split.keys, expected)
@@ -77,7 +82,7 @@ def test_the_scan_finds_every_training_target_and_counts_items(data):
 def test_no_drawn_negative_is_touched_the_target_or_repeated(data, kind):
   data, examples = data
   train = _train_config(negative_sampling=kind, negative_sampling_alpha=1.0)
-  step = negatives.TrainingNegatives.for_run(train, data.schema, data.train_files,
+  step = negatives.TrainingNegatives.for_run(train, data.schema, _columns(data),
                                              data.schema_dir)
   touched = _touched_sets(examples)
   rows = short = roomy = full = 0
@@ -110,10 +115,10 @@ def test_draws_are_a_function_of_the_epoch_seed_only(data):
   train = _train_config()
   seeds = [training._epoch_seed(train.seed, e)  # pylint: disable=protected-access
            for e in range(2)]
-  run = negatives.TrainingNegatives.for_run(train, data.schema, data.train_files, None)
+  run = negatives.TrainingNegatives.for_run(train, data.schema, _columns(data), None)
   first = [_epoch(data, train, seed, run) for seed in seeds]
   # A resumed run builds its own sampler and starts at epoch 1.
-  resumed = negatives.TrainingNegatives.for_run(train, data.schema, data.train_files, None)
+  resumed = negatives.TrainingNegatives.for_run(train, data.schema, _columns(data), None)
   again = _epoch(data, train, seeds[1], resumed)
   assert len(again) == len(first[1])
   for name in (F.ITEM_ID, F.TRAIN_NEGATIVES, F.TRAIN_NEGATIVE_MASK):
@@ -178,7 +183,7 @@ def test_popularity_batches_carry_log_q_of_count_to_the_alpha(data):
   data, examples = data
   alpha = 0.5
   train = _train_config(negative_sampling="popularity", negative_sampling_alpha=alpha)
-  step = negatives.TrainingNegatives.for_run(train, data.schema, data.train_files, None)
+  step = negatives.TrainingNegatives.for_run(train, data.schema, _columns(data), None)
   batch = _epoch(data, train, seed=3, step=step)[0]
   for d in F.DOMAINS:
     counts = np.bincount(examples[F.ITEM_ID][examples[F.DOMAIN] == d], minlength=NUM_ITEMS)
@@ -189,7 +194,7 @@ def test_popularity_batches_carry_log_q_of_count_to_the_alpha(data):
                                log_q[batch[F.ITEM_ID][rows]], rtol=1e-5)
     np.testing.assert_allclose(batch[F.TRAIN_NEGATIVE_LOGQ][rows],
                                log_q[batch[F.TRAIN_NEGATIVES][rows]], rtol=1e-5)
-  uniform = negatives.TrainingNegatives.for_run(_train_config(), data.schema, data.train_files,
+  uniform = negatives.TrainingNegatives.for_run(_train_config(), data.schema, _columns(data),
                                                 None)
   assert F.TRAIN_NEGATIVE_LOGQ not in _epoch(data, _train_config(), 3, uniform)[0]
 
@@ -197,12 +202,12 @@ def test_popularity_batches_carry_log_q_of_count_to_the_alpha(data):
 def test_stored_negatives_get_log_q_when_prepared_by_popularity(data, tmp_path):
   data, examples = data
   train = _train_config(negative_sampling="stored", train_negatives=-1)
-  assert negatives.TrainingNegatives.for_run(train, data.schema, data.train_files,
+  assert negatives.TrainingNegatives.for_run(train, data.schema, _columns(data),
                                              data.schema_dir) is None  # no stats.json: uniform
   prepared = PrepareConfig(input_a="a", input_b="b", output_dir="o",
                            negative_sampling="popularity", negative_alpha=1.0)
   (tmp_path / "stats.json").write_text(json.dumps({"config": dataclasses.asdict(prepared)}))
-  step = negatives.TrainingNegatives.for_run(train, data.schema, data.train_files,
+  step = negatives.TrainingNegatives.for_run(train, data.schema, _columns(data),
                                              str(tmp_path))
   batch = _epoch(data, train, seed=3, step=step)[0]
   stored = {}
