@@ -42,9 +42,14 @@ if _REASON:
 
 TRAIN_STEPS = 30
 HYPERPARAMETERS = {"learning_rate": 0.02, "model.embedding_dim": 12}
-# Both runs demand this gain of overall AUC over the latest blessed model: the first
-# (no baseline) is blessed all the same, the second (a model trained alike) cannot be.
-MIN_AUC_CHANGE = 0.5
+# The runs on planted data (support.make_dataset_dir): trained with GOOD, the model learns the
+# planted taste (test AUC about 0.9 here); with WORSE, a learning rate 10^5 times smaller over
+# as many steps, it stays at chance. A model may lose PLANTED_MIN_AUC_CHANGE of overall AUC
+# against the latest blessed one.
+PLANTED_STEPS = 150
+GOOD = {"learning_rate": 0.02}
+WORSE = {"learning_rate": 2e-7}
+PLANTED_MIN_AUC_CHANGE = -0.05
 # A feature that the test split of the second run's data carries and the others lack.
 STRAY_FEATURE = "stray"
 
@@ -79,10 +84,13 @@ _OUTPUTS = {"evaluation": ("Evaluator", "evaluation"), "blessing": ("Evaluator",
             "anomalies": ("ExampleValidator", "anomalies"), "model_run": ("Trainer", "model_run")}
 
 
-def _run_pipeline(root, name: str, dirs, bulk_inference: bool = False) -> dict:
+def _run_pipeline(root, name: str, dirs, bulk_inference: bool = False,
+                  train_steps: int = TRAIN_STEPS, hyperparameters=None,
+                  min_auc_change=None) -> dict:
   """Runs the pipeline's command line; returns ``dirs``, its output and its new artifacts.
 
-  With ``bulk_inference``, the BulkInferrer scores the test split through serving_indices.
+  With ``bulk_inference``, the BulkInferrer scores the test split through serving_indices;
+  ``hyperparameters`` default to HYPERPARAMETERS, ``min_auc_change`` to the flag's default.
   """
   outputs = dict(_OUTPUTS, **({"inference": ("BulkInferrer", "inference_result")}
                               if bulk_inference else {}))
@@ -90,8 +98,10 @@ def _run_pipeline(root, name: str, dirs, bulk_inference: bool = False) -> dict:
             for key, parts in outputs.items()}
   config = support.small_config_json(str(root / f"{name}-config.json"))
   args = [f"--{flag}={path}" for flag, path in dirs.items()] + [
-      f"--config={config}", f"--train_steps={TRAIN_STEPS}", "--min_auc=0",
-      f"--min_auc_change={MIN_AUC_CHANGE}", f"--hyperparameters={json.dumps(HYPERPARAMETERS)}"]
+      f"--config={config}", f"--train_steps={train_steps}", "--min_auc=0",
+      f"--hyperparameters={json.dumps(hyperparameters or HYPERPARAMETERS)}"]
+  if min_auc_change is not None:
+    args.append(f"--min_auc_change={min_auc_change}")
   if bulk_inference:
     args.append("--bulk_inference_signature=serving_indices")
   log_path = root / f"{name}.log"
@@ -221,6 +231,31 @@ def test_trainer_honours_hyperparameters_and_reads_the_metadata_artifact(pipelin
   assert any(name.endswith("DaslTrainer") for name in type_names), type_names
 
 
+@pytest.fixture(scope="module")
+def planted_runs(tmp_path_factory):
+  """A good model, a worse one, then a good one again, in one pipeline root and ML Metadata."""
+  root = tmp_path_factory.mktemp("tfx-planted")
+  dirs = {"data_dir": support.make_dataset_dir(str(root / "data"), num_users=60, per_user=16),
+          "pipeline_root": str(root / "pipeline"), "serving_dir": str(root / "serving"),
+          "metadata_path": str(root / "mlmd.sqlite")}
+  return {name: _run_pipeline(root, name, dirs, train_steps=PLANTED_STEPS,
+                              hyperparameters=hyperparameters,
+                              min_auc_change=PLANTED_MIN_AUC_CHANGE)
+          for name, hyperparameters in (("good", GOOD), ("worse", WORSE), ("good_again", GOOD))}
+
+
+def _overall_auc(run, model_name=None) -> float:
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+
+  kwargs = {"model_name": model_name} if model_name else {}
+  result = tfma.load_eval_result(run["evaluation"], **kwargs)
+  return _metric(dict(result.slicing_metrics)[()], "auc")
+
+
+def _pushed(run) -> int:
+  return len(glob.glob(os.path.join(run["serving_dir"], "*", "saved_model.pb")))
+
+
 @pytest.mark.slow
 def test_evaluator_reports_auc_overall_and_per_domain_and_blesses(pipeline_run):
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
@@ -235,7 +270,7 @@ def test_evaluator_reports_auc_overall_and_per_domain_and_blesses(pipeline_run):
     assert _metric(metrics[slice_key], "auc") == pytest.approx(trained[f"auc_{head}"], abs=2e-3)
     assert _metric(metrics[slice_key], "example_count") == trained[f"examples_{head}"]
   assert _metric(metrics[()], "example_count") == trained["examples_a"] + trained["examples_b"]
-  # Blessed although no model gains MIN_AUC_CHANGE: there was no baseline to compare with.
+  # Blessed: its AUC is above --min_auc=0, and there was no baseline to compare with.
   assert os.path.exists(os.path.join(pipeline_run["blessing"], "BLESSED"))
 
 
@@ -260,23 +295,32 @@ def test_example_validator_passes_the_dataset_and_flags_a_planted_anomaly(pipeli
 
 
 @pytest.mark.slow
-def test_a_model_short_of_the_change_threshold_over_the_blessed_one_is_not_pushed(
-    pipeline_run, second_run):
+def test_a_worse_model_than_the_blessed_one_is_refused(planted_runs):
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
 
-  assert os.path.exists(os.path.join(second_run["blessing"], "NOT_BLESSED"))
-  assert "==> no model pushed" in second_run["output"]
-  assert len(glob.glob(os.path.join(second_run["serving_dir"], "*", "saved_model.pb"))) == 1
-  # The baseline was the first run's model: on the same test examples, the same AUC.
-  first = dict(tfma.load_eval_result(pipeline_run["evaluation"]).slicing_metrics)[()]
-  baseline = dict(tfma.load_eval_result(second_run["evaluation"],
-                                        model_name="baseline").slicing_metrics)[()]
-  assert _metric(baseline, "auc") == pytest.approx(_metric(first, "auc"), abs=1e-6)
-  validation = tfma.load_validation_result(second_run["evaluation"])
+  good, worse = planted_runs["good"], planted_runs["worse"]
+  assert os.path.exists(os.path.join(good["blessing"], "BLESSED"))  # no baseline yet
+  assert _overall_auc(good) > 0.8  # the planted taste is learned
+  assert _overall_auc(worse) < 0.6  # ... and not by the worse model
+  assert os.path.exists(os.path.join(worse["blessing"], "NOT_BLESSED"))
+  assert "==> no model pushed" in worse["output"]
+  # The baseline was the good model: on the same test examples, the same AUC.
+  assert _overall_auc(worse, "baseline") == pytest.approx(_overall_auc(good), abs=1e-6)
+  validation = tfma.load_validation_result(worse["evaluation"])
   assert not validation.validation_ok
   failed = [failure.metric_key for per_slice in validation.metric_validations_per_slice
             for failure in per_slice.failures]
   assert [(key.name, key.is_diff) for key in failed] == [("auc", True)], failed
+
+
+@pytest.mark.slow
+def test_a_model_as_good_as_the_blessed_one_is_blessed_against_it(planted_runs):
+  good, again = planted_runs["good"], planted_runs["good_again"]
+  # Its baseline is the latest blessed model (the good one: the worse one was refused).
+  assert _overall_auc(again, "baseline") == pytest.approx(_overall_auc(good), abs=1e-6)
+  assert _overall_auc(again) - _overall_auc(good) > PLANTED_MIN_AUC_CHANGE
+  assert os.path.exists(os.path.join(again["blessing"], "BLESSED"))
+  assert _pushed(again) == 2  # the good model, then this one
 
 
 @pytest.mark.slow
