@@ -192,8 +192,3 @@ def train_negatives_per_example(train: config_lib.TrainConfig, spec: F.FeatureSp
         f"--train_negatives={train.train_negatives}, ask for fewer, or draw them fresh "
         "(train.negative_sampling='uniform')")
   return count
-
-
-def count_examples(files: Sequence[str]) -> int:
-  """Number of records in TFRecord shards (each shard checked whole, by name)."""
-  return sum(data_lib.count_records(path) for path in files)
