@@ -23,7 +23,9 @@ truncated record at 458428`` without the file's name, in the middle of
 training. :func:`make_dataset` therefore checks every shard once before it
 builds the pipeline (one pass of record framing and CRCs at C++ speed; turn it
 off with ``verify_files=False``) and raises :class:`CorruptRecordsError`
-naming the file.
+naming the file. :class:`SplitColumns` reads a split whole, shard by shard, and
+counts as that check (``dasl-train`` starts from it, so its training split is read
+once per epoch plus that one pass).
 """
 from __future__ import annotations
 
@@ -84,10 +86,15 @@ def count_records(path: str) -> int:
   Raises:
     CorruptRecordsError: the file is truncated or corrupt (the message names it).
   """
-  identity = (path, *filesystems.file_version(path))
+  identity = _shard_identity(path)
   if identity not in _COUNTED:
     _COUNTED[identity] = _read_count(path)
   return _COUNTED[identity]
+
+
+def _shard_identity(path: str) -> Tuple[str, int, int]:
+  """The key of ``path`` in :data:`_COUNTED`: the path, its size and modification time."""
+  return (path, *filesystems.file_version(path))
 
 
 # What TensorFlow raises on a truncated, corrupt or unparsable shard.
@@ -158,7 +165,7 @@ class SplitColumns:
           shard_labels.append(label.numpy())
       except _READ_ERRORS as e:
         raise _corrupt(path, e) from None
-      _COUNTED[(path, *filesystems.file_version(path))] = sum(map(len, shard_labels))
+      _COUNTED[_shard_identity(path)] = sum(map(len, shard_labels))
       labels.extend(shard_labels)
     if not labels:
       raise errors.DataError(f"no examples in {list(files)}")
