@@ -1,7 +1,7 @@
 """Explicit candidate interactions for the prediction heads (DIN-style product features)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -65,14 +65,20 @@ class CandidateInteractionBody(shell.LayerBody):
     super().build(input_shape)
 
   def call(self, inputs: Sequence[tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
-    candidates, contexts = inputs[0], inputs[1:]
+    candidates = inputs[0]
     products = []
-    for projection, context in zip(self._projections, contexts):
-      projected = projection(context)
+    for projected in self.project(inputs[1:]):
       if len(projected.shape) == 2:
         projected = tf.expand_dims(projected, 1)  # shared by the C candidates: broadcast.
       products.append(candidates * projected)
     return tf.concat(products, axis=-1)
+
+  def project(self, contexts: Sequence[tf.Tensor]) -> Tuple[tf.Tensor, ...]:
+    """The projected contexts ``x_i P_i``, each ``[batch, d]`` or ``[batch, C, d]`` as ``x_i``.
+
+    The factors ``call`` multiplies the candidates by (the layer must be built).
+    """
+    return tuple(projection(context) for projection, context in zip(self._projections, contexts))
 
   def get_config(self):
     config = super().get_config()

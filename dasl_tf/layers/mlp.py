@@ -76,9 +76,48 @@ class MLPBody(shell.LayerBody):
     super().build(input_shape)
 
   def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-    x = inputs
+    return self._after_first_layer(self.first_layer(inputs), training)
+
+  @property
+  def first_layer(self):
+    """The first ``Dense`` layer (the first hidden layer, or the output layer when there is none).
+
+    A caller that computes its affine map ``x W + b`` more cheaply than on the
+    concatenated input (e.g. part of ``x`` shared by many rows) reads its
+    ``kernel`` and ``bias`` and continues with :meth:`call_from_first_layer`.
+    """
+    return (self._hidden or [self._output])[0]
+
+  def call_from_first_layer(self, pre_activation: tf.Tensor,
+                            training: Optional[bool] = None) -> tf.Tensor:
+    """``call`` of an input whose first layer's ``x W + b`` the caller computed.
+
+    Example:
+      >>> from dasl_tf.layers import MLP
+      >>> mlp = MLP(hidden_units=(4,), output_units=1)
+      >>> x = tf.ones([2, 3])
+      >>> y = mlp(x)
+      >>> first = mlp.first_layer
+      >>> z = mlp.call_from_first_layer(tf.matmul(x, first.kernel) + first.bias)
+      >>> bool(tf.reduce_all(tf.abs(y - z) < 1e-6))
+      True
+
+    Args:
+      pre_activation: ``[..., units]`` of :attr:`first_layer`, before its activation.
+      training: whether dropout runs.
+
+    Returns:
+      What ``call`` returns for that input.
+    """
+    return self._after_first_layer(self.first_layer.activation(pre_activation), training)
+
+  def _after_first_layer(self, x: tf.Tensor, training: Optional[bool]) -> tf.Tensor:
+    """The layers after :attr:`first_layer`, from its output ``x``."""
+    if not self._hidden:
+      return x
     for i, dense in enumerate(self._hidden):
-      x = dense(x)
+      if i:
+        x = dense(x)
       if self._dropouts:
         x = self._dropouts[i](x, training=training)
     return self._output(x)

@@ -17,6 +17,7 @@ from dasl_tf.layers.dual_embedding import DualEmbedding
 from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP, CheckpointedDropout
 from dasl_tf.layers.sequence import SequenceEncoder, encode_histories
+from dasl_tf.models import candidate_head
 from dasl_tf.models.base import CrossDomainRanker
 from dasl_tf.models.cooccurrence_score import CooccurrenceScore
 from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_length
@@ -343,13 +344,9 @@ class DASL(CrossDomainRanker):
     for d in F.DOMAINS:
       attention_inputs.update({RECORDS[d]: context.records[d], MASK[d]: context.masks[d]})
     attended, = self.dual_attention(attention_inputs, heads=[domain])
-    parts = context.parts[domain]
-    num_candidates = tf.shape(candidates)[1]
-    head_input = [tf.repeat(tf.expand_dims(tf.concat(parts, -1), 1), num_candidates, axis=1),
-                  attended, candidates]
-    if self.interactions is not None:
-      head_input.append(self.interactions[domain]([candidates, attended, *parts]))
-    return self.heads[domain](tf.concat(head_input, axis=-1), training=training)
+    return candidate_head.head_outputs(
+        self.heads[domain], self.interactions and self.interactions[domain],
+        context.parts[domain], attended, candidates, training=training)
 
   def _user_context(self, features: Dict[str, tf.Tensor], training: bool,
                     heads: Sequence[int] = F.DOMAINS) -> "_UserContext":
