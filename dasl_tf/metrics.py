@@ -215,12 +215,70 @@ def _mean(values: np.ndarray) -> float:
   return float(values.mean()) if values.size else float("nan")
 
 
+class EvaluationScorer:
+  """The traced functions that score one model's evaluation batches.
+
+  Building a model's graph is a large share of an evaluation's time, so the
+  functions are traced once per scorer: give one scorer to every
+  :func:`evaluate_model` call of the same model (the test and the validation
+  split). Each head is traced only where its domain's examples are scored.
+
+  Args:
+    model: a two-headed model (``call`` -> ``logit_a``/``logit_b``, and
+      ``score_candidates``).
+  """
+
+  def __init__(self, model):
+    self.model = model
+
+  @tf.function(reduce_retracing=True)
+  def batch(self, features: Dict[str, tf.Tensor], labels: tf.Tensor):
+    """The CTR logit of each example's own head, and its positives' sampled rank counts."""
+    logits = self.model(features, training=False)
+    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
+    own_logit = tf.where(in_a, logits["logit_a"], logits["logit_b"])
+    positive = labels > 0.5
+    if F.NEGATIVES not in features:
+      missing = -tf.ones_like(tf.boolean_mask(labels, positive), tf.int32)
+      return own_logit, missing, missing
+    selected = {name: tf.boolean_mask(value, positive) for name, value in features.items()}
+    candidates = tf.concat([selected[F.ITEM_ID][:, None], selected[F.NEGATIVES]], axis=1)
+    scores = self._own_head_scores(selected, candidates)
+    ranked = tf.not_equal(candidates, F.PAD_ID)
+    above, ties = rank_counts(scores, ranked)
+    # A positive with no real negative (all padding, or none stored) has no sampled rank.
+    unranked = ~tf.reduce_any(ranked[:, 1:], axis=1)
+    return own_logit, tf.where(unranked, -1, above), tf.where(unranked, -1, ties)
+
+  def _own_head_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
+    """``score_candidates``: each domain's rows gathered and scored by its own head alone."""
+    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
+    rows = [tf.where(in_a)[:, 0], tf.where(~in_a)[:, 0]]
+    scores = []
+    for d in F.DOMAINS:
+      take = lambda x, d=d: tf.gather(x, rows[d])  # pylint: disable=cell-var-from-loop
+      scores.append(self.model.score_candidates(tf.nest.map_structure(take, features),
+                                                take(candidates), training=False, domain=d))
+    return tf.dynamic_stitch([tf.cast(r, tf.int32) for r in rows], scores)
+
+  @tf.function(reduce_retracing=True)
+  def catalogue_chunk(self, features: Dict[str, tf.Tensor], first_item: tf.Tensor,
+                      excluded: tf.Tensor, domain: int) -> tf.Tensor:
+    """Scores ``[B, C]`` of items ``first_item + j`` by the head of ``domain``; ``excluded`` [B, C]
+    items are scored as the OOV id instead (their scores are not read)."""
+    items = first_item + tf.range(tf.shape(excluded)[1], dtype=tf.int64)
+    candidates = tf.where(excluded, tf.constant(F.OOV_ID, tf.int64),
+                          tf.broadcast_to(items, tf.shape(excluded)))
+    return self.model.score_candidates(features, candidates, training=False, domain=domain)
+
+
 class _Collector:
   """Gathers per-domain scores, labels, ranks and slices over a dataset's batches."""
 
-  def __init__(self, model, k: int, seed: int, catalogue: Optional[FullCatalogue],
-               full_catalogue_positives: int, user_batch: int, item_chunk: int):
-    self.model = model
+  def __init__(self, scorer: EvaluationScorer, k: int, seed: int,
+               catalogue: Optional[FullCatalogue], full_catalogue_positives: int,
+               user_batch: int, item_chunk: int):
+    self.scorer = scorer
     self.k = k
     self.seed = seed
     self.catalogue = catalogue
@@ -232,45 +290,8 @@ class _Collector:
     self.samples = ({d: _Sample(full_catalogue_positives) for d in F.DOMAINS}
                     if catalogue is not None and full_catalogue_positives > 0 else None)
 
-  @tf.function(reduce_retracing=True)
-  def _batch(self, features: Dict[str, tf.Tensor], labels: tf.Tensor):
-    logits = self.model(features, training=False)
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
-    own_logit = tf.where(in_a, logits["logit_a"], logits["logit_b"])
-    positive = labels > 0.5
-    if F.NEGATIVES not in features:
-      missing = -tf.ones_like(tf.boolean_mask(labels, positive), tf.int32)
-      return own_logit, missing, missing
-    selected = {name: tf.boolean_mask(value, positive) for name, value in features.items()}
-    candidates = tf.concat([selected[F.ITEM_ID][:, None], selected[F.NEGATIVES]], axis=1)
-    scores = self.model.score_candidates(selected, candidates, training=False)
-    ranked = tf.not_equal(candidates, F.PAD_ID)
-    above, ties = rank_counts(scores, ranked)
-    # A positive with no real negative (all padding, or none stored) has no sampled rank.
-    unranked = ~tf.reduce_any(ranked[:, 1:], axis=1)
-    return own_logit, tf.where(unranked, -1, above), tf.where(unranked, -1, ties)
-
-  @tf.function(reduce_retracing=True)
-  def _target_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
-    """Scores of the targets; ``candidates`` ``[B, C]`` repeat each row's target.
-
-    The same ``[B, C]`` shape as :meth:`_chunk_counts`, so the same kernels score both.
-    """
-    return self.model.score_candidates(features, candidates, training=False)[:, 0]
-
-  @tf.function(reduce_retracing=True)
-  def _chunk_counts(self, features: Dict[str, tf.Tensor], target_scores: tf.Tensor,
-                    first_item: tf.Tensor, excluded: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Rank counts of the targets against items ``first_item + j`` (``excluded`` [B, C] skipped)."""
-    items = first_item + tf.range(tf.shape(excluded)[1], dtype=tf.int64)
-    candidates = tf.where(excluded, tf.constant(F.OOV_ID, tf.int64),
-                          tf.broadcast_to(items, tf.shape(excluded)))
-    scores = self.model.score_candidates(features, candidates, training=False)
-    ranked = tf.concat([tf.ones_like(excluded[:, :1]), ~excluded], axis=1)
-    return rank_counts(tf.concat([target_scores[:, None], scores], axis=1), ranked)
-
   def add(self, features: Dict[str, tf.Tensor], labels: tf.Tensor) -> None:
-    own_logit, above, ties = (t.numpy() for t in self._batch(features, labels))
+    own_logit, above, ties = (t.numpy() for t in self.scorer.batch(features, labels))
     arrays = {name: value.numpy() for name, value in features.items()
               if name not in (F.NEGATIVES, F.TRAIN_NEGATIVES)}
     labels = labels.numpy()
@@ -298,31 +319,39 @@ class _Collector:
             dict(ranked, **{f"feature:{name}": values[rows] for name, values in arrays.items()}))
 
   def _full_ranks(self, domain: int, sample: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Full-catalogue random ranks of the sample's targets (inf for an out-of-vocabulary one)."""
-    catalogue_size = self.catalogue.num_items[domain] - F.NUM_RESERVED_IDS
-    chunk = max(1, min(self.item_chunk, catalogue_size))
-    num_chunks = -(-catalogue_size // chunk)
+    """Full-catalogue random ranks of the sample's targets (inf for an out-of-vocabulary one).
+
+    Every catalogue item, the target among them, is scored in the same calls
+    (chunks of ``item_chunk`` items for ``user_batch`` targets); the target's
+    own column gives its score and is not ranked against it.
+    """
+    # The chunk width of the larger catalogue for both domains: one traced shape.
+    widest = max(self.catalogue.num_items) - F.NUM_RESERVED_IDS
+    chunk = max(1, min(self.item_chunk, widest))
+    num_chunks = -(-(self.catalogue.num_items[domain] - F.NUM_RESERVED_IDS) // chunk)
     targets = sample[f"feature:{F.ITEM_ID}"]
     ranks = np.full(targets.size, np.inf)
     in_vocab = np.flatnonzero(targets != F.OOV_ID)
+    batch_rows = np.arange(self.user_batch)
     for done, start in enumerate(range(0, in_vocab.size, self.user_batch)):
       rows = in_vocab[start:start + self.user_batch]
       padded = np.resize(rows, self.user_batch)  # a stable batch shape: repeats rows
       features = {name[len("feature:"):]: tf.constant(values[padded])
                   for name, values in sample.items() if name.startswith("feature:")}
+      target_columns = targets[padded] - F.NUM_RESERVED_IDS
       excluded = self.catalogue.excluded(
           domain, sample[f"feature:{F.USER_ID}"][padded],
           sample[f"feature:{HISTORIES[domain]}"][padded], targets[padded], num_chunks * chunk)
-      target_scores = self._target_scores(
-          features, tf.constant(np.repeat(targets[padded][:, None], chunk, axis=1)))
-      above = np.zeros(self.user_batch, np.int64)
-      ties = np.zeros(self.user_batch, np.int64)
-      for c in range(num_chunks):
-        counts = self._chunk_counts(
-            features, target_scores, tf.constant(F.NUM_RESERVED_IDS + c * chunk, tf.int64),
-            tf.constant(excluded[:, c * chunk:(c + 1) * chunk]))
-        above += counts[0].numpy()
-        ties += counts[1].numpy()
+      excluded[batch_rows, target_columns] = False  # scored with the others, ranked apart
+      scores = np.concatenate([self.scorer.catalogue_chunk(
+          features, tf.constant(F.NUM_RESERVED_IDS + c * chunk, tf.int64),
+          tf.constant(excluded[:, c * chunk:(c + 1) * chunk]), domain).numpy()
+                               for c in range(num_chunks)], axis=1)
+      target_scores = scores[batch_rows, target_columns][:, None]
+      ranked = ~excluded
+      ranked[batch_rows, target_columns] = False
+      above = np.sum((scores > target_scores) & ranked, axis=1)
+      ties = np.sum((scores == target_scores) & ranked, axis=1)
       n = rows.size
       ranks[rows] = random_ranks(above[:n], ties[:n],
                                  counter_uniforms(self.seed, _FULL_TIES, sample["index"][rows]))
@@ -380,8 +409,8 @@ def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
                    max_batches: Optional[int] = None,
                    catalogue: Optional[FullCatalogue] = None,
                    full_catalogue_positives: int = config_lib.TrainConfig.full_catalogue_positives,
-                   seed: int = 0, user_batch: int = 64, item_chunk: int = 2048
-                   ) -> Dict[str, float]:
+                   seed: int = 0, user_batch: int = 64, item_chunk: int = 2048,
+                   scorer: Optional[EvaluationScorer] = None) -> Dict[str, float]:
   """AUC, HR@k and NDCG@k per head, overall and per slice, of a two-headed model.
 
   Args:
@@ -401,6 +430,8 @@ def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
     seed: seeds the random tie-breaking and the full-catalogue sample.
     user_batch: examples per full-catalogue scoring call.
     item_chunk: catalogue items per full-catalogue scoring call.
+    scorer: the model's :class:`EvaluationScorer`, to reuse its traced
+      functions across calls (default: a new one, traced anew).
 
   Returns:
     The keys of the module docstring (``auc_a``, ``hr{k}_a``, ``ndcg{k}_a``,
@@ -408,8 +439,10 @@ def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
     keys with the suffix ``_<slice>`` for each slice of :data:`SLICES`; a
     metric with no example is NaN.
   """
-  collector = _Collector(model, k, seed, catalogue, full_catalogue_positives, user_batch,
-                         item_chunk)
+  if scorer is not None and scorer.model is not model:
+    raise ValueError("evaluate_model: the scorer was made for another model")
+  collector = _Collector(scorer or EvaluationScorer(model), k, seed, catalogue,
+                         full_catalogue_positives, user_batch, item_chunk)
   for step, (features, labels) in enumerate(dataset):
     if max_batches is not None and step >= max_batches:
       break

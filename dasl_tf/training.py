@@ -314,11 +314,13 @@ def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.Traini
                     catalogue_lib.FullCatalogue.from_files(data.validation_files, spec, sizes)),
                 VALIDATION_PREFIX: trained}
   metrics = {}
+  scorer = metrics_lib.EvaluationScorer(model)  # one trace for both splits
   for prefix, files in (("", data.test_files), (VALIDATION_PREFIX, data.validation_files)):
     dataset = job.input(files, with_negatives=True)
     for key, value in metrics_lib.evaluate_model(
         model, dataset, max_batches=train.eval_steps or None, catalogue=catalogues[prefix],
-        full_catalogue_positives=train.full_catalogue_positives, seed=train.seed).items():
+        full_catalogue_positives=train.full_catalogue_positives, seed=train.seed,
+        scorer=scorer).items():
       metrics[prefix + key] = float(value)
     for name, metric_fn in job.extra_metrics.items():
       if prefix + name in metrics:

@@ -236,7 +236,7 @@ def _touched_reference(train):
   return {key: {i for i in items if i >= 2} for key, items in touched.items()}
 
 
-def _full_ranks_reference(tables, touched, features, labels):
+def _full_ranks_reference(tables, touched, features, labels, num_items=(NUM_ITEMS, NUM_ITEMS)):
   """Full-catalogue rank of each positive (inf for an OOV target), tables without ties."""
   ranks = {}
   for n in np.flatnonzero(labels == 1):
@@ -245,7 +245,7 @@ def _full_ranks_reference(tables, touched, features, labels):
       ranks[n] = math.inf
       continue
     history = set(int(i) for i in features[(F.HIST_A, F.HIST_B)[d]][n])
-    candidates = [i for i in range(2, NUM_ITEMS) if i != target and i not in history
+    candidates = [i for i in range(2, num_items[d]) if i != target and i not in history
                   and i not in touched.get((d, user), set())]
     ranks[n] = 1 + sum(tables[d][user, i] > tables[d][user, target] for i in candidates)
   return ranks
@@ -338,6 +338,51 @@ def test_full_catalogue_ranks_untouched_items_and_counts_unseen_targets_as_misse
   _same(result, metrics.evaluate_model(model, _dataset(features, labels, 7), k=k,
                                        catalogue=catalogue, full_catalogue_positives=1000,
                                        user_batch=3, item_chunk=4))
+
+
+def test_catalogues_of_different_sizes_rank_each_domain_against_its_own_items():
+  """Domain B's catalogue is scored in chunks as wide as A's: its columns past B's items are
+  not ranked."""
+  rng = np.random.default_rng(6)
+  sizes = (NUM_ITEMS, 17)
+  train = _training_examples(rng, 60)
+  b = train[F.DOMAIN] == 1
+  train[F.ITEM_ID][b] = np.minimum(train[F.ITEM_ID][b], sizes[1] - 1)
+  train[F.HIST_B] = np.minimum(train[F.HIST_B], sizes[1] - 1)
+  catalogue = catalogue_lib.FullCatalogue.from_batches([train], sizes)
+  tables = [rng.permutation(NUM_USERS * size).reshape(NUM_USERS, size) / 10.0 for size in sizes]
+  features = _examples(rng, 120, users=NUM_USERS, items=sizes[1])
+  features[F.HIST_B] = np.minimum(features[F.HIST_B], sizes[1] - 1)
+  labels = (rng.random(120) < 0.7).astype(np.int64)
+  config = config_lib.ModelConfig(variant="table", num_users=NUM_USERS, num_items_a=sizes[0],
+                                  num_items_b=sizes[1])
+  result = metrics.evaluate_model(TableScorer(config, tables), _dataset(features, labels, 16),
+                                  k=5, catalogue=catalogue, full_catalogue_positives=1000,
+                                  item_chunk=64)
+  ranks = _full_ranks_reference(tables, _touched_reference(train), features, labels, sizes)
+  for d, name in enumerate("ab"):
+    rows = [n for n in ranks if features[F.DOMAIN][n] == d]
+    assert result[f"hr5_full_{name}"] == pytest.approx(np.mean([ranks[n] <= 5 for n in rows]))
+    assert result[f"ndcg5_full_{name}"] == pytest.approx(
+        np.mean([_gain(ranks[n], 5) for n in rows]))
+
+
+def test_one_scorer_traces_its_functions_once_for_several_evaluations():
+  _, catalogue, _, features, labels, model = _full_catalogue_case()
+  scorer = metrics.EvaluationScorer(model)
+  first = metrics.evaluate_model(model, _dataset(features, labels, 16), catalogue=catalogue,
+                                 scorer=scorer)
+  traces = (scorer.batch.experimental_get_tracing_count(),
+            scorer.catalogue_chunk.experimental_get_tracing_count())
+  assert traces[1] == 2  # one per domain
+  second = metrics.evaluate_model(model, _dataset(features, labels, 16), catalogue=catalogue,
+                                  scorer=scorer)
+  _same(first, second)
+  assert (scorer.batch.experimental_get_tracing_count(),
+          scorer.catalogue_chunk.experimental_get_tracing_count()) == traces
+  _same(first, metrics.evaluate_model(model, _dataset(features, labels, 16), catalogue=catalogue))
+  with pytest.raises(ValueError, match="another model"):
+    metrics.evaluate_model(IdScorer(_CONFIG), _dataset(features, labels, 16), scorer=scorer)
 
 
 def test_a_touched_item_scored_highest_does_not_push_the_target_down():

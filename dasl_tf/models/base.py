@@ -123,13 +123,17 @@ class CrossDomainRanker(tfrs.Model):
     return self.head_outputs(features, candidates, training=training)[domain]
 
   def candidate_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                        training: bool = False) -> tf.Tensor:
+                        training: bool = False, domain: Optional[int] = None) -> tf.Tensor:
     """The outputs ``[batch, C, U]`` of candidates, each by its example's domain's head.
 
     When every example of the batch is of one domain (a ``recommend``
     request, usually) only that head runs (:meth:`domain_outputs`); a batch
-    mixing both domains runs both heads and picks per example.
+    mixing both domains runs both heads and picks per example. A caller that
+    knows the batch's one domain passes it as ``domain``: then only that
+    head is computed and traced.
     """
+    if domain is not None:
+      return self.domain_outputs(features, candidates, domain, training=training)
     in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
 
     def both_heads() -> tf.Tensor:
@@ -144,15 +148,19 @@ class CrossDomainRanker(tfrs.Model):
         default=both_heads)
 
   def score_candidates(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                       training: bool = False) -> tf.Tensor:
+                       training: bool = False, domain: Optional[int] = None) -> tf.Tensor:
     """Top-n scores ``[batch, C]`` of each example's candidates (higher = ranked first).
 
     The task's top-n score (:meth:`CrossDomainTask.top_n_score
     <dasl_tf.models.task.CrossDomainTask.top_n_score>`) of the outputs of the
-    head of each example's domain (:meth:`candidate_outputs`).
+    head of each example's domain (:meth:`candidate_outputs`). ``domain``
+    (0 = A, 1 = B), when given, says every example is of that domain: only
+    its head is built into the graph.
     """
-    return self.task.top_n_score(self.candidate_outputs(features, candidates, training=training),
-                                 self.task.item_prior(features, candidates))
+    outputs = self.candidate_outputs(features, candidates, training=training, domain=domain)
+    prior = (self.task.item_prior(features, candidates) if domain is None
+             else self.task.domain_prior(candidates, domain))
+    return self.task.top_n_score(outputs, prior)
 
   def adapt(self, dataset: tf.data.Dataset) -> None:
     """Fits what one pass over the training ``dataset`` gives: here the task's item priors."""
