@@ -219,7 +219,8 @@ class EvaluationScorer:
   """The traced functions that score one model's evaluation batches.
 
   Building a model's graph is a large share of an evaluation's time, so the
-  functions are traced once per scorer: give one scorer to every
+  functions are traced once per scorer, without AutoGraph (the model is plain
+  TensorFlow, as in the serving export): give one scorer to every
   :func:`evaluate_model` call of the same model (the test and the validation
   split). Each head is traced only where its domain's examples are scored.
 
@@ -231,7 +232,7 @@ class EvaluationScorer:
   def __init__(self, model):
     self.model = model
 
-  @tf.function(reduce_retracing=True)
+  @tf.function(reduce_retracing=True, autograph=False)
   def batch(self, features: Dict[str, tf.Tensor], labels: tf.Tensor):
     """The CTR logit of each example's own head, and its positives' sampled rank counts."""
     logits = self.model(features, training=False)
@@ -261,7 +262,7 @@ class EvaluationScorer:
                                                 take(candidates), training=False, domain=d))
     return tf.dynamic_stitch([tf.cast(r, tf.int32) for r in rows], scores)
 
-  @tf.function(reduce_retracing=True)
+  @tf.function(reduce_retracing=True, autograph=False)
   def catalogue_chunk(self, features: Dict[str, tf.Tensor], first_item: tf.Tensor,
                       excluded: tf.Tensor, domain: int) -> tf.Tensor:
     """Scores ``[B, C]`` of items ``first_item + j`` by the head of ``domain``; ``excluded`` [B, C]

@@ -200,6 +200,14 @@ class CrossDomainRanker(tfrs.Model):
     target, negatives = self.training_logits(features, training=training)
     return self.task(features, labels, target, negatives, training=training)
 
+  # The steps are plain TensorFlow: not converting them (nor the layers they call) with
+  # AutoGraph saves most of the first epoch's graph building.
+  @tf.autograph.experimental.do_not_convert
+  def test_step(self, inputs):
+    """tfrs's evaluation step (the loss and metrics of a batch), without AutoGraph."""
+    return super().test_step(inputs)
+
+  @tf.autograph.experimental.do_not_convert
   def train_step(self, inputs):
     """tfrs's step, with the regularisation losses counted once across replicas."""
     with tf.GradientTape() as tape:
