@@ -93,6 +93,13 @@ def test_top_n_score_adds_the_item_prior_of_the_example_domain():
       model.score_candidates(features, candidates).numpy(),
       model.candidate_outputs(features, candidates).numpy()[..., 0] + expected_prior,
       rtol=1e-5, atol=1e-5)
+  # A batch of one known domain, scored by that head and prior alone (domain=).
+  for domain, prior in ((F.DOMAIN_A, prior_a), (F.DOMAIN_B, prior_b)):
+    one_domain = dict(features, **{F.DOMAIN: tf.fill([6], tf.constant(domain, tf.int64))})
+    np.testing.assert_allclose(
+        model.score_candidates(one_domain, candidates, domain=domain).numpy(),
+        model.candidate_outputs(one_domain, candidates).numpy()[..., 0] + prior,
+        rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant, sees_other_domain", [
