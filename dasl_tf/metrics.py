@@ -251,6 +251,14 @@ class EvaluationScorer:
     unranked = ~tf.reduce_any(ranked[:, 1:], axis=1)
     return own_logit, tf.where(unranked, -1, above), tf.where(unranked, -1, ties)
 
+  def prepare(self, element_spec) -> None:
+    """Traces :meth:`batch` for the batches of ``element_spec`` whatever their size.
+
+    Called before the first batch, so that the partial last batch of a split
+    reuses the one trace instead of building the model's graph again.
+    """
+    self.batch.get_concrete_function(*element_spec)
+
   def _own_head_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
     """``score_candidates``: each domain's rows gathered and scored by its own head alone."""
     in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
@@ -442,8 +450,10 @@ def evaluate_model(model, dataset: tf.data.Dataset, k: int = 10,
   """
   if scorer is not None and scorer.model is not model:
     raise ValueError("evaluate_model: the scorer was made for another model")
-  collector = _Collector(scorer or EvaluationScorer(model), k, seed, catalogue,
-                         full_catalogue_positives, user_batch, item_chunk)
+  scorer = scorer or EvaluationScorer(model)
+  scorer.prepare(dataset.element_spec)
+  collector = _Collector(scorer, k, seed, catalogue, full_catalogue_positives, user_batch,
+                         item_chunk)
   for step, (features, labels) in enumerate(dataset):
     if max_batches is not None and step >= max_batches:
       break
