@@ -1,6 +1,6 @@
 """A prediction head over C candidates whose candidate-independent work is done once per example.
 
-DASL's head for domain D (paper §3.5) is an MLP over, for each candidate c,
+DASL's head for domain D (the MLP that ends the paper's §3.4) reads, for each candidate c,
 
   x_c = [u ; a_c ; c ; c ⊙ (a_c P_0) ; c ⊙ (u_1 P_1) ; ... ; c ⊙ (u_n P_n)]
 
