@@ -251,6 +251,10 @@ class ModelConfig(_JsonMixin):
     recency_score: add ``w_D · log(1 + clicks of the item in the
       recent_window_days before the example's time)`` to each DASL head's
       relevance output (with a ranking loss, on data with real times).
+    validation_term_weights: after training, choose the weights of each DASL
+      head's top-n parts (relevance, item prior, co-occurrence and recency
+      terms) by full-catalogue HR@10 on the validation split
+      (:mod:`dasl_tf.term_weights`); False keeps the trained weights.
     sasrec_blocks: stacked self-attention blocks of each SASRec tower.
     sasrec_heads: attention heads per SASRec block (they split embedding_dim).
     knn_neighbors: neighbours kept per item by the item-kNN baselines
@@ -286,6 +290,7 @@ class ModelConfig(_JsonMixin):
   other_domain_dropout: float = 0.3
   cooccurrence_score: bool = True
   recency_score: bool = True
+  validation_term_weights: bool = True
   sasrec_blocks: int = 2
   sasrec_heads: int = 1
   knn_neighbors: int = 100

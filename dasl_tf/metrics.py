@@ -77,6 +77,8 @@ COLD_START_MAX_HISTORY = 2
 
 # Streams of counter_uniforms: one per use, so the draws of one do not repeat in another.
 _SAMPLED_TIES, _FULL_TIES, _FULL_SAMPLE = 0, 1, 2
+SELECTION_SAMPLE, SELECTION_TIES = 3, 4
+"""The streams of the validation sample of :mod:`dasl_tf.term_weights`, and of its ties."""
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -189,7 +191,7 @@ def slice_masks(own_history: np.ndarray, other_history: np.ndarray,
   return masks
 
 
-class _Sample:
+class UniformSample:
   """A uniform sample without replacement of at most ``size`` rows: the smallest priorities."""
 
   def __init__(self, size: int):
@@ -296,7 +298,7 @@ class _Collector:
     self.offset = 0
     self.examples = {d: [] for d in F.DOMAINS}
     self.positives = {d: [] for d in F.DOMAINS}
-    self.samples = ({d: _Sample(full_catalogue_positives) for d in F.DOMAINS}
+    self.samples = ({d: UniformSample(full_catalogue_positives) for d in F.DOMAINS}
                     if catalogue is not None and full_catalogue_positives > 0 else None)
 
   def add(self, features: Dict[str, tf.Tensor], labels: tf.Tensor) -> None:

@@ -2,7 +2,8 @@
 
 Layout (see also :mod:`dasl_tf.model_io`): ``config.json``, ``schema.json``,
 ``vocab/``, ``checkpoints/`` (with ``best/``), ``logs/``, ``report/``,
-``final/``, ``history.json`` and, written last, ``metrics.json``: a run is
+``final/``, ``history.json``, ``selection.json`` (what the model chose on the
+validation split, where it chooses anything) and, written last, ``metrics.json``: a run is
 finished exactly when ``metrics.json`` exists.
 
 Resume: everything the loop needs to continue (model and optimizer variables,
@@ -54,6 +55,7 @@ from dasl_tf import publish
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
+SELECTION_FILE = "selection.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT_DIR = os.path.join(CHECKPOINT_DIR, "best")
 LOGS_DIR = "logs"

@@ -48,10 +48,11 @@ PRESETS: Dict[str, Preset] = {
     "paper": Preset(
         "DASL as the paper describes it: the CTR objective alone, the heads on the "
         "concatenated representations (no candidate interactions, no co-occurrence or "
-        "recency term, no other-domain dropout)",
+        "recency term, no other-domain dropout, no weights chosen on validation)",
         {"model": {"variant": "dasl", "ranking_loss": config_lib.NO_RANKING_LOSS,
                    "candidate_interactions": False, "cooccurrence_score": False,
-                   "recency_score": False, "other_domain_dropout": 0.0},
+                   "recency_score": False, "other_domain_dropout": 0.0,
+                   "validation_term_weights": False},
          "train": {"train_negatives": 0}}),
     "ctr_only": Preset(
         "The default model trained for click-through rate alone (no ranking loss, no "

@@ -13,13 +13,16 @@ One function, :func:`train_and_evaluate`, is the job: ``dasl-train``, the TFX
    best-epoch selection on the **validation** split, and a divergence guard;
    a model that does not learn by gradients (``popularity``) is fitted by
    one ``adapt`` pass over the training split instead,
-4. restores the best epoch's weights and evaluates them once on the **test**
+4. restores the best epoch's weights; a model that chooses something on the
+   **validation** split (DASL's top-n part weights, :mod:`dasl_tf.term_weights`;
+   ``pop_item_knn``'s blend weight) chooses it (``selection.json``),
+5. evaluates the final weights once on the **test**
    split (AUC and HR@10 per domain and per slice: the ``metrics.json`` keys)
    and on the validation split (the same keys prefixed ``val_``), writes
    ``final/weights``, the report and ``history.json``, runs the export hook
    and, last of all, writes ``metrics.json``.
 
-No choice of the job (early stopping, best epoch) reads the test split: it is
+No choice of the job (early stopping, best epoch, validation choices) reads the test split: it is
 opened only after training, for the final figures. A run is finished exactly
 when ``metrics.json`` exists; it is published after everything else.
 """
@@ -229,10 +232,14 @@ def _run(job: _Job) -> Dict[str, float]:
     logging.info("%s does not learn by gradients: fitting it with one pass over the training "
                  "split", experiment.model.variant)
     model.adapt(training_split.dataset(job.train.batch_size))
-    if hasattr(model, "select_on_validation"):  # its choices (a blend weight) read validation
-      model.select_on_validation(job.input(data.validation_files, with_negatives=True))
+  sizes = (data.schema.num_items_a, data.schema.num_items_b)
+  trained_catalogue = catalogue_lib.FullCatalogue.from_columns(training_split, sizes)
+  selection = {}
+  if hasattr(model, "select_on_validation"):  # its choices (weights of its score) read validation
+    selection = model.select_on_validation(
+        job.input(data.validation_files, with_negatives=True), trained_catalogue, job.train)
 
-  metrics = _final_metrics(job, model, state, training_split)
+  metrics = _final_metrics(job, model, state, trained_catalogue)
   model_io.save_final_weights(model, job.write_dir)  # every worker saves (collective ops)
   if not job.chief:
     return metrics
@@ -241,6 +248,8 @@ def _run(job: _Job) -> Dict[str, float]:
                             os.path.join(model_dir, model_dir_lib.REPORT_DIR),
                             data.schema.domain_names)
   publish.write_json(os.path.join(model_dir, model_dir_lib.HISTORY_FILE), state.history)
+  if selection:
+    publish.write_json(os.path.join(model_dir, model_dir_lib.SELECTION_FILE), selection)
   if job.export_fn is not None:
     job.export_fn(model_dir)
   publish.write_json(os.path.join(model_dir, METRICS_FILE), metrics)
@@ -298,7 +307,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.TrainingState,
-                   training_split: data_lib.SplitColumns) -> Dict[str, float]:
+                   trained: catalogue_lib.FullCatalogue) -> Dict[str, float]:
   """Test and validation metrics of the final weights plus the run's accounting.
 
   The per-head losses are those of the best epoch's validation pass, which
@@ -309,7 +318,6 @@ def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.Traini
   """
   data, spec, train = job.data, job.data.schema.feature_spec, job.train
   sizes = (data.schema.num_items_a, data.schema.num_items_b)
-  trained = catalogue_lib.FullCatalogue.from_columns(training_split, sizes)
   catalogues = {"": trained.union(
                     catalogue_lib.FullCatalogue.from_files(data.validation_files, spec, sizes)),
                 VALIDATION_PREFIX: trained}

@@ -239,6 +239,10 @@ def test_no_model_choice_reads_the_test_split(cli_args, model_dir, dataset_dir, 
   assert len(history) == len(history_changed)
   for epoch, epoch_changed in zip(history, history_changed):
     assert epoch == pytest.approx(epoch_changed)
+  # The top-n weights chosen on validation (dasl_tf.term_weights) are the same choice.
+  selection = _read_json(os.path.join(model_dir, model_dir_lib.SELECTION_FILE))
+  assert selection["a"]["positives"] > 0 and selection["b"]["positives"] > 0
+  assert _read_json(os.path.join(other_dir, model_dir_lib.SELECTION_FILE)) == selection
 
 
 def test_popularity_is_fitted_by_counting_not_by_epochs(dataset_dir, tmp_path):

@@ -18,7 +18,7 @@ sees the tables as evaluation does, where the target was never counted.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -78,9 +78,13 @@ class CooccurrenceScore(tf_keras.layers.Layer):
         for variable, value in zip(table, fitted):
           variable.assign(value)
 
-  def scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor, domain: int,
-             leave_one_out: bool = False) -> tf.Tensor:
-    """The term ``[B, C]`` of head ``domain`` for candidates ``[B, C]`` of its vocabulary.
+  def source_names(self, domain: int) -> Tuple[str, ...]:
+    """The names of head ``domain``'s sources, in the order of its weights ("b_from_a")."""
+    return tuple(_key(domain, s) for s in self.sources[domain])
+
+  def source_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor, domain: int,
+                    leave_one_out: bool = False) -> List[tf.Tensor]:
+    """The unweighted ``s_{D,s}(c)`` ``[B, C]`` of each source of head ``domain``, in order.
 
     Args:
       features: the examples' ``hist_a`` and ``hist_b``.
@@ -89,8 +93,8 @@ class CooccurrenceScore(tf_keras.layers.Layer):
       leave_one_out: candidates[:, 0] is each example's own target, counted in
         the tables (a training example): score it with its events taken out.
     """
-    total = 0.0
-    for k, s in enumerate(self.sources[domain]):
+    scores = []
+    for s in self.sources[domain]:
       table = self.tables[_key(domain, s)]
       history = features[_HISTORIES[s]]
       score = cooccurrence.neighbour_scores(history, table.ids, table.sims, candidates,
@@ -99,5 +103,12 @@ class CooccurrenceScore(tf_keras.layers.Layer):
         held_out = cooccurrence.leave_one_out_scores(
             history, candidates[:, 0], *table, symmetric=s == domain)
         score = tf.concat([held_out[:, None], score[:, 1:]], axis=1)
-      total += self.weights_per_source[domain, k] * score
-    return total
+      scores.append(score)
+    return scores
+
+  def scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor, domain: int,
+             leave_one_out: bool = False) -> tf.Tensor:
+    """The term ``Σ_s w_{D,s} · s_{D,s}(c)`` ``[B, C]`` of head ``domain`` (arguments as
+    for :meth:`source_scores`)."""
+    return tf.add_n([self.weights_per_source[domain, k] * score for k, score in enumerate(
+        self.source_scores(features, candidates, domain, leave_one_out))])

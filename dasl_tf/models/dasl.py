@@ -10,6 +10,8 @@ import tf_keras
 from dasl_tf import config as config_lib
 from dasl_tf import cooccurrence
 from dasl_tf import features as F
+from dasl_tf import term_weights
+from dasl_tf.catalogue import FullCatalogue
 from dasl_tf.layers import autoencoder
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
 from dasl_tf.layers.dual_attention import DualAttention, OWN, input_keys
@@ -319,15 +321,104 @@ class DASL(CrossDomainRanker):
                         candidates: tf.Tensor, domain: int,
                         leave_one_out: bool = False) -> tf.Tensor:
     """Head outputs ``[B, C, 2]``, the co-occurrence and recency terms added to the relevance."""
-    term = 0.0
+    weights = self._term_weights(domain)
+    if not weights:
+      return outputs
+    term = tf.add_n([weight * part for weight, part in zip(
+        weights.values(), self._term_parts(features, candidates, domain, leave_one_out))])
+    return tf.stack([outputs[..., 0], outputs[..., 1] + term], axis=-1)
+
+  def _term_weights(self, domain: int) -> Dict[str, tf.Tensor]:
+    """Head ``domain``'s weights of the terms beside the relevance, by name, in term order."""
+    weights = {}
     if self.cooccurrence is not None:
-      term += self.cooccurrence.scores(features, candidates, domain, leave_one_out)
+      for k, name in enumerate(self.cooccurrence.source_names(domain)):
+        weights[f"cooccurrence_{name}"] = self.cooccurrence.weights_per_source[domain, k]
+    if self.recent_clicks is not None:
+      weights["recency"] = self.recency_weights[domain]
+    return weights
+
+  def _term_parts(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor, domain: int,
+                  leave_one_out: bool = False) -> List[tf.Tensor]:
+    """The unweighted terms ``[B, C]`` of head ``domain``, in the order of :meth:`_term_weights`."""
+    parts = []
+    if self.cooccurrence is not None:
+      parts += self.cooccurrence.source_scores(features, candidates, domain, leave_one_out)
     if self.recent_clicks is not None:
       recent, _ = self.recent_clicks.counts(candidates, domain, features.get(F.TIMESTAMP))
-      term += self.recency_weights[domain] * tf.math.log1p(tf.cast(recent, tf.float32))
-    if isinstance(term, float):
-      return outputs
-    return tf.stack([outputs[..., 0], outputs[..., 1] + term], axis=-1)
+      parts.append(tf.math.log1p(tf.cast(recent, tf.float32)))
+    return parts
+
+  def top_n_parts(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor, domain: int
+                  ) -> Dict[str, tf.Tensor]:
+    """The unweighted parts ``[B, C]`` of head ``domain``'s top-n score, by name.
+
+    ``score_candidates(..., domain=domain)`` is ``Σ_n top_n_weights(domain)[n] ·
+    part_n`` over these parts: ``relevance`` (the head's relevance output, or
+    its CTR logit without one), ``prior`` (``b_D``), then
+    ``cooccurrence_<head>_from_<source>`` and ``recency`` where the model has
+    those terms.
+    """
+    context = self._user_context(features, training=False, heads=(domain,))
+    outputs = self._head_outputs(
+        domain, context, self._embed_candidates(domain, candidates, None, training=False),
+        training=False)
+    parts = {"relevance": outputs[..., 1 if self.has_relevance else 0],
+             "prior": self.task.domain_prior(candidates, domain)}
+    parts.update(zip(self._term_weights(domain),
+                     self._term_parts(features, candidates, domain)))
+    return parts
+
+  def top_n_weights(self, domain: int) -> Dict[str, float]:
+    """The weight of each of :meth:`top_n_parts` in head ``domain``'s score (relevance, prior: 1)."""
+    return {"relevance": 1.0, "prior": 1.0,
+            **{name: float(weight.numpy()) for name, weight in self._term_weights(domain).items()}}
+
+  def select_on_validation(self, dataset: tf.data.Dataset, catalogue: FullCatalogue,
+                           train: config_lib.TrainConfig) -> Dict[str, object]:
+    """Chooses each head's top-n part weights on the validation split (:mod:`dasl_tf.term_weights`).
+
+    With ``validation_term_weights`` off, or ``train.full_catalogue_positives``
+    0, the trained weights stay and the result is empty.
+
+    Args:
+      dataset: the validation split's ``(features, labels)`` batches.
+      catalogue: what users touched in the training split.
+      train: the run's config: the sample's size (``full_catalogue_positives``) and seed.
+    """
+    if not self.model_config.validation_term_weights or not train.full_catalogue_positives:
+      return {}
+    return term_weights.select_term_weights(self, dataset, catalogue,
+                                            train.full_catalogue_positives, train.seed)
+
+  def set_top_n_weights(self, domain: int, weights: Dict[str, float]) -> None:
+    """Makes head ``domain`` rank by ``Σ_n weights[n] · part_n`` (the parts of :meth:`top_n_parts`).
+
+    A ranking does not change when every weight is multiplied by the same
+    positive number, so the weights are divided by ``weights["relevance"]``
+    and written into the model's own variables: the prior ``b_D`` is scaled
+    by ``weights["prior"]`` and the term weights are replaced. The CTR output
+    does not change.
+
+    Raises:
+      ValueError: the relevance weight is not positive, or ``weights`` names
+        other parts than the head has.
+    """
+    expected = {"relevance", "prior", *self._term_weights(domain)}
+    if set(weights) != expected:
+      raise ValueError(f"{self.model_config.variant} head {F.DOMAIN_SUFFIX[domain]} has the "
+                       f"top-n parts {sorted(expected)}, not {sorted(weights)}")
+    scale = float(weights["relevance"])
+    if not scale > 0:
+      raise ValueError(f"the relevance weight must be positive, got {scale}")
+    prior = self.task.item_priors[domain].embeddings
+    prior.assign(prior * (weights["prior"] / scale))
+    if self.cooccurrence is not None:
+      self.cooccurrence.weights_per_source[domain].assign(
+          [weights[f"cooccurrence_{name}"] / scale
+           for name in self.cooccurrence.source_names(domain)])
+    if self.recent_clicks is not None:
+      self.recency_weights[domain].assign(weights["recency"] / scale)
 
   def _embed_candidates(self, domain: int, candidates: tf.Tensor,
                         side_features: Optional[Dict[str, tf.Tensor]],

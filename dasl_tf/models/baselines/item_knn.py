@@ -225,7 +225,8 @@ class PopItemKnn(ItemKnn):
     return (self.knn_scores(features, candidates, domain)
             + self.blend_weights[domain] * self.popularity_scores(candidates, domain))
 
-  def select_on_validation(self, dataset: tf.data.Dataset) -> Dict[str, object]:
+  def select_on_validation(self, dataset: tf.data.Dataset, catalogue=None, train=None
+                           ) -> Dict[str, object]:
     """Chooses each domain's ``w_D`` by sampled HR@10 over the validation ``dataset``.
 
     One pass scores every positive's target and ``negatives`` by ``s`` and by
@@ -237,6 +238,9 @@ class PopItemKnn(ItemKnn):
     Args:
       dataset: the validation split's ``(features, labels)`` batches with
         their ``negatives`` (never the test split).
+      catalogue: unused (the job's hook passes every model the training
+        split's :class:`~dasl_tf.catalogue.FullCatalogue`).
+      train: unused (the job's :class:`~dasl_tf.config.TrainConfig`).
 
     Returns:
       :attr:`selection`.
