@@ -15,20 +15,24 @@ then chooses the parts' weights ``β_n`` for the full catalogue, as
   domain (targets in the vocabulary), it scores every catalogue item the user
   has not touched by each part separately (:meth:`DASL.top_n_parts
   <dasl_tf.models.dasl.DASL.top_n_parts>`), once;
+  and scores its stored evaluation ``negatives`` the same way;
 * a coordinate search over :data:`MULTIPLIERS` (times the trained weight, one
   part at a time, :data:`SWEEPS` sweeps) keeps a move only when it raises the
-  sample's full-catalogue HR@10 (ties of HR: NDCG@10), ranks with ties broken
+  sample's objective: the product of its full-catalogue HR@10 and its sampled
+  HR@10 (the square of their geometric mean, so that neither protocol is
+  bought with the other; the full-catalogue HR@10 alone where the data stores
+  no negatives), then full-catalogue NDCG@10 on ties, ranks with ties broken
   at random by a seeded rule, as :mod:`dasl_tf.metrics` does;
 * the chosen weights are written into the model's own variables
   (:meth:`DASL.set_top_n_weights <dasl_tf.models.dasl.DASL.set_top_n_weights>`):
   an export serves them and a model directory keeps them, with no new variable.
 
-The trained weights are the search's start, so the chosen ones never score
-less on the sample. The CTR output is untouched: AUC does not change.
+The trained weights are the search's start, so the chosen ones never score a
+lower objective on the sample. The CTR output is untouched: AUC does not change.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, NamedTuple, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -78,15 +82,42 @@ def hit_rates(parts: Parts, weights: Mapping[str, float], k: int = SELECTION_K
   return float(np.mean(ranks <= k)), float(np.mean(metrics_lib.ndcg_gains(ranks, k)))
 
 
-def search_weights(parts: Parts, start: Mapping[str, float], k: int = SELECTION_K
-                   ) -> Tuple[Dict[str, float], Tuple[float, float]]:
+class HeadParts(NamedTuple):
+  """One head's sample of validation positives, ranked two ways.
+
+  Attributes:
+    full: against the full catalogue less what the user touched.
+    sampled: against each positive's stored evaluation ``negatives`` (the
+      target is column 0), or None when the data stores none.
+  """
+  full: Parts
+  sampled: Optional[Parts]
+
+
+def head_rates(head: HeadParts, weights: Mapping[str, float], k: int = SELECTION_K
+               ) -> Dict[str, float]:
+  """``hr10_full``, ``ndcg10_full`` and (with sampled parts) ``hr10_sampled`` of ``weights``."""
+  hr, ndcg = hit_rates(head.full, weights, k)
+  rates = {f"hr{k}_full": hr, f"ndcg{k}_full": ndcg}
+  if head.sampled is not None:
+    rates[f"hr{k}_sampled"] = hit_rates(head.sampled, weights, k)[0]
+  return rates
+
+
+def objective(rates: Mapping[str, float], k: int = SELECTION_K) -> Tuple[float, float]:
+  """What the search maximises: (full HR@k × sampled HR@k, full NDCG@k), compared in order."""
+  return (rates[f"hr{k}_full"] * rates.get(f"hr{k}_sampled", 1.0), rates[f"ndcg{k}_full"])
+
+
+def search_weights(head: HeadParts, start: Mapping[str, float], k: int = SELECTION_K
+                   ) -> Tuple[Dict[str, float], Dict[str, float]]:
   """The coordinate search of the module doc, from the weights ``start``.
 
   Returns:
-    ``(weights, (HR@k, NDCG@k))``: the chosen weights and their rates on ``parts``.
+    ``(weights, rates)``: the chosen weights and their :func:`head_rates`.
   """
   weights = dict(start)
-  best = hit_rates(parts, weights, k)
+  rates = head_rates(head, weights, k)
   for _ in range(SWEEPS):
     moved = False
     for name in start:
@@ -96,12 +127,12 @@ def search_weights(parts: Parts, start: Mapping[str, float], k: int = SELECTION_
         trial = dict(weights, **{name: base * multiplier})
         if trial[name] == weights[name]:
           continue
-        rates = hit_rates(parts, trial, k)
-        if rates > best:
-          weights, best, moved = trial, rates, True
+        trial_rates = head_rates(head, trial, k)
+        if objective(trial_rates, k) > objective(rates, k):
+          weights, rates, moved = trial, trial_rates, True
     if not moved:
       break
-  return weights, best
+  return weights, rates
 
 
 class _PartScorer:
@@ -120,6 +151,12 @@ class _PartScorer:
     candidates = tf.broadcast_to(items, [tf.shape(features[F.ITEM_ID])[0], width])
     return self.model.top_n_parts(features, candidates, domain)
 
+  @tf.function(reduce_retracing=True, autograph=False)
+  def candidates(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
+                 domain: int) -> Dict[str, tf.Tensor]:
+    """Every part's scores ``[B, C]`` of the given candidates under head ``domain``."""
+    return self.model.top_n_parts(features, candidates, domain)
+
 
 def _sample_positives(dataset: tf.data.Dataset, positives: int, seed: int
                       ) -> List[Dict[str, np.ndarray]]:
@@ -128,7 +165,7 @@ def _sample_positives(dataset: tf.data.Dataset, positives: int, seed: int
   offset = 0
   for features, labels in dataset:
     arrays = {name: value.numpy() for name, value in features.items()
-              if name not in (F.NEGATIVES, F.TRAIN_NEGATIVES)}
+              if name != F.TRAIN_NEGATIVES}
     labels = labels.numpy().reshape(-1)
     index = offset + np.arange(labels.size)
     offset += labels.size
@@ -141,12 +178,13 @@ def _sample_positives(dataset: tf.data.Dataset, positives: int, seed: int
 
 
 def collect_parts(model, dataset: tf.data.Dataset, catalogue: FullCatalogue, positives: int,
-                  seed: int, user_batch: int = 32, item_chunk: int = 2048) -> List[Parts]:
-  """Each domain's :class:`Parts` over a sample of the positives of ``dataset``.
+                  seed: int, user_batch: int = 32, item_chunk: int = 2048) -> List[HeadParts]:
+  """Each domain's :class:`HeadParts` over a sample of the positives of ``dataset``.
 
   Args:
     model: a model with ``top_n_parts`` (:class:`~dasl_tf.models.dasl.DASL`).
-    dataset: the validation split's ``(features, labels)`` batches.
+    dataset: the validation split's ``(features, labels)`` batches, with their
+      ``negatives`` where the data stores them.
     catalogue: what users touched in the training split (the items not ranked).
     positives: the sample's size per domain.
     seed: seeds the sample and the tie-breaking.
@@ -154,36 +192,53 @@ def collect_parts(model, dataset: tf.data.Dataset, catalogue: FullCatalogue, pos
     item_chunk: catalogue items per scoring call.
   """
   scorer = _PartScorer(model)
+  # One traced shape: batches of user_batch rows (the last one repeats rows) and
+  # chunks of the larger catalogue's width (the last one runs past the vocabulary).
+  chunk = max(1, min(item_chunk, max(catalogue.num_items) - F.NUM_RESERVED_IDS))
   result = []
   for d, sample in zip(F.DOMAINS, _sample_positives(dataset, positives, seed)):
     width = catalogue.num_items[d] - F.NUM_RESERVED_IDS
     count = 0 if sample is None else sample["index"].size
-    targets = (np.zeros(0, np.int64) if sample is None
-               else sample[F.ITEM_ID] - F.NUM_RESERVED_IDS)
-    scores: Dict[str, np.ndarray] = {}
-    # One traced shape: batches of user_batch rows (the last one repeats rows) and
-    # chunks of the larger catalogue's width (the last one runs past the vocabulary).
-    chunk = max(1, min(item_chunk, max(catalogue.num_items) - F.NUM_RESERVED_IDS))
+    has_negatives = count > 0 and F.NEGATIVES in sample
+    full: Dict[str, np.ndarray] = {}
+    sampled: Dict[str, List[np.ndarray]] = {}
     for start in range(0, count, user_batch):
       rows = np.arange(start, min(count, start + user_batch))
       padded = np.resize(rows, user_batch)
       features = {name: tf.constant(values[padded]) for name, values in sample.items()
-                  if name not in ("index", "priority")}
+                  if name not in ("index", "priority", F.NEGATIVES)}
       for first in range(0, width, chunk):
         columns = min(chunk, width - first)
         parts = scorer.chunk(features, tf.constant(F.NUM_RESERVED_IDS + first, tf.int64),
                              chunk, d, catalogue.num_items[d])
         for name, values in parts.items():
-          scores.setdefault(name, np.zeros((count, width), np.float32))[
+          full.setdefault(name, np.zeros((count, width), np.float32))[
               rows, first:first + columns] = values.numpy()[:rows.size, :columns]
-    ranked = ~catalogue.excluded(
-        d, sample[F.USER_ID], sample[HISTORIES[d]], sample[F.ITEM_ID], width
-    ) if count else np.zeros((0, width), bool)
-    uniforms = (metrics_lib.counter_uniforms(seed, metrics_lib.SELECTION_TIES, sample["index"])
-                if count else np.zeros(0))
-    result.append(Parts(scores, ranked, targets, uniforms))
+      if has_negatives:
+        candidates = np.concatenate(
+            [sample[F.ITEM_ID][padded, None], sample[F.NEGATIVES][padded]], axis=1)
+        for name, values in scorer.candidates(features, tf.constant(candidates), d).items():
+          sampled.setdefault(name, []).append(values.numpy()[:rows.size])
+    if not count:
+      result.append(HeadParts(Parts({}, np.zeros((0, width), bool), np.zeros(0, np.int64),
+                                    np.zeros(0)), None))
+      continue
+    uniforms = metrics_lib.counter_uniforms(seed, metrics_lib.SELECTION_TIES, sample["index"])
+    ranked = ~catalogue.excluded(d, sample[F.USER_ID], sample[HISTORIES[d]], sample[F.ITEM_ID],
+                                 width)
+    head = HeadParts(Parts(full, ranked, sample[F.ITEM_ID] - F.NUM_RESERVED_IDS, uniforms),
+                     None)
+    if has_negatives:
+      ranked = np.concatenate([np.zeros((count, 1), bool), sample[F.NEGATIVES] != F.PAD_ID], 1)
+      rows = ranked.any(axis=1)  # a positive with no real negative has no sampled rank
+      if rows.any():
+        head = head._replace(sampled=Parts(
+            {name: np.concatenate(values)[rows] for name, values in sampled.items()},
+            ranked[rows], np.zeros(int(rows.sum()), np.int64), uniforms[rows]))
+    result.append(head)
     logging.info("term weights of head %s: every part scored for %d validation positives "
-                 "against %d items", F.DOMAIN_SUFFIX[d], count, width)
+                 "against %d items and their %s", F.DOMAIN_SUFFIX[d], count, width,
+                 "stored negatives" if head.sampled is not None else "(no stored negatives)")
   return result
 
 
@@ -200,26 +255,26 @@ def select_term_weights(model, dataset: tf.data.Dataset, catalogue: FullCatalogu
 
   Returns:
     Per head ``"a"``/``"b"``: ``trained`` and ``chosen`` weights by part, the
-    sample's ``positives`` and its full-catalogue ``hr10``/``ndcg10`` under each.
-    A head without a sampled positive keeps its trained weights.
+    sample's ``positives`` and, under each, its :func:`head_rates`
+    (``hr10_full_trained``, ..., ``hr10_sampled_chosen``). A head without a
+    sampled positive keeps its trained weights.
   """
   selection: Dict[str, object] = {}
-  for d, parts in zip(F.DOMAINS, collect_parts(model, dataset, catalogue, positives, seed)):
+  for d, head in zip(F.DOMAINS, collect_parts(model, dataset, catalogue, positives, seed)):
     suffix = F.DOMAIN_SUFFIX[d]
     trained = model.top_n_weights(d)
-    if not parts.targets.size:
+    if not head.full.targets.size:
       selection[suffix] = {"trained": trained, "chosen": trained, "positives": 0}
       continue
-    before = hit_rates(parts, trained)
-    chosen, after = search_weights(parts, trained)
+    before = head_rates(head, trained)
+    chosen, after = search_weights(head, trained)
     model.set_top_n_weights(d, chosen)
-    selection[suffix] = {
-        "trained": trained, "chosen": chosen, "positives": int(parts.targets.size),
-        f"hr{SELECTION_K}_trained": before[0], f"ndcg{SELECTION_K}_trained": before[1],
-        f"hr{SELECTION_K}_chosen": after[0], f"ndcg{SELECTION_K}_chosen": after[1]}
-    logging.info("term weights of head %s on %d validation positives: HR@%d %.4f -> %.4f "
-                 "(NDCG %.4f -> %.4f); %s", suffix, parts.targets.size, SELECTION_K, before[0],
-                 after[0], before[1], after[1],
+    selection[suffix] = {"trained": trained, "chosen": chosen,
+                         "positives": int(head.full.targets.size),
+                         **{f"{key}_trained": value for key, value in before.items()},
+                         **{f"{key}_chosen": value for key, value in after.items()}}
+    logging.info("term weights of head %s on %d validation positives: %s; %s", suffix,
+                 head.full.targets.size,
+                 ", ".join(f"{key} {before[key]:.4f} -> {after[key]:.4f}" for key in before),
                  ", ".join(f"{n} {trained[n]:.3g} -> {chosen[n]:.3g}" for n in trained))
   return selection
-

@@ -22,8 +22,8 @@ One function, :func:`train_and_evaluate`, is the job: ``dasl-train``, the TFX
    ``final/weights``, the report and ``history.json``, runs the export hook
    and, last of all, writes ``metrics.json``.
 
-No choice of the job (early stopping, best epoch, validation choices) reads the test split: it is
-opened only after training, for the final figures. A run is finished exactly
+No choice of the job (early stopping, best epoch, the choices on validation) reads
+the test split: it is opened only after training, for the final figures. A run is finished exactly
 when ``metrics.json`` exists; it is published after everything else.
 """
 from __future__ import annotations

@@ -135,15 +135,35 @@ def test_hit_rates_against_a_reference_with_ties():
 
 
 def test_the_search_finds_the_planted_part_and_never_loses_on_its_sample():
-  parts = _planted_parts()
+  head = term_weights.HeadParts(_planted_parts(), None)
   start = {"relevance": 1.0, "signal": 0.01, "tied": 0.0}
-  before = term_weights.hit_rates(parts, start)
-  chosen, after = term_weights.search_weights(parts, start)
-  assert before[0] < 0.5 and after[0] == 1.0
+  before = term_weights.head_rates(head, start)
+  chosen, after = term_weights.search_weights(head, start)
+  assert before["hr10_full"] < 0.5 and after["hr10_full"] == 1.0
   assert chosen["signal"] / chosen["relevance"] >= 10 * start["signal"]
-  assert after == pytest.approx(term_weights.hit_rates(parts, chosen))
+  assert after == pytest.approx(term_weights.head_rates(head, chosen))
   # From weights already at the best, nothing moves.
-  assert term_weights.search_weights(parts, chosen) == (chosen, after)
+  assert term_weights.search_weights(head, chosen) == (chosen, after)
+
+
+def test_with_sampled_negatives_the_search_maximises_the_product_of_both_hit_rates():
+  full, sampled = _planted_parts(seed=1), _planted_parts(n=50, width=100, seed=2)
+  # In the sampled ranking, "tied" is the signal and "signal" is noise.
+  sampled.scores["signal"], sampled.scores["tied"] = (
+      sampled.scores["tied"] * 3, sampled.scores["signal"] / 3)
+  head = term_weights.HeadParts(full, sampled)
+  start = {"relevance": 1.0, "signal": 0.01, "tied": 0.01}
+  chosen, after = term_weights.search_weights(head, start)
+  for parts, key in ((full, "hr10_full"), (sampled, "hr10_sampled")):
+    scores = sum(w * parts.scores[name] for name, w in chosen.items())
+    assert after[key] == pytest.approx(
+        _reference_rates(scores, parts.ranked, parts.targets, parts.uniforms)[0])
+  before = term_weights.head_rates(head, start)
+  assert (after["hr10_full"] * after["hr10_sampled"]
+          > before["hr10_full"] * before["hr10_sampled"])
+  # Full-catalogue HR alone would pick other weights: the sampled ranking counts.
+  alone, _ = term_weights.search_weights(term_weights.HeadParts(full, None), start)
+  assert term_weights.head_rates(head, alone)["hr10_sampled"] < after["hr10_sampled"]
 
 
 @pytest.fixture(scope="module")
@@ -159,15 +179,19 @@ def test_collected_parts_are_the_model_scores_of_the_catalogue_less_what_the_use
   spec = data.schema.feature_spec
   sizes = (data.schema.num_items_a, data.schema.num_items_b)
   train = data_lib.SplitColumns.read(data.train_files, spec).features
-  validation = data_lib.SplitColumns.read(data.validation_files, spec)
   dataset = training.run_inputs.input_batches(
-      data.validation_files, spec, config.train, tf.distribute.get_strategy())
+      data.validation_files, spec, config.train, tf.distribute.get_strategy(),
+      with_negatives=True)
+  batches = list(dataset.as_numpy_iterator())
+  features = {name: np.concatenate([f[name] for f, _ in batches]) for name in batches[0][0]}
+  labels = np.concatenate([l for _, l in batches])
+  negatives = features.pop(F.NEGATIVES)
   all_parts = term_weights.collect_parts(
       model, dataset, catalogue_lib.FullCatalogue.from_files(data.train_files, spec, sizes),
       positives=1000, seed=3, user_batch=8, item_chunk=5)
-  for d, parts in zip(F.DOMAINS, all_parts):
+  for d, head in zip(F.DOMAINS, all_parts):
+    parts = head.full
     # More positives asked for than there are: the sample is every in-vocabulary positive.
-    features, labels = validation.features, validation.labels
     rows = np.flatnonzero((labels > 0.5) & (features[F.DOMAIN] == d)
                           & (features[F.ITEM_ID] != F.OOV_ID))
     assert parts.targets.size == rows.size > 5
@@ -180,6 +204,13 @@ def test_collected_parts_are_the_model_scores_of_the_catalogue_less_what_the_use
     weights = model.top_n_weights(d)
     blended = sum(weights[name] * parts.scores[name] for name in weights)
     np.testing.assert_allclose(blended, expected, rtol=1e-4, atol=1e-4)
+    # Sampled: the target (column 0) against its stored negatives.
+    candidates = np.concatenate([features[F.ITEM_ID][rows, None], negatives[rows]], axis=1)
+    expected = model.score_candidates(batch, tf.constant(candidates), domain=d).numpy()
+    blended = sum(weights[name] * head.sampled.scores[name] for name in weights)
+    np.testing.assert_allclose(blended, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(head.sampled.ranked[:, 1:], negatives[rows] != F.PAD_ID)
+    assert not head.sampled.ranked[:, 0].any()
     for k, row in enumerate(rows):
       user = features[F.USER_ID][row]
       mine = train[F.USER_ID] == user
@@ -201,7 +232,8 @@ def test_the_job_chooses_on_validation_and_keeps_the_choice(dataset_dir, tmp_pat
   for d, suffix in F.DOMAIN_SUFFIX.items():
     head = selection[suffix]
     assert head["positives"] > 0
-    assert head["hr10_chosen"] >= head["hr10_trained"]
+    assert (head["hr10_full_chosen"] * head["hr10_sampled_chosen"]
+            >= head["hr10_full_trained"] * head["hr10_sampled_trained"])
     chosen = head["chosen"]
     # The saved model ranks by the chosen weights (divided by the relevance weight).
     assert model.top_n_weights(d) == pytest.approx(

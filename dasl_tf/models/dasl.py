@@ -411,14 +411,18 @@ class DASL(CrossDomainRanker):
     scale = float(weights["relevance"])
     if not scale > 0:
       raise ValueError(f"the relevance weight must be positive, got {scale}")
+    # Whole-variable assignments: they also update every replica's copy under tf.distribute.
     prior = self.task.item_priors[domain].embeddings
     prior.assign(prior * (weights["prior"] / scale))
     if self.cooccurrence is not None:
-      self.cooccurrence.weights_per_source[domain].assign(
-          [weights[f"cooccurrence_{name}"] / scale
-           for name in self.cooccurrence.source_names(domain)])
+      source_weights = self.cooccurrence.weights_per_source.numpy()
+      source_weights[domain] = [weights[f"cooccurrence_{name}"] / scale
+                                for name in self.cooccurrence.source_names(domain)]
+      self.cooccurrence.weights_per_source.assign(source_weights)
     if self.recent_clicks is not None:
-      self.recency_weights[domain].assign(weights["recency"] / scale)
+      recency = self.recency_weights.numpy()
+      recency[domain] = weights["recency"] / scale
+      self.recency_weights.assign(recency)
 
   def _embed_candidates(self, domain: int, candidates: tf.Tensor,
                         side_features: Optional[Dict[str, tf.Tensor]],
