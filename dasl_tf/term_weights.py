@@ -13,9 +13,8 @@ then chooses the parts' weights ``β_n`` for the full catalogue, as
 
 * for a seeded uniform sample of at most ``positives`` validation positives per
   domain (targets in the vocabulary), it scores every catalogue item the user
-  has not touched by each part separately (:meth:`DASL.top_n_parts
-  <dasl_tf.models.dasl.DASL.top_n_parts>`), once;
-  and scores its stored evaluation ``negatives`` the same way;
+  has not touched, and the positive's stored evaluation ``negatives``, by each
+  part separately (:meth:`DASL.top_n_parts <dasl_tf.models.dasl.DASL.top_n_parts>`), once;
 * a coordinate search over :data:`MULTIPLIERS` (times the trained weight, one
   part at a time, :data:`SWEEPS` sweeps) keeps a move only when it raises the
   sample's objective: the product of its full-catalogue HR@10 and its sampled
@@ -53,11 +52,12 @@ SELECTION_K = 10
 
 
 class Parts(NamedTuple):
-  """One domain's sampled validation positives, each catalogue item scored by each part.
+  """One domain's sampled validation positives, each candidate scored by each part.
 
   Attributes:
-    scores: part name -> float32 ``[N, V]``: column j is item ``2 + j``.
-    ranked: bool ``[N, V]``: the items each target is ranked against.
+    scores: part name -> float32 ``[N, V]``: in the full catalogue, column j is
+      item ``2 + j``; against the stored negatives, column 0 is the target.
+    ranked: bool ``[N, V]``: the candidates each target is ranked against.
     targets: int ``[N]``: each target's column.
     uniforms: float ``[N]``: the seeded uniforms that break its ties.
   """
