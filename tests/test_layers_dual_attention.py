@@ -207,10 +207,125 @@ def test_domain_names_name_the_inputs_and_change_nothing_else():
   assert DualAttention.from_config(named.get_config()).domain_names == ("books", "movies")
 
 
-@pytest.mark.parametrize("names", [("a", "a"), ("a",), ("a", "b", "c")])
-def test_rejects_domain_names_that_are_not_two_distinct_names(names):
+@pytest.mark.parametrize("names", [("a", "a"), ("a",), ("a", "b", "a")])
+def test_rejects_domain_names_that_are_not_two_or_more_distinct_names(names):
   with pytest.raises(ValueError, match="domain_names"):
     DualAttention(key_dim=4, domain_names=names)
+
+
+# K = 3 domains: each with its own history length, so that a split of the joint
+# weights at the wrong place, or records taken in the wrong order, shows.
+NAMES_3 = ("x", "y", "z")
+LENGTHS_3 = (2, 3, 4)
+
+
+def _inputs_k(rng, names=NAMES_3, lengths=LENGTHS_3, batch=4, candidates=2):
+  inputs = {}
+  for name, length in zip(names, lengths):
+    inputs[f"query_{name}"] = rng.normal(size=(batch, candidates, 4)).astype(np.float32)
+    inputs[f"records_{name}"] = rng.normal(size=(batch, length, 5)).astype(np.float32)
+    mask = rng.random((batch, length)) < 0.6
+    mask[1] = False  # example 1 has no record in any domain
+    inputs[f"mask_{name}"] = mask
+  return inputs
+
+
+def _reference_k(layer, inputs, mode, names=NAMES_3):
+  """Per head: (output, weights over all records in domain order), in NumPy.
+
+  Written from the K-domain form of eq. (6)-(7): head d's softmax runs over
+  (own records ; the others' in domain order); "separate" concatenates one
+  softmax-weighted sum per domain, own first; "own" keeps its own domain.
+  """
+  def weight(sublayers, d):
+    return sublayers[d].get_weights()[0]
+
+  k = len(names)
+  q = [inputs[f"query_{n}"] @ weight(layer._query, d) for d, n in enumerate(names)]
+  keys = [inputs[f"records_{n}"] @ weight(layer._key, d) for d, n in enumerate(names)]
+  values = [inputs[f"records_{n}"] @ weight(layer._value, d) for d, n in enumerate(names)]
+  masks = [inputs[f"mask_{n}"] for n in names]
+  results = []
+  for own in range(k):
+    order = [own] + [d for d in range(k) if d != own]
+    per_domain = {}
+    if mode == "joint":
+      joint = _weights_numpy(q[own], np.concatenate([keys[d] for d in order], 1),
+                             np.concatenate([masks[d] for d in order], 1))
+      bounds = np.cumsum([0] + [keys[d].shape[1] for d in order])
+      for index, d in enumerate(order):
+        per_domain[d] = joint[..., bounds[index]:bounds[index + 1]]
+    else:
+      attended = order if mode == "separate" else [own]
+      for d in range(k):
+        per_domain[d] = (_weights_numpy(q[own], keys[d], masks[d]) if d in attended
+                         else np.zeros(q[own].shape[:2] + (keys[d].shape[1],), np.float32))
+    parts = [per_domain[d] @ values[d] for d in order]
+    output = np.concatenate(parts, -1) if mode == "separate" else sum(parts)
+    results.append((output, np.concatenate([per_domain[d] for d in range(k)], -1)))
+  return results
+
+
+@pytest.mark.parametrize("mode", dual_attention.MODES)
+def test_three_domains_match_numpy_reference(mode):
+  inputs = _inputs_k(np.random.default_rng(11))
+  layer = DualAttention(key_dim=6, value_dim=3, mode=mode, domain_names=NAMES_3)
+  outputs = layer(inputs)
+  assert len(outputs) == 3
+  expected = _reference_k(layer, inputs, mode)
+  for head, (output, weights) in enumerate(expected):
+    assert outputs[head].shape == (4, 2, layer.output_dim) == output.shape
+    np.testing.assert_allclose(outputs[head].numpy(), output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.record_weights(inputs)[head].numpy(), weights,
+                               rtol=1e-5, atol=1e-6)
+  assert layer.output_dim == (9 if mode == "separate" else 3)
+  np.testing.assert_array_equal(outputs[0].numpy()[1], 0.0)  # no record anywhere: 0, no NaN
+
+
+def test_three_domains_joint_softmax_sums_to_one_over_all_records():
+  inputs = _inputs_k(np.random.default_rng(12))
+  layer = DualAttention(key_dim=4, domain_names=NAMES_3)
+  layer(inputs)
+  has_any = np.any([inputs[f"mask_{n}"].any(1) for n in NAMES_3], 0)
+  for weights in layer.record_weights(inputs):
+    assert weights.shape == (4, 2, sum(LENGTHS_3))
+    np.testing.assert_allclose(weights.numpy().sum(-1), has_any[:, None] * np.ones((1, 2)),
+                               atol=1e-6)
+
+
+def test_third_domain_records_reach_the_first_head_only_when_joint_or_separate():
+  """Domain z's records change head x's output in joint and separate mode, not in own."""
+  inputs = _inputs_k(np.random.default_rng(13))
+  moved = dict(inputs, records_z=inputs["records_z"] + 1.0)
+  for mode, reaches in (("joint", True), ("separate", True), ("own", False)):
+    layer = DualAttention(key_dim=4, mode=mode, domain_names=NAMES_3)
+    before = layer(inputs, heads=(0,))[0].numpy()
+    after = layer(moved, heads=(0,))[0].numpy()
+    assert (not np.allclose(before, after)) == reaches, mode
+
+
+def test_three_domains_one_head_alone_and_serialization():
+  inputs = _inputs_k(np.random.default_rng(14))
+  layer = DualAttention(key_dim=4, domain_names=NAMES_3)
+  both = layer(inputs)
+  (alone,) = layer({k: v for k, v in inputs.items() if k not in ("query_x", "query_y")},
+                   heads=(2,))
+  np.testing.assert_allclose(alone.numpy(), both[2].numpy(), rtol=1e-6, atol=1e-7)
+  restored = DualAttention.from_config(layer.get_config())
+  restored(inputs)
+  restored.set_weights(layer.get_weights())
+  assert restored.domain_names == NAMES_3
+  for got, want in zip(restored(inputs), both):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match="heads must be domains"):
+    layer(inputs, heads=(3,))
+
+
+def test_three_domain_layer_contract(tmp_path):
+  inputs = {k: tf.constant(v) for k, v in _inputs_k(np.random.default_rng(15)).items()}
+  layer_testing.run_layer_test(
+      DualAttention, dict(key_dim=4, domain_names=NAMES_3), str(tmp_path), input_data=inputs,
+      expected_output_shape=[(4, 2, 4)] * 3, expected_num_trainable_weights=9)
 
 
 def test_layers_import_no_dataset_spec():

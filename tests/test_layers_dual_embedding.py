@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from dasl_tf.layers import (DualEmbedding, OrthogonalityRegularizer, OrthogonalRetraction,
-                            orthogonality_residual)
+from dasl_tf.layers import (DualEmbedding, MultiDomainEmbedding, OrthogonalityRegularizer,
+                            OrthogonalRetraction, orthogonality_residual)
 from tests import layer_testing
 
 
@@ -105,3 +105,113 @@ def test_regularizer_and_constraint_serialize():
   assert isinstance(reg, OrthogonalityRegularizer) and reg.weight == 0.4
   con = tf_keras.constraints.deserialize(tf_keras.constraints.serialize(OrthogonalRetraction(3)))
   assert isinstance(con, OrthogonalRetraction) and con.steps == 3
+
+
+def _random_orthogonal(rng, dim):
+  q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+  return q.astype(np.float32)
+
+
+def test_multi_domain_maps_and_losses_match_numpy():
+  """K = 3: M_{d->e} = X_e X_d^T (X_0 = I), eq. (1)-(2) over each pair's common users."""
+  rng = np.random.default_rng(20)
+  users = [rng.normal(size=(6, 3)).astype(np.float32) for _ in range(3)]
+  present = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 1, 1]], bool)
+  layer = MultiDomainEmbedding(domain_names=("x", "y", "z"), dual_weight=0.2,
+                               orthogonality_weight=0.7, seed=0)
+  layer.build([[(None, 3)] * 3, (None, 3)])
+  # Not orthogonal, so that a transpose taken for an inverse (or the wrong side) shows.
+  kernels = [np.eye(3, dtype=np.float32)] + [rng.normal(size=(3, 3)).astype(np.float32)
+                                             for _ in range(2)]
+  for variable, value in zip(layer.kernels, kernels[1:]):
+    variable.assign(value)
+  mapped = layer((users, present)).numpy()
+  assert [v.name.split("/")[-1].split(":")[0] for v in layer.kernels] == ["kernel_y", "kernel_z"]
+  dual = 0.0
+  for d in range(3):
+    for e in range(3):
+      np.testing.assert_allclose(mapped[:, d, e], (kernels[e] @ kernels[d].T @ users[d].T).T,
+                                 rtol=1e-5, atol=1e-6)
+      if d < e:
+        both = present[:, d] & present[:, e]
+        forward = (kernels[e] @ kernels[d].T @ users[d].T).T - users[e]
+        backward = users[d] - (kernels[d] @ kernels[e].T @ users[e].T).T
+        dual += np.mean(np.sum(forward[both] ** 2, 1)) + np.mean(np.sum(backward[both] ** 2, 1))
+  orthogonality = 0.7 * sum(np.sum((x.T @ x - np.eye(3)) ** 2) for x in kernels[1:])
+  np.testing.assert_allclose(sum(float(l) for l in layer.losses), 0.2 * dual + orthogonality,
+                             rtol=1e-5)
+
+
+def test_multi_domain_with_two_domains_equals_dual_embedding_on_the_same_kernel():
+  rng = np.random.default_rng(21)
+  user_a, user_b = (rng.normal(size=(5, 4)).astype(np.float32) for _ in range(2))
+  overlap = np.array([True, False, True, True, False])
+  pair = DualEmbedding(dual_weight=0.3, orthogonality_weight=0.5, seed=3)
+  many = MultiDomainEmbedding(dual_weight=0.3, orthogonality_weight=0.5, seed=3)
+  a_to_b, b_to_a = pair((user_a, user_b, overlap))
+  # Users outside the overlap are present in one domain only.
+  present = np.stack([np.ones(5, bool), overlap], 1)
+  mapped = many(((user_a, user_b), present))
+  np.testing.assert_array_equal(many.kernels[0].numpy(), pair.kernel.numpy())  # same seed
+  many.kernels[0].assign(rng.normal(size=(4, 4)))
+  pair.kernel.assign(many.kernels[0])
+  a_to_b, b_to_a = pair((user_a, user_b, overlap))
+  mapped = many(((user_a, user_b), present))
+  np.testing.assert_allclose(mapped[:, 0, 1].numpy(), a_to_b.numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(mapped[:, 1, 0].numpy(), b_to_a.numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(sum(float(l) for l in many.losses),
+                             sum(float(l) for l in pair.losses), rtol=1e-5)
+
+
+def test_multi_domain_maps_compose_and_invert_when_orthogonal():
+  rng = np.random.default_rng(22)
+  users = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3)]
+  layer = MultiDomainEmbedding(domain_names=("x", "y", "z"), seed=4)
+  layer((users, np.ones((3, 3), bool)))
+  for variable in layer.kernels:
+    variable.assign(_random_orthogonal(rng, 4))
+  mapped = layer((users, np.ones((3, 3), bool)))
+  # x -> y then y -> z equals x -> z; z -> x undoes x -> z.
+  via_y = layer(([mapped[:, 0, 1]] * 3, np.ones((3, 3), bool)))[:, 1, 2]
+  np.testing.assert_allclose(via_y.numpy(), mapped[:, 0, 2].numpy(), rtol=1e-5, atol=1e-5)
+  back = layer(([mapped[:, 0, 2]] * 3, np.ones((3, 3), bool)))[:, 2, 0]
+  np.testing.assert_allclose(back.numpy(), users[0], rtol=1e-5, atol=1e-5)
+
+
+def test_multi_domain_training_keeps_every_kernel_orthogonal():
+  tf_keras.utils.set_random_seed(0)
+  users = [tf.random.normal([64, 6]) * scale for scale in (1.0, 2.0, 3.0)]
+  present = tf.ones([64, 3], tf.bool)
+  layer = MultiDomainEmbedding(domain_names=("x", "y", "z"), dual_weight=1.0, seed=0)
+  optimizer = tf_keras.optimizers.Adam(0.01)
+  layer((users, present))
+  for _ in range(30):
+    with tf.GradientTape() as tape:
+      layer((users, present))
+      loss = tf.add_n(layer.losses)
+    optimizer.apply_gradients(zip(tape.gradient(loss, layer.kernels), layer.kernels))
+  assert max(float(r) for r in layer.orthogonality_residuals()) < 1e-2
+
+
+@pytest.mark.parametrize("kwargs, inputs, match", [
+    (dict(domain_names=("x",)), None, "domain_names"),
+    (dict(domain_names=("x", "x")), None, "domain_names"),
+    (dict(dual_weight=-1.0), None, "weights"),
+    (dict(domain_names=("x", "y", "z")), ([tf.ones([2, 3])] * 2, tf.ones([2, 3], tf.bool)),
+     "3 user embeddings"),
+    (dict(), ((tf.ones([2, 3]), tf.ones([2, 4])), tf.ones([2, 2], tf.bool)), "one size"),
+    (dict(), ((tf.ones([2, 3]), tf.ones([2, 3])), tf.ones([2, 3], tf.bool)), r"\[batch, 2\]"),
+])
+def test_multi_domain_rejects_bad_arguments_and_inputs(kwargs, inputs, match):
+  with pytest.raises(ValueError, match=match):
+    MultiDomainEmbedding(**kwargs)(inputs)
+
+
+def test_multi_domain_layer_contract(tmp_path):
+  users = layer_testing.random_inputs([(4, 3)] * 3)
+  present = tf.constant([[True, True, False], [True, True, True], [False, True, True],
+                         [True, False, True]])
+  layer_testing.run_layer_test(
+      MultiDomainEmbedding, dict(domain_names=("x", "y", "z"), dual_weight=0.3, seed=1),
+      str(tmp_path), input_data=(tuple(users), present), expected_output_shape=(4, 3, 3, 3),
+      expected_num_trainable_weights=2, expected_num_losses=3)

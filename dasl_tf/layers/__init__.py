@@ -20,8 +20,8 @@ from dasl_tf.layers import shell
 from dasl_tf.layers.dual_attention import masked_attention
 from dasl_tf.layers.dual_embedding import orthogonality_residual
 
-LAYERS = ("FeatureAutoencoder", "DualEmbedding", "SequenceEncoder", "DualAttention",
-          "CandidateInteraction", "MLP", "CheckpointedDropout")
+LAYERS = ("FeatureAutoencoder", "DualEmbedding", "MultiDomainEmbedding", "SequenceEncoder",
+          "DualAttention", "CandidateInteraction", "MLP", "CheckpointedDropout")
 """The layer classes, each in both shells."""
 CLASSES = LAYERS + ("OrthogonalityRegularizer", "OrthogonalRetraction")
 """Every class of the shells (the layers, the regularizer and the constraint)."""

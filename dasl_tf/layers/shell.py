@@ -91,6 +91,7 @@ def make_shells(api: ModuleType, keras: ModuleType, register: Callable[..., Any]
                      (dual_embedding.OrthogonalityRegularizerBody, keras.regularizers.Regularizer),
                      (dual_embedding.OrthogonalRetractionBody, keras.constraints.Constraint),
                      (dual_embedding.DualEmbeddingBody, layer),
+                     (dual_embedding.MultiDomainEmbeddingBody, layer),
                      (sequence.SequenceEncoderBody, layer),
                      (dual_attention.DualAttentionBody, layer),
                      (interaction.CandidateInteractionBody, layer)):
