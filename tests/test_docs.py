@@ -240,3 +240,19 @@ def test_the_readme_csv_example_is_what_dasl_prepare_reads(tmp_path):
   assert stats["users"] == 40
   # The temporal split: the last round(20 * 0.1) = 2 of each user's 20 examples are test.
   assert stats["splits"]["test"]["examples"] == 80
+
+
+def test_the_k_domain_layer_example_runs_in_both_keras(tmp_path):
+  """docs/keras_layers.md's K-domain example, run as written, gives the shapes it states."""
+  page = _read(os.path.join(ROOT, "docs", "keras_layers.md"))
+  section = page[page.index("## More than two domains"):]
+  block = _code_blocks(section)[0].split("\n", 1)[1].rsplit("```", 1)[0]
+  script = tmp_path / "example.py"
+  script.write_text(block + "\nprint(tuple(books_head.shape), tuple(mapped.shape))\n",
+                    encoding="utf-8")
+  for legacy in ("0", "1"):
+    env = dict(os.environ, TF_USE_LEGACY_KERAS=legacy, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            env=env, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(4, 1, 8) (4, 3, 3, 16)"
