@@ -59,7 +59,28 @@ DOMAIN_B = 1
 # The one spelling of a domain is its index; names of per-domain tensors, layers
 # and metrics end in its suffix (``logit_a``, ``head_b``, ``auc_a``).
 DOMAINS = (DOMAIN_A, DOMAIN_B)
-DOMAIN_SUFFIX = {DOMAIN_A: "a", DOMAIN_B: "b"}
+# K domains are suffixed a, b, c, ... in order (at most 26).
+MAX_DOMAINS = 26
+
+
+def domain_suffix(domain: int) -> str:
+  """The suffix of domain ``domain`` (0-based): ``a``, ``b``, ``c``, ...
+
+  Example:
+    >>> domain_suffix(2)
+    'c'
+  """
+  if not 0 <= domain < MAX_DOMAINS:
+    raise ValueError(f"domain index {domain} is outside 0..{MAX_DOMAINS - 1}")
+  return chr(ord("a") + domain)
+
+
+def history_key(domain: int) -> str:
+  """The feature of the user's last T items of domain ``domain``: ``hist_a``, ``hist_b``, ..."""
+  return f"hist_{domain_suffix(domain)}"
+
+
+DOMAIN_SUFFIX = {d: domain_suffix(d) for d in DOMAINS}
 DEFAULT_HISTORY_LENGTH = 10
 DEFAULT_NUM_NEGATIVES = 99
 
@@ -67,8 +88,8 @@ USER_ID = "user_id"
 ITEM_ID = "item_id"
 DOMAIN = "domain"
 LABEL = "label"
-HIST_A = "hist_a"
-HIST_B = "hist_b"
+HIST_A = history_key(DOMAIN_A)
+HIST_B = history_key(DOMAIN_B)
 USER_NUM = "user_num"
 USER_CAT = "user_cat"
 ITEM_NUM = "item_num"

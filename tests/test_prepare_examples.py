@@ -46,9 +46,9 @@ def test_histories_hold_earlier_items_left_padded_and_exclude_ties():
   # domain: A  B  A  A  B  A
   timeline = _timeline([1, 2, 2, 3, 5, 6], [0, 1, 0, 0, 1, 0], [10, 20, 11, 12, 21, 13])
   ex = build_user_examples(timeline, _params())
-  np.testing.assert_array_equal(ex.hist_a, [[0, 0, 0], [0, 0, 10], [0, 0, 10],
+  np.testing.assert_array_equal(ex.histories[:, 0], [[0, 0, 0], [0, 0, 10], [0, 0, 10],
                                             [0, 10, 11], [10, 11, 12], [10, 11, 12]])
-  np.testing.assert_array_equal(ex.hist_b, [[0, 0, 0], [0, 0, 0], [0, 0, 0],
+  np.testing.assert_array_equal(ex.histories[:, 1], [[0, 0, 0], [0, 0, 0], [0, 0, 0],
                                             [0, 0, 20], [0, 0, 20], [0, 20, 21]])
   np.testing.assert_array_equal(ex.item, [10, 20, 11, 12, 21, 13])
   np.testing.assert_array_equal(ex.domain, [0, 1, 0, 0, 1, 0])
@@ -57,8 +57,8 @@ def test_histories_hold_earlier_items_left_padded_and_exclude_ties():
 
 def test_single_domain_user_has_all_padding_other_history():
   ex = build_user_examples(_timeline([1, 2, 3], [1, 1, 1], [4, 5, 6]), _params())
-  assert not ex.hist_a.any()
-  np.testing.assert_array_equal(ex.hist_b[-1], [0, 4, 5])
+  assert not ex.histories[:, 0].any()
+  np.testing.assert_array_equal(ex.histories[:, 1][-1], [0, 4, 5])
 
 
 @settings(max_examples=60, deadline=None)
@@ -70,10 +70,46 @@ def test_no_leakage_every_history_item_is_strictly_earlier(records):
   times, domains, items = (list(c) for c in zip(*records))
   ex = build_user_examples(_timeline(times, domains, items), _params(num_negatives=0))
   for j in range(len(records)):
-    for domain, hist in ((0, ex.hist_a[j]), (1, ex.hist_b[j])):
+    for domain, hist in ((0, ex.histories[:, 0][j]), (1, ex.histories[:, 1][j])):
       earlier = [it for t, d, it in records if d == domain and t < times[j]]
       expected = ([0] * T + earlier)[-T:]
       assert hist.tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2), st.integers(2, 30)),
+                min_size=1, max_size=25))
+def test_three_domains_each_history_holds_that_domains_strictly_earlier_items(records):
+  """K = 3: one history per domain, each the last T items of its domain before the target."""
+  records = sorted(records, key=lambda r: r[0])
+  times, domains, items = (list(c) for c in zip(*records))
+  ex = build_user_examples(_timeline(times, domains, items),
+                           _params(num_negatives=0, vocab=(40, 40, 40)))
+  assert ex.histories.shape == (len(records), 3, T)
+  for j in range(len(records)):
+    for domain in range(3):
+      earlier = [it for t, d, it in records if d == domain and t < times[j]]
+      assert ex.histories[j, domain].tolist() == ([0] * T + earlier)[-T:]
+  assert ex.counts() == {"examples": len(records), "positives": int(ex.label.sum()),
+                         **{f"domain_{s}": domains.count(d) for d, s in enumerate("abc")}}
+
+
+def test_three_domains_negatives_stay_in_the_targets_domain_and_cold_start_hides_one():
+  """K = 3: a target's negatives come from its own domain's items; a held-out domain's
+  history is empty in the other domains' examples, and the others' histories are kept."""
+  # Domain 2's items are ids 2..9 of its own vocabulary: a negative of domain 2 is < 10.
+  timeline = _timeline([1, 2, 3, 4, 5, 6, 7, 8], [0, 1, 2, 0, 1, 2, 0, 2],
+                       [5, 6, 7, 8, 9, 3, 4, 2], held_out=2, split=np.int64(2))
+  ex = build_user_examples(timeline, _params(num_negatives=3, vocab=(40, 40, 10)))
+  for row in range(len(ex)):
+    assert ex.negatives[row].max() < (40, 40, 10)[ex.domain[row]]
+    touched = set(np.asarray([5, 6, 7, 8, 9, 3, 4, 2])[ex.domain == ex.domain[row]])
+    assert not touched & set(ex.negatives[row])
+  other = ex.domain != 2
+  assert not ex.histories[other, 2].any()
+  np.testing.assert_array_equal(ex.histories[ex.domain == 2, 2], [[0, 0, 0], [0, 0, 7],
+                                                                  [0, 7, 3]])
+  np.testing.assert_array_equal(ex.histories[-1, :2], [[5, 8, 4], [0, 6, 9]])
 
 
 def test_users_in_one_call_get_the_examples_they_get_alone():
@@ -83,7 +119,7 @@ def test_users_in_one_call_get_the_examples_they_get_alone():
   params = _params(train_negatives=3)
   together = build_user_examples(_concat(first, second), params)
   alone = [build_user_examples(t, params) for t in (first, second)]
-  for field in ("hist_a", "hist_b", "split", "negatives", "train_negatives", "item", "user"):
+  for field in ("histories", "split", "negatives", "train_negatives", "item", "user"):
     np.testing.assert_array_equal(getattr(together, field),
                                   np.concatenate([getattr(a, field) for a in alone]))
 

@@ -33,7 +33,8 @@ class ExampleEncoder:
              with_train_negatives: bool = False) -> List[bytes]:
     """Serializes every example, with its evaluation and training negatives when asked."""
     ints = {F.USER_ID: examples.user, F.ITEM_ID: examples.item, F.DOMAIN: examples.domain,
-            F.HIST_A: examples.hist_a, F.HIST_B: examples.hist_b}
+            **{F.history_key(d): examples.histories[:, d]
+               for d in range(examples.histories.shape[1])}}
     floats = {F.LABEL: examples.label}
     if self.feature_spec.has_timestamp:
       ints[F.TIMESTAMP] = examples.timestamp

@@ -10,12 +10,11 @@ and :class:`ExampleParams`: random draws come from a counter-based hash of
 neither chunking nor processing order changes a single example.
 
 For the record at position ``j`` (time ``t_j``) of a user, the example is the
-target ``(item_j, domain_j, label_j)`` with
+target ``(item_j, domain_j, label_j)`` with, for each of the K ≥ 2 domains d,
 
-  hist_a = the last T domain-A items of the user with time < t_j,
-  hist_b = the last T domain-B items of the user with time < t_j,
+  hist_d = the last T domain-d items of the user with time < t_j
 
-in time order, left-padded with 0. Records at the *same* time as the target
+(``hist_a``, ``hist_b``, ... in domain order), in time order, left-padded with 0. Records at the *same* time as the target
 are never in its history (no leakage through ties). The example's split is
 the record's (:mod:`dasl_tf.prepare.splits`, assigned before the vocabularies),
 and its ``timestamp`` the record's time as an integer (the split rules' time).
@@ -42,10 +41,17 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS
+from dasl_tf.features import NUM_RESERVED_IDS, domain_suffix
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
 
-COUNT_KEYS = ("examples", "positives", "domain_a", "domain_b")
+
+
+def count_keys(num_domains: int = 2) -> Tuple[str, ...]:
+  """The keys of a split's counts in ``stats.json``: examples, positives, ``domain_<suffix>``."""
+  return ("examples", "positives", *(f"domain_{domain_suffix(d)}" for d in range(num_domains)))
+
+
+COUNT_KEYS = count_keys()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,35 +62,44 @@ class ExampleParams:
     history_length: T.
     num_negatives: K, evaluation negatives per example.
     negatives_by_split: whether split ``s`` (by index) carries evaluation negatives.
-    item_vocab_sizes: item vocabulary sizes of domains A and B (reserved ids included).
+    item_vocab_sizes: item vocabulary size of each of the K domains (reserved ids
+      included); K is its length.
     seed: seed of the negative sampling.
     train_negatives: k, training negatives per example.
     train_negatives_by_split: whether split ``s`` carries training negatives.
     train_negative_cdfs: per domain, the cumulative distribution over the
       domain's items (ids 2..) of the training negatives, float64 [V - 2], or
-      None for uniform draws.
+      None for uniform draws; empty = uniform in every domain.
   """
   history_length: int
   num_negatives: int
   negatives_by_split: Tuple[bool, ...]
-  item_vocab_sizes: Tuple[int, int]
+  item_vocab_sizes: Tuple[int, ...]
   seed: int
   train_negatives: int = 0
   train_negatives_by_split: Tuple[bool, ...] = ()
-  train_negative_cdfs: Tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)
+  train_negative_cdfs: Tuple[Optional[np.ndarray], ...] = ()
+
+  @property
+  def num_domains(self) -> int:
+    return len(self.item_vocab_sizes)
+
+  def train_negative_cdf(self, domain: int) -> Optional[np.ndarray]:
+    """The draw distribution of ``domain``'s training negatives (None: uniform)."""
+    return self.train_negative_cdfs[domain] if self.train_negative_cdfs else None
 
   @classmethod
-  def from_config(cls, config: PrepareConfig, item_vocab_sizes: Tuple[int, int],
-                  train_item_counts: Tuple[np.ndarray, np.ndarray]) -> "ExampleParams":
+  def from_config(cls, config: PrepareConfig, item_vocab_sizes: Sequence[int],
+                  train_item_counts: Sequence[np.ndarray]) -> "ExampleParams":
     """The parameters of ``config``.
 
     Args:
       config: the run's configuration.
-      item_vocab_sizes: item vocabulary sizes of domains A and B.
+      item_vocab_sizes: item vocabulary size of each domain.
       train_item_counts: per domain, records per item index in the splits
         trained on, int [V] (popularity sampling reads it).
     """
-    cdfs = (None, None)
+    cdfs = ()
     if config.negative_sampling == "popularity":
       cdfs = tuple(popularity_cdf(counts, config.negative_alpha)
                    for counts in train_item_counts)
@@ -141,7 +156,7 @@ class Examples:
 
   Attributes:
     user, item, domain: int64 [n]. label: float32 [n].
-    hist_a, hist_b: int64 [n, T].
+    histories: int64 [n, K, T]: ``[:, d]`` is ``hist_<suffix of d>``.
     split: index of the example's split, int64 [n].
     negatives: evaluation negatives, int64 [n, K]; rows of splits without them are 0.
     train_negatives: training negatives, int64 [n, k]; rows of splits without them are 0.
@@ -151,8 +166,7 @@ class Examples:
   item: np.ndarray
   domain: np.ndarray
   label: np.ndarray
-  hist_a: np.ndarray
-  hist_b: np.ndarray
+  histories: np.ndarray
   split: np.ndarray
   negatives: np.ndarray
   train_negatives: np.ndarray
@@ -165,10 +179,10 @@ class Examples:
     return Examples(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
   def counts(self) -> Dict[str, int]:
-    """Examples, positives and examples per domain, as written to ``stats.json``."""
-    return {"examples": len(self), "positives": int(self.label.sum()),
-            "domain_a": int((self.domain == DOMAIN_A).sum()),
-            "domain_b": int((self.domain == DOMAIN_B).sum())}
+    """Examples, positives and examples per domain (:func:`count_keys`), for ``stats.json``."""
+    per_domain = np.bincount(self.domain, minlength=self.histories.shape[1])
+    return dict(zip(count_keys(self.histories.shape[1]),
+                    (len(self), int(self.label.sum()), *(int(n) for n in per_domain))))
 
   @classmethod
   def concat(cls, parts: Sequence["Examples"]) -> "Examples":
@@ -359,7 +373,7 @@ def _domain_negatives(timelines: Timelines, rows: np.ndarray, rank: np.ndarray, 
   if train:
     return sample_negatives(params.seed + _TRAIN_STREAM, user, rank[rows], touched,
                             vocab_size, params.train_negatives, free_share,
-                            params.train_negative_cdfs[domain])
+                            params.train_negative_cdf(domain))
   return sample_negatives(params.seed, user, rank[rows], touched, vocab_size,
                           params.num_negatives, free_share)
 
@@ -373,12 +387,12 @@ def build_user_examples(timelines: Timelines, params: ExampleParams) -> Examples
   n = len(timelines.item)
   user_start = _run_starts(timelines.user)
   earlier = _run_starts(timelines.user, timelines.timestamp)
-  histories = []
-  for domain in (DOMAIN_A, DOMAIN_B):
+  histories = np.zeros((n, params.num_domains, params.history_length), dtype=np.int64)
+  for domain in range(params.num_domains):
     positions = np.flatnonzero(timelines.domain == domain)
-    histories.append(last_before(positions, timelines.item[positions], earlier, user_start,
-                                 params.history_length))
-    histories[domain][(timelines.held_out == domain) & (timelines.domain != domain)] = 0
+    histories[:, domain] = last_before(positions, timelines.item[positions], earlier,
+                                       user_start, params.history_length)
+    histories[(timelines.held_out == domain) & (timelines.domain != domain), domain] = 0
   rank = np.arange(n) - user_start
   upto = earlier + _run_sizes(earlier)
   split = timelines.split.astype(np.int64)
@@ -390,12 +404,12 @@ def build_user_examples(timelines: Timelines, params: ExampleParams) -> Examples
     if not count:
       continue
     needs = np.asarray(by_split, dtype=bool)[split]
-    for domain in (DOMAIN_A, DOMAIN_B):
+    for domain in range(params.num_domains):
       rows = np.flatnonzero(needs & (timelines.domain == domain))
       if len(rows):
         sampled[train][rows] = _domain_negatives(timelines, rows, rank, upto, domain, params,
                                                  train)
   return Examples(timelines.user.astype(np.int64), timelines.item.astype(np.int64),
                   timelines.domain.astype(np.int64), timelines.label.astype(np.float32),
-                  histories[0], histories[1], split, sampled[False], sampled[True],
+                  histories, split, sampled[False], sampled[True],
                   timelines.time.astype(np.int64))
