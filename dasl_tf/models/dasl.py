@@ -25,7 +25,7 @@ from dasl_tf.models.cooccurrence_score import CooccurrenceScore
 from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_length
 from dasl_tf.models.registry import register
 
-_HISTORIES = (F.HIST_A, F.HIST_B)
+_HISTORIES = tuple(F.history_key(d) for d in F.DOMAINS)
 # Dual Attention's heads are the domains, named by their feature suffix.
 _DOMAIN_NAMES = tuple(F.DOMAIN_SUFFIX[d] for d in F.DOMAINS)
 QUERY, RECORDS, MASK = input_keys(_DOMAIN_NAMES)
@@ -37,12 +37,12 @@ class _UserContext(NamedTuple):
   Attributes:
     parts: per domain ``D`` (only the domains computed), the parts of head D's
       candidate-independent input: ``u_D``, ``map(u_D')``, ``h_D``, ``h_D'``.
-    records: the GRU outputs ``R_A``, ``R_B`` ``[batch, T, units]``.
-    masks: the real-record masks of the two histories ``[batch, T]``.
+    records: the GRU outputs ``R_D`` of each domain ``[batch, T, units]``.
+    masks: the real-record masks of the histories ``[batch, T]``, per domain.
   """
   parts: Dict[int, List[tf.Tensor]]
-  records: Tuple[tf.Tensor, tf.Tensor]
-  masks: Tuple[tf.Tensor, tf.Tensor]
+  records: Tuple[tf.Tensor, ...]
+  masks: Tuple[tf.Tensor, ...]
 
 
 class Ablation(NamedTuple):
@@ -200,7 +200,7 @@ class DASL(CrossDomainRanker):
     variant = self.model_config.variant
     if self.cooccurrence is not None:
       self.cooccurrence.fit(cooccurrence.example_features(
-          dataset, (F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B), variant, clicked_only=False))
+          dataset, (F.ITEM_ID, F.DOMAIN, *_HISTORIES), variant, clicked_only=False))
     if self.recent_clicks is not None:
       if F.TIMESTAMP not in dataset.element_spec[0]:
         logging.warning("%s: the training data has no %r (prepared by an earlier release): "
@@ -218,19 +218,19 @@ class DASL(CrossDomainRanker):
            ) -> Dict[str, tf.Tensor]:
     """Logits of the target item under both heads (plus the item reconstruction loss)."""
     target = tf.expand_dims(features[F.ITEM_ID], 1)
-    outputs_a, outputs_b = self._outputs(
-        features, target, self._target_side_features(features), training)
-    return {"logit_a": outputs_a[:, 0, 0], "logit_b": outputs_b[:, 0, 0]}
+    outputs = self._outputs(features, target, self._target_side_features(features), training)
+    return {f"logit_{F.domain_suffix(d)}": outputs[d][:, 0, 0] for d in F.DOMAINS}
 
   def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                    training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Outputs ``[batch, C, U]`` of candidates under both heads (CTR, then relevance)."""
-    return tuple(self._outputs(features, candidates, (None, None), training))
+    """Outputs ``[batch, C, U]`` of candidates under every head (CTR, then relevance)."""
+    return tuple(self._outputs(features, candidates, (None,) * len(F.DOMAINS), training))
 
   def domain_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                      domain: int, training: bool = False) -> tf.Tensor:
     """Outputs ``[batch, C, U]`` of candidates under one head; the other is not computed."""
-    return self._outputs(features, candidates, (None, None), training, heads=(domain,))[0]
+    return self._outputs(features, candidates, (None,) * len(F.DOMAINS), training,
+                         heads=(domain,))[0]
 
   def attention_weights(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """What Dual Attention looked at for each example's target item (for reports).
@@ -250,8 +250,8 @@ class DASL(CrossDomainRanker):
     for d in F.DOMAINS:
       inputs.update({QUERY[d]: queries[d], RECORDS[d]: context.records[d],
                      MASK[d]: context.masks[d]})
-    weights_a, weights_b = self.dual_attention.record_weights(inputs)
-    return {"a": weights_a[:, 0], "b": weights_b[:, 0]}
+    weights = self.dual_attention.record_weights(inputs)
+    return {F.domain_suffix(d): weights[d][:, 0] for d in F.DOMAINS}
 
   def training_logits(self, features: Dict[str, tf.Tensor], training: bool = False
                       ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
@@ -266,10 +266,9 @@ class DASL(CrossDomainRanker):
     the other head.
     """
     negatives = features.get(F.TRAIN_NEGATIVES)
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
     if training and self.other_domain_dropout is not None:
-      features = self._hide_other_domain(features, in_a)
-    indices = [tf.where(in_a)[:, 0], tf.where(~in_a)[:, 0]]
+      features = self._hide_other_domains(features)
+    indices = [tf.where(tf.equal(features[F.DOMAIN], d))[:, 0] for d in F.DOMAINS]
     side_features = self._target_side_features(features)
     context = None if self.single_domain else self._user_context(features, training)
     per_head = []
@@ -295,13 +294,14 @@ class DASL(CrossDomainRanker):
     outputs = tf.dynamic_stitch([tf.cast(i, tf.int32) for i in indices], per_head)
     return outputs[:, 0], (outputs[:, 1:] if negatives is not None else None)
 
-  def _hide_other_domain(self, features: Dict[str, tf.Tensor], in_a: tf.Tensor
-                         ) -> Dict[str, tf.Tensor]:
-    """Empties the other domain's history of a random ``other_domain_dropout`` share of examples."""
-    hidden = tf.equal(self.other_domain_dropout(tf.ones_like(in_a, tf.float32), training=True),
-                      0.0)
+  def _hide_other_domains(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Empties the other domains' histories of a random ``other_domain_dropout`` share of examples."""
+    domain = features[F.DOMAIN]
+    hidden = tf.equal(
+        self.other_domain_dropout(tf.ones_like(domain, tf.float32), training=True), 0.0)
     features = dict(features)
-    for d, hide in ((F.DOMAIN_A, hidden & ~in_a), (F.DOMAIN_B, hidden & in_a)):
+    for d in F.DOMAINS:
+      hide = hidden & tf.not_equal(domain, d)
       history = features[_HISTORIES[d]]
       features[_HISTORIES[d]] = tf.where(hide[:, None], tf.constant(F.PAD_ID, history.dtype),
                                          history)
@@ -464,12 +464,12 @@ class DASL(CrossDomainRanker):
     if self.dual_embedding is not None:
       overlap = tf.reduce_any(masks[0], axis=1) & tf.reduce_any(masks[1], axis=1)
       a_to_b, b_to_a = self.dual_embedding((users[0], users[1], overlap))
-      parts[0].append(b_to_a)
+      parts[0].append(b_to_a)  # map(u_D'): the other domains' users in D's space
       parts[1].append(a_to_b)
     for d in user_domains:
       parts[d].append(states[d])
       if not self.single_domain:
-        parts[d].append(states[1 - d])
+        parts[d].extend(states[e] for e in F.DOMAINS if e != d)
     return _UserContext(parts=parts, records=tuple(records), masks=tuple(masks))
 
   def _target_side_features(self, features: Dict[str, tf.Tensor]
@@ -481,7 +481,7 @@ class DASL(CrossDomainRanker):
     if F.ITEM_CAT in features:
       side[autoencoder.CATEGORICAL] = tf.expand_dims(features[F.ITEM_CAT], 1)
     if not side:
-      return (None, None)
+      return (None,) * len(F.DOMAINS)
     per_domain = []
     for d in F.DOMAINS:
       in_domain = tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32)
