@@ -125,3 +125,25 @@ def test_the_recency_term_counts_clicks_of_the_window_before_the_example():
     weight = (0.7, 1.3)[d]
     np.testing.assert_allclose(got, base + weight * np.log1p(recent), rtol=1e-4, atol=1e-4)
     assert recent.max() > 0
+
+
+def test_the_ctr_output_reads_none_of_the_top_n_terms():
+  """``call`` (CTR) builds neither term: its graph reads none of their variables."""
+  day = 86_400
+  config = config_lib.ModelConfig(num_users=20, num_items_a=V_A, num_items_b=V_B,
+                                  history_length=T, knn_neighbors=4, recent_window_days=10)
+  model = build_model(config)
+  examples = _examples(seed=5)
+  n = len(examples[F.ITEM_ID])
+  examples[F.TIMESTAMP] = np.random.default_rng(6).integers(0, 40, n) * day
+  features = {name: tf.constant(value) for name, value in examples.items()}
+  features[F.USER_ID] = tf.constant(np.arange(n) % 18 + 2, tf.int64)
+  model.adapt(tf.data.Dataset.from_tensors((features, tf.ones([n]))))
+  term_variables = {id(w) for w in model.cooccurrence.weights + model.recent_clicks.weights}
+  term_variables.add(id(model.recency_weights))
+  read = lambda fn, *args: {id(v) for v in tf.function(fn, autograph=False)
+                            .get_concrete_function(*args).variables}
+  assert not read(model.predict_ctr, features) & term_variables
+  candidates = tf.constant(np.random.default_rng(7).integers(2, V_A, (n, 3)))
+  term_weights = {id(model.cooccurrence.weights_per_source), id(model.recency_weights)}
+  assert term_weights <= read(lambda f, c: model.head_outputs(f, c), features, candidates)

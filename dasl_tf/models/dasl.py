@@ -216,9 +216,13 @@ class DASL(CrossDomainRanker):
 
   def call(self, features: Dict[str, tf.Tensor], training: bool = False
            ) -> Dict[str, tf.Tensor]:
-    """Logits of the target item under both heads (plus the item reconstruction loss)."""
+    """Logits of the target item under both heads (plus the item reconstruction loss).
+
+    The CTR output only: the top-n terms, which add to the relevance output, are not computed.
+    """
     target = tf.expand_dims(features[F.ITEM_ID], 1)
-    outputs = self._outputs(features, target, self._target_side_features(features), training)
+    outputs = self._outputs(features, target, self._target_side_features(features), training,
+                            top_n_terms=False)
     return {f"logit_{F.domain_suffix(d)}": outputs[d][:, 0, 0] for d in F.DOMAINS}
 
   def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
@@ -309,13 +313,22 @@ class DASL(CrossDomainRanker):
 
   def _outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
-               training: bool, heads: Sequence[int] = F.DOMAINS) -> List[tf.Tensor]:
-    """Outputs ``[batch, C, U]`` of the candidates under each head of ``heads``, in order."""
+               training: bool, heads: Sequence[int] = F.DOMAINS,
+               top_n_terms: bool = True) -> List[tf.Tensor]:
+    """Outputs ``[batch, C, U]`` of the candidates under each head of ``heads``, in order.
+
+    With ``top_n_terms`` false the relevance output lacks the co-occurrence and
+    recency terms (for callers that read the CTR output only).
+    """
     context = self._user_context(features, training, heads)
-    return [self._with_top_n_terms(self._head_outputs(
-        d, context,
-        self._embed_candidates(d, candidates, candidate_side_features[d], training),
-        training), features, candidates, d) for d in heads]
+    outputs = []
+    for d in heads:
+      head = self._head_outputs(
+          d, context, self._embed_candidates(d, candidates, candidate_side_features[d], training),
+          training)
+      outputs.append(self._with_top_n_terms(head, features, candidates, d) if top_n_terms
+                     else head)
+    return outputs
 
   def _with_top_n_terms(self, outputs: tf.Tensor, features: Dict[str, tf.Tensor],
                         candidates: tf.Tensor, domain: int,
