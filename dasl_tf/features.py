@@ -1,19 +1,21 @@
 """The one feature spec of dasl_tf, shared by the TFRecord writer, the reader and serving.
 
 Every example is one interaction of one user with one *target* item of one
-domain (A = 0 or B = 1), together with the user's last ``T`` items in each domain
-strictly before the target's time. All ids are vocabulary indices: 0 is padding,
-1 is out-of-vocabulary, real ids start at 2. Sequences are padded offline to the
+domain (A = 0, B = 1, and C = 2, ... in datasets of K > 2 domains), together
+with the user's last ``T`` items in each domain strictly before the target's
+time. All ids are vocabulary indices: 0 is padding, 1 is out-of-vocabulary,
+real ids start at 2. Sequences are padded offline to the
 fixed length ``T`` (most recent item last; padding on the left), so there are no
 VarLen features and TF Serving's REST API can batch every input.
 
 Features (dtype, shape):
   user_id   int64   []       user index (one vocabulary for both domains)
   item_id   int64   []       target item index in the vocabulary of its domain
-  domain    int64   []       0 = domain A, 1 = domain B
+  domain    int64   []       0 = domain A, 1 = domain B, 2 = domain C, ...
   label     float32 []       1.0 = click (rating >= threshold), else 0.0
   hist_a    int64   [T]      last T items of domain A before the target
   hist_b    int64   [T]      last T items of domain B before the target
+  hist_c    int64   [T]      ... one history per domain (``num_domains`` > 2 only)
   user_num  float32 [Nu]     numeric user side features (Nu may be 0)
   user_cat  int64   [Cu]     categorical user side features, vocabulary indices
   item_num  float32 [Ni]     numeric side features of the target item
@@ -118,7 +120,7 @@ class FeatureSpec:
   """Shapes of the example features; the single source of truth for all I/O.
 
   Attributes:
-    history_length: T, the padded length of ``hist_a`` and ``hist_b``.
+    history_length: T, the padded length of every history (``hist_a``, ``hist_b``, ...).
     user_num_dim: Nu, number of numeric user features.
     user_cat_dim: Cu, number of categorical user features.
     item_num_dim: Ni, number of numeric item features.
@@ -127,6 +129,7 @@ class FeatureSpec:
     num_train_negatives: k, sampled negatives per training example (0 = none).
     has_timestamp: the records carry ``timestamp`` (``dasl-prepare`` writes
       it; False for older datasets and for model and serving specs).
+    num_domains: K, the domains with a history each (``hist_a``, ``hist_b``, ...).
   """
   history_length: int = DEFAULT_HISTORY_LENGTH
   user_num_dim: int = 0
@@ -136,6 +139,7 @@ class FeatureSpec:
   num_negatives: int = 0
   num_train_negatives: int = 0
   has_timestamp: bool = False
+  num_domains: int = len(DOMAINS)
 
   def shapes(self, with_label: bool = True, with_negatives: bool = False,
              with_train_negatives: bool = False, with_timestamp: bool = False
@@ -154,8 +158,7 @@ class FeatureSpec:
         USER_ID: (np.int64, ()),
         ITEM_ID: (np.int64, ()),
         DOMAIN: (np.int64, ()),
-        HIST_A: (np.int64, (t,)),
-        HIST_B: (np.int64, (t,)),
+        **{history_key(d): (np.int64, (t,)) for d in range(self.num_domains)},
     }
     optional = {
         USER_NUM: (np.float32, self.user_num_dim),
@@ -269,13 +272,15 @@ class DatasetSchema:
     num_users: user vocabulary size, reserved ids included.
     num_items_a: domain A item vocabulary size, reserved ids included.
     num_items_b: domain B item vocabulary size, reserved ids included.
+    num_items_more: item vocabulary sizes of domains C, D, ... (K > 2 domains
+      only; :attr:`num_items` holds all K).
     user_num_columns: names of the numeric user features, in order.
     user_cat_columns: names of the categorical user features, in order.
     user_cat_vocab_sizes: vocabulary size of each categorical user feature.
     item_num_columns: names of the numeric item features, in order.
     item_cat_columns: names of the categorical item features, in order.
     item_cat_vocab_sizes: vocabulary size of each categorical item feature.
-    domain_names: display names of domains A and B.
+    domain_names: display names of the K domains, in domain order.
     splits: split name -> list of shard paths relative to the dataset directory.
     split: the split rule of ``dasl-prepare --split`` ("" in older datasets).
     validation_cut: ``global_time`` split: the first time of ``validation``
@@ -290,22 +295,46 @@ class DatasetSchema:
   num_users: int = NUM_RESERVED_IDS
   num_items_a: int = NUM_RESERVED_IDS
   num_items_b: int = NUM_RESERVED_IDS
+  num_items_more: Tuple[int, ...] = ()
   user_num_columns: Tuple[str, ...] = ()
   user_cat_columns: Tuple[str, ...] = ()
   user_cat_vocab_sizes: Tuple[int, ...] = ()
   item_num_columns: Tuple[str, ...] = ()
   item_cat_columns: Tuple[str, ...] = ()
   item_cat_vocab_sizes: Tuple[int, ...] = ()
-  domain_names: Tuple[str, str] = ("A", "B")
+  domain_names: Tuple[str, ...] = ("A", "B")
   splits: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
   split: str = ""
   validation_cut: Optional[int] = None
   test_cut: Optional[int] = None
   timestamp_unit: str = ""
 
+  def __post_init__(self):
+    num_domains = self.feature_spec.num_domains
+    if not len(DOMAINS) <= num_domains <= MAX_DOMAINS:
+      raise errors.DataError(f"key 'feature_spec.num_domains' must be 2 to {MAX_DOMAINS}, got "
+                             f"{num_domains}")
+    if len(self.num_items) != num_domains:
+      raise errors.DataError(f"key 'num_items_more' must hold {num_domains - 2} size(s), of "
+                             f"domains 2..{num_domains - 1}, got {list(self.num_items_more)}")
+    if len(self.domain_names) != num_domains:
+      count = "two" if num_domains == 2 else num_domains
+      raise errors.DataError(f"key 'domain_names' must be a list of {count} strings, one per "
+                             f"domain, got {list(self.domain_names)}")
+
+  @property
+  def num_domains(self) -> int:
+    """K, the dataset's domains."""
+    return self.feature_spec.num_domains
+
+  @property
+  def num_items(self) -> Tuple[int, ...]:
+    """The item vocabulary size of each of the K domains, in domain order."""
+    return (self.num_items_a, self.num_items_b, *self.num_items_more)
+
   def to_json(self) -> str:
     """The package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""
-    return json_io.dumps(dataclasses.asdict(self))
+    return json_io.dumps(json_fields(self))
 
   @classmethod
   def from_json(cls, text: str, where: str = SCHEMA_FILE) -> "DatasetSchema":
@@ -354,6 +383,25 @@ class DatasetSchema:
     return config_lib.ModelConfig(**values)
 
 
+# Fields left out of JSON at these values (those of two domains), so that a
+# two-domain file is the same as before K-domain datasets, and older files load.
+_TWO_DOMAIN_DEFAULTS = {"num_domains": len(DOMAINS), "num_items_more": ()}
+
+
+def json_fields(value) -> Dict[str, object]:
+  """``dataclasses.asdict`` of a dataclass holding a :class:`FeatureSpec`, for its JSON file.
+
+  Fields of K-domain datasets at their two-domain values are left out
+  (:data:`_TWO_DOMAIN_DEFAULTS`), at any depth.
+  """
+  def without_defaults(values: Dict[str, object]) -> Dict[str, object]:
+    return {key: without_defaults(item) if isinstance(item, dict) else item
+            for key, item in values.items()
+            if not (key in _TWO_DOMAIN_DEFAULTS and item == _TWO_DOMAIN_DEFAULTS[key])}
+
+  return without_defaults(dataclasses.asdict(value))
+
+
 def _is_int(value) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 
@@ -371,7 +419,6 @@ _SCHEMA_VALUES = {
     "Tuple[str, ...]": ("a list of strings", _strings),
     "Tuple[int, ...]": ("a list of integers",
                         lambda v: isinstance(v, list) and all(_is_int(x) for x in v)),
-    "Tuple[str, str]": ("a list of two strings", lambda v: _strings(v) and len(v) == 2),
     "Dict[str, Tuple[str, ...]]": ("an object of split name -> list of shard paths",
                                    lambda v: isinstance(v, dict)
                                    and all(_strings(paths) for paths in v.values())),
@@ -418,7 +465,10 @@ def _schema_from_values(values, where: str) -> DatasetSchema:
   if missing:
     raise errors.DataError(f"{where}: missing key(s) {missing}: not a schema.json of "
                            "dasl-prepare (re-run dasl-prepare)")
-  return DatasetSchema(**arguments)
+  try:
+    return DatasetSchema(**arguments)
+  except errors.DataError as e:
+    raise errors.DataError(f"{where}: {e}") from e
 
 
 def feature_spec_for(model_config: config_lib.ModelConfig,

@@ -46,6 +46,7 @@ from dasl_tf import json_io
 from dasl_tf import models
 from dasl_tf import publish
 from dasl_tf import report
+from dasl_tf import run_inputs
 from dasl_tf.pipelines import cli
 from dasl_tf.pipelines import grid
 
@@ -188,7 +189,7 @@ def _plan() -> _Plan:
   seeds = _seeds()
   _check_output_dir()
   try:
-    schema = F.DatasetSchema.load(FLAGS.data_dir)
+    schema = run_inputs.training_schema(FLAGS.data_dir)
   except (FileNotFoundError, errors.DataError) as e:
     raise app.UsageError(f"--data_dir: {e}") from e
   variants = _variants(schema)

@@ -1,8 +1,11 @@
-"""``dasl-prepare``: two domains' raw interaction logs -> TFRecords the model reads.
+"""``dasl-prepare``: K >= 2 domains' raw interaction logs -> TFRecords the model reads.
 
 Examples:
 
   dasl-prepare --format csv --input_a a.csv --input_b b.csv --output_dir data/
+  dasl-prepare --format csv --inputs books.csv,movies.csv,music.csv --output_dir data/ \\
+      --domain_names books,movies,music
+  dasl-prepare --format csv --input all.csv --categories 1,2,4 --output_dir data/
   dasl-prepare --format douban --input_a book/ratings.dat --input_b music/ratings.dat \\
       --output_dir data/ --domain_names book,music
   dasl-prepare --format mat --input rating_with_timestamp.mat --category_a 1 \\
@@ -35,9 +38,14 @@ def define_flags() -> None:
     flags.DEFINE_enum("format", "csv", list(prepare_lib.FORMATS), "Input format.")
     flags.DEFINE_string("input_a", "", "File or glob of domain A's log.")
     flags.DEFINE_string("input_b", "", "File or glob of domain B's log.")
-    flags.DEFINE_string("input", "", "One file holding both domains (with --category_a/_b).")
+    flags.DEFINE_list("inputs", [], "One file or glob per domain, K >= 2 of them, in domain "
+                      "order (instead of --input_a and --input_b).")
+    flags.DEFINE_string("input", "", "One file holding every domain (with --categories, or "
+                        "--category_a and --category_b).")
     flags.DEFINE_string("category_a", "", "Category id of domain A in --input.")
     flags.DEFINE_string("category_b", "", "Category id of domain B in --input.")
+    flags.DEFINE_list("categories", [], "The category id of each domain in --input, K >= 2 "
+                      "of them, in domain order (instead of --category_a and --category_b).")
     flags.DEFINE_string("output_dir", None,
                         "Output directory (must not exist without --overwrite).")
     flags.DEFINE_string("user_column", "user_id", "User id column (csv, tsv, parquet).")
@@ -68,10 +76,10 @@ def define_flags() -> None:
                        "of training); global_time: share of all records at or after the "
                        "test cut.")
     flags.DEFINE_integer("folds", 5, "k-fold split: number of folds (at least 3).")
-    flags.DEFINE_float("cold_start_users", 0.0, "Share of the users in both domains that "
-                       "get one domain (A or B, half each) held out: all their records of "
-                       "it go to test and it is left out of their other histories "
-                       "(temporal and global_time splits; 0 = none).")
+    flags.DEFINE_float("cold_start_users", 0.0, "Share of the users in two or more domains "
+                       "that get one of their domains (each with equal chance) held out: all "
+                       "their records of it go to test and it is left out of their other "
+                       "histories (temporal and global_time splits; 0 = none).")
     flags.DEFINE_integer("num_negatives", 99, "Sampled negatives per evaluation example "
                          "(HR@10; 0 = none).")
     flags.DEFINE_integer("train_negatives", config_lib.PrepareConfig.train_negatives,
@@ -87,15 +95,18 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 42, "Seed of negatives, folds and sharding.")
     flags.DEFINE_string("user_features", "",
                         "User side-feature table (CSV or Parquet, id first).")
-    flags.DEFINE_string("item_features_a", "", "Side-feature table of domain A's items.")
-    flags.DEFINE_string("item_features_b", "", "Side-feature table of domain B's items.")
+    flags.DEFINE_string("item_features_a", "", "Side-feature table of domain A's items "
+                        "(two domains only).")
+    flags.DEFINE_string("item_features_b", "", "Side-feature table of domain B's items "
+                        "(two domains only).")
     flags.DEFINE_list("numeric_features", [], "Side-feature columns to treat as numeric.")
     flags.DEFINE_list("categorical_features", [],
                       "Side-feature columns to treat as categorical.")
     flags.DEFINE_integer("num_shards", 4, "TFRecord shards per split.")
     flags.DEFINE_bool("compress", False, "Write GZIP shards (.tfrecord.gz).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
-    flags.DEFINE_list("domain_names", ["A", "B"], "Display names of domains A and B.")
+    flags.DEFINE_list("domain_names", [], "Display names of the K domains, in domain order "
+                      "(default: A,B,C,...).")
     flags.DEFINE_enum("runner", "local", list(config_lib.RUNNERS),
                       "local (fast, in-process) or beam.")
     flags.DEFINE_string("beam_runner", "DirectRunner", "With --runner beam: the Beam runner "
@@ -111,7 +122,8 @@ def config_from_flags(beam_options: List[str]) -> prepare_lib.PrepareConfig:
   """The :class:`PrepareConfig` of the parsed flags (unknown flags are Beam options)."""
   values = {name: FLAGS[name].value for name in prepare_lib.PrepareConfig.__dataclass_fields__
             if name in FLAGS and name != "beam_options"}
-  for name in ("numeric_features", "categorical_features", "domain_names"):
+  for name in ("inputs", "categories", "numeric_features", "categorical_features",
+               "domain_names"):
     values[name] = tuple(values[name])
   return prepare_lib.PrepareConfig(beam_options=tuple(beam_options), **values)
 

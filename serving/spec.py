@@ -165,7 +165,7 @@ class ServingSpec:
 
   def to_json(self) -> str:
     """The package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""
-    return json_io.dumps(dataclasses.asdict(self))
+    return json_io.dumps(F.json_fields(self))
 
   @classmethod
   def from_json(cls, text: str) -> "ServingSpec":

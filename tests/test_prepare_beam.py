@@ -249,3 +249,16 @@ def test_bad_input_raises_the_local_message_offline_without_a_traceback(
   assert isinstance(beam_runner.pipeline_runner(options), fn_runner.FnApiRunner)
   assert beam_runner.pipeline_runner(
       pipeline_options.PipelineOptions(["--runner=DataflowRunner"])) is None
+
+
+def test_three_domains_with_cold_start_users(raw, tmp_path):
+  """K = 3 inputs (``--inputs``): every history, held-out domains and counts as the local driver."""
+  rows = _read_rows(raw["input_b"])
+  third = [rows[0]] + [[user, "c" + item, rating, time] for user, item, rating, time in rows[1:]
+                       if time.isdigit() and int(time) % 3]
+  inputs = (raw["input_a"], raw["input_b"], _write_rows(tmp_path / "c.csv", third))
+  local, beam = _both(tmp_path, inputs=inputs, cold_start_users=0.4)
+  stats = prepare(local)
+  prepare(beam)
+  _assert_same_output(local.output_dir, beam.output_dir, local.split_names)
+  assert stats["splits"]["train"]["domain_c"] > 0 and stats["cold_start_users_c"] > 0

@@ -31,7 +31,7 @@ OUTPUT = os.path.join(ROOT, "docs", "flags.md")
 
 # (command as typed, module, what it does).
 COMMANDS = (
-    ("dasl-prepare", "dasl_tf.pipelines.prepare", "raw interaction logs of two domains -> TFRecords"),
+    ("dasl-prepare", "dasl_tf.pipelines.prepare", "raw interaction logs of K >= 2 domains -> TFRecords"),
     ("dasl-train", "dasl_tf.pipelines.train", "train, select the epoch on validation, test once, export"),
     ("dasl-experiment", "dasl_tf.pipelines.experiment", "variants x seeds (or folds) -> one table"),
     ("dasl-demo", "dasl_tf.pipelines.demo", "the whole path on synthetic data (`make demo`)"),

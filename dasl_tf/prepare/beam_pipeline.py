@@ -44,7 +44,7 @@ import numpy as np
 
 from dasl_tf import filesystems
 from dasl_tf import json_io
-from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, OOV_ID
+from dasl_tf.features import NUM_RESERVED_IDS, OOV_ID, domain_suffix
 from dasl_tf.prepare import beam_runner
 from dasl_tf.prepare import interactions as interactions_lib
 from dasl_tf.prepare import pipeline as pipeline_lib
@@ -53,13 +53,18 @@ from dasl_tf.prepare import splits
 from dasl_tf.prepare import stats as stats_lib
 from dasl_tf.prepare import writer as writer_lib
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
-from dasl_tf.prepare.examples import COUNT_KEYS, Timelines, build_user_examples
+from dasl_tf.prepare.examples import Timelines, build_user_examples, count_keys
 from dasl_tf.prepare.interactions import DROP_REASONS
 from dasl_tf.prepare.vocab import Vocabulary
 
 NAMESPACE = beam_runner.NAMESPACE
 SUMMARY_FILE = "_beam_summary.json"
-DOMAIN_KEYS = ("A", "B")
+
+
+def domain_key(domain: int) -> str:
+  """How counters and messages name a domain: ``A``, ``B``, ``C``, ..."""
+  return domain_suffix(domain).upper()
+
 
 # A record's place in its input: (file rank, block start, row group, row in block);
 # sorting by it restores file order.
@@ -71,7 +76,7 @@ class BlockFacts:
   """What a block says of its input, for the checks that need every block.
 
   Attributes:
-    domain: 0 = A, 1 = B.
+    domain: the domain index, 0 = A, 1 = B, ...
     source: the block, for messages.
     rows_read: the block's rows of the domain.
     dropped: rows dropped by the row checks, per reason (duplicates aside).
@@ -94,8 +99,8 @@ class BlockFacts:
 
 @dataclasses.dataclass(frozen=True)
 class InputFacts:
-  """The checked facts of both inputs (``time_unit``: "ms", "s", or "" without times)."""
-  is_label: Tuple[bool, bool]
+  """The checked facts of the inputs (``time_unit``: "ms", "s", or "" without times)."""
+  is_label: Tuple[bool, ...]
   file_order: bool
   time_unit: str
 
@@ -106,22 +111,23 @@ def check_inputs(blocks: Sequence[BlockFacts], config: PrepareConfig) -> InputFa
   Raises:
     PrepareError: a domain has no valid row (or no row of its category), its
       files differ in having a rating or time column, one domain has times
-      and the other not, or the times are in different units.
+      and another not, or the times are in different units.
   """
   sources = readers.domain_sources(config)
-  for domain in (DOMAIN_A, DOMAIN_B):
+  for domain in range(config.num_domains):
     own = [b for b in blocks if b.domain == domain]
     if not sum(b.valid for b in own):
-      category = (config.category_a, config.category_b)[domain]
-      raise PrepareError(f"domain {DOMAIN_KEYS[domain]} ({sources[domain]}) has no valid record"
+      category = config.domain_categories[domain] if config.input else ""
+      raise PrepareError(f"domain {domain_key(domain)} ({sources[domain]}) has no valid record"
                          + (f" (no valid row of category {category!r})" if config.input else ""))
     if len({(b.is_label, b.file_order) for b in own}) > 1:
       raise PrepareError(f"{sources[domain]}: files differ in having a rating or time column")
   if len({b.file_order for b in blocks}) > 1:
-    raise PrepareError("one domain has a timestamp column and the other has not: their "
+    raise PrepareError("one domain has a timestamp column and another has not: their "
                        "records cannot be ordered against each other")
   readers.check_time_units([(b.source, b.time_unit, b.first_time) for b in blocks])
-  is_label = tuple(next(b.is_label for b in blocks if b.domain == d) for d in (0, 1))
+  is_label = tuple(next(b.is_label for b in blocks if b.domain == d)
+                   for d in range(config.num_domains))
   return InputFacts(is_label, blocks[0].file_order,
                     next((b.time_unit for b in blocks if b.valid and b.time_unit), ""))
 
@@ -191,14 +197,14 @@ def user_timeline(user: str, records: Iterable[Tuple[int, str, float, Position, 
   domain = np.array([r[0] for r in records], np.int64)
   timestamp = np.array([r[2] for r in records], np.float64)
   if file_order:
-    for d in (DOMAIN_A, DOMAIN_B):
+    for d in range(config.num_domains):
       rows = np.flatnonzero(domain == d)
       timestamp[rows] = (np.arange(len(rows)) + 0.5) / max(len(rows), 1)
   order = sorted(range(len(records)),
                  key=lambda k: (timestamp[k], domain[k], records[k][3]))
-  in_a, in_b = (np.array([(domain == d).any()]) for d in (DOMAIN_A, DOMAIN_B))
+  in_a, in_b, *in_more = (np.array([(domain == d).any()]) for d in range(config.num_domains))
   held_out = splits.held_out_domains(np.array([user], dtype=object), in_a, in_b,
-                                     config.cold_start_users, config.seed)
+                                     config.cold_start_users, config.seed, in_more)
   return UserTimeline(np.array([records[k][1] for k in order], dtype=object), domain[order],
                       np.array([records[k][4] for k in order], np.float32), timestamp[order],
                       np.zeros(len(order), np.int64),
@@ -256,24 +262,24 @@ def trained(timeline: UserTimeline, config: PrepareConfig) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class ItemVocabularies:
   """Per domain, the vocabulary of the trained items and records per index (OOV included)."""
-  vocabularies: Tuple[Vocabulary, Vocabulary]
-  train_counts: Tuple[np.ndarray, np.ndarray]
+  vocabularies: Tuple[Vocabulary, ...]
+  train_counts: Tuple[np.ndarray, ...]
 
 
-def item_vocabularies(counts: Iterable[Tuple[Tuple[int, str], int]], min_count: int
-                     ) -> ItemVocabularies:
-  """The item vocabularies from ``((domain, item), trained records)`` of every item.
+def item_vocabularies(counts: Iterable[Tuple[Tuple[int, str], int]], min_count: int,
+                      num_domains: int) -> ItemVocabularies:
+  """The item vocabularies of the K domains from ``((domain, item), trained records)`` of every item.
 
   Raises:
     PrepareError: a domain has no record in the training split.
   """
-  by_domain: List[Dict[str, int]] = [{}, {}]
+  by_domain: List[Dict[str, int]] = [{} for _ in range(num_domains)]
   for (domain, item), count in counts:
     by_domain[domain][item] = count
   vocabularies, train_counts = [], []
   for domain, items in enumerate(by_domain):
     if not any(items.values()):
-      raise PrepareError(f"domain {DOMAIN_KEYS[domain]} has no record in the training split: "
+      raise PrepareError(f"domain {domain_key(domain)} has no record in the training split: "
                          "every user's records of it fall in validation or test")
     kept = sorted(item for item, count in items.items() if count and count >= min_count)
     per_index = np.zeros(len(kept) + NUM_RESERVED_IDS, np.int64)
@@ -299,7 +305,7 @@ class ExampleContext:
   user_vocab: Vocabulary
   item_vocabs: ItemVocabularies
   user_index: Dict[str, int]
-  item_index: Tuple[Dict[str, int], Dict[str, int]]
+  item_index: Tuple[Dict[str, int], ...]
   folds: Optional[np.ndarray]
   encoding: pipeline_lib.Encoding
 
@@ -380,7 +386,7 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
       block, domain = element
       for value in read_block(block, domain, config):
         if isinstance(value, BlockFacts):
-          key = DOMAIN_KEYS[value.domain]
+          key = domain_key(value.domain)
           counter(f"{key}/rows_read").inc(value.rows_read)
           for reason, count in value.dropped.items():
             counter(f"{key}/dropped/{reason}").inc(count)
@@ -394,18 +400,15 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
     def process(self, element, facts: InputFacts):
       user, records = element
       timeline = user_timeline(user, records, config, facts.file_order)
-      present = [bool((timeline.domain == d).any()) for d in (DOMAIN_A, DOMAIN_B)]
-      for d, key in enumerate(DOMAIN_KEYS):
+      present = np.array([(timeline.domain == d).any() for d in range(config.num_domains)])
+      for d in range(config.num_domains):
         rows = timeline.domain == d
-        counter(f"{key}/records").inc(int(rows.sum()))
-        counter(f"{key}/positives").inc(int(timeline.label[rows].sum()))
-        counter(f"{key}/users").inc(int(present[d]))
-      counter("users").inc()
-      counter("overlap_users").inc(int(all(present)))
-      counter("users_only_a").inc(int(present[0] and not present[1]))
-      counter("users_only_b").inc(int(present[1] and not present[0]))
-      for d, key in enumerate(("cold_start_users_a", "cold_start_users_b")):
-        counter(key).inc(int(timeline.held_out == d))
+        counter(f"{domain_key(d)}/records").inc(int(rows.sum()))
+        counter(f"{domain_key(d)}/positives").inc(int(timeline.label[rows].sum()))
+        counter(f"{domain_key(d)}/users").inc(int(present[d]))
+      users = stats_lib.user_counts(present[None, :], np.array([timeline.held_out]))
+      for key, count in users.items():
+        counter(key).inc(count)
       yield user, timeline
 
   class UserExamplesFn(beam.DoFn):
@@ -427,14 +430,14 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
 
   def count_item(element):
     (domain, _), _ = element
-    counter(f"{DOMAIN_KEYS[domain]}/items").inc()
+    counter(f"{domain_key(domain)}/items").inc()
     return element
 
   options = pipeline_options.PipelineOptions(
       [f"--runner={config.beam_runner}", *config.beam_options])
   pipeline = beam.Pipeline(runner=beam_runner.pipeline_runner(options), options=options)
   sources = ([(config.input, -1)] if config.input
-             else [(config.input_a, DOMAIN_A), (config.input_b, DOMAIN_B)])
+             else [(pattern, d) for d, pattern in enumerate(config.domain_inputs)])
   blocks = (
       pipeline
       | "Inputs" >> beam.Create(sources)
@@ -473,7 +476,8 @@ def run(config: PrepareConfig, staging: str) -> pipeline_lib.DriverResult:
            | "TrainedRecordsPerItem" >> beam.CombinePerKey(sum)
            | "CountItems" >> beam.Map(count_item)
            | "ItemList" >> beam.combiners.ToList()
-           | "ItemVocabularies" >> beam.Map(item_vocabularies, config.min_item_count))
+           | "ItemVocabularies" >> beam.Map(item_vocabularies, config.min_item_count,
+                                            config.num_domains))
   context = users | "Context" >> beam.Map(example_context, beam.pvalue.AsSingleton(items),
                                           config)
   examples = timelines | "UserExamples" >> beam.ParDo(
@@ -497,6 +501,7 @@ def _driver_result(config: PrepareConfig, staging: str, counts: Dict[str, int]
   summary_path = os.path.join(staging, SUMMARY_FILE)
   summary = json_io.load(summary_path)
   filesystems.files_for(summary_path).remove(summary_path)
+  keys = [domain_key(d) for d in range(config.num_domains)]
   domains = tuple(
       {"rows_read": counts.get(f"{key}/rows_read", 0),
        "records": counts.get(f"{key}/records", 0),
@@ -506,15 +511,16 @@ def _driver_result(config: PrepareConfig, staging: str, counts: Dict[str, int]
        "vocabulary_items": summary["num_items"][d] - NUM_RESERVED_IDS,
        "dropped": {reason: counts.get(f"{key}/dropped/{reason}", 0)
                    for reason in DROP_REASONS}}
-      for d, key in enumerate(DOMAIN_KEYS))
-  for d, key in enumerate(DOMAIN_KEYS):
+      for d, key in enumerate(keys))
+  for d in range(config.num_domains):
     valid = domains[d]["rows_read"] - sum(domains[d]["dropped"].values())
     domains[d]["dropped"]["duplicate"] = valid - domains[d]["records"]
   return pipeline_lib.DriverResult(
-      splits={name: {key: counts.get(f"{name}/{key}", 0) for key in COUNT_KEYS}
+      splits={name: {key: counts.get(f"{name}/{key}", 0)
+                     for key in count_keys(config.num_domains)}
               for name in config.split_names},
       domains=domains,
-      users={key: counts.get(key, 0) for key in stats_lib.USER_KEYS},
+      users={key: counts.get(key, 0) for key in stats_lib.user_keys(config.num_domains)},
       num_users=summary["num_users"],
       num_items=tuple(summary["num_items"]),
       side_features=summary["side_features"],

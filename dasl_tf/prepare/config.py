@@ -6,6 +6,7 @@ import math
 from typing import Tuple
 
 from dasl_tf import errors
+from dasl_tf.features import MAX_DOMAINS, domain_suffix
 
 FORMATS = ("csv", "tsv", "parquet", "amazon_csv", "amazon_json", "douban", "mat")
 SPLITS = ("temporal", "kfold", "global_time")
@@ -27,9 +28,14 @@ class PrepareConfig:
     output_dir: directory to create (written to a temp dir, renamed at the end).
     input_a: file or glob of domain A's log.
     input_b: file or glob of domain B's log.
-    input: one file holding both domains, split by ``category_a``/``category_b``.
+    inputs: one file or glob per domain, K >= 2 of them (instead of
+      ``input_a``/``input_b``, which mean K = 2).
+    input: one file holding every domain, split by ``categories`` (or
+      ``category_a``/``category_b``).
     category_a: category id (as written in the file) that forms domain A.
     category_b: category id that forms domain B.
+    categories: the category id of each domain in ``input``, K >= 2 of them
+      (instead of ``category_a``/``category_b``).
     user_column: user id column (csv, tsv, parquet).
     item_column: item id column.
     rating_column: rating column; click = rating >= ``label_threshold``.
@@ -54,8 +60,8 @@ class PrepareConfig:
       (scored once, at the end of training); with "global_time", the share
       of all records at or after the test cut.
     folds: number of folds of the k-fold split.
-    cold_start_users: share of the users in both domains that get one domain
-      held out whole in ``test`` (0 = none; temporal and global_time splits;
+    cold_start_users: share of the users in two or more domains that get one
+      domain held out whole in ``test`` (0 = none; temporal and global_time splits;
       :func:`dasl_tf.prepare.splits.held_out_domains`).
     num_negatives: K sampled negatives per evaluation example (0 = none).
     train_negatives: k sampled negatives per training example (0 = none):
@@ -66,14 +72,14 @@ class PrepareConfig:
     negative_alpha: the exponent of popularity sampling.
     seed: seed of negatives, folds and shard shuffling.
     user_features: optional user side-feature table (CSV or Parquet).
-    item_features_a: optional side-feature table of domain A's items.
-    item_features_b: optional side-feature table of domain B's items.
+    item_features_a: optional side-feature table of domain A's items (two domains only).
+    item_features_b: optional side-feature table of domain B's items (two domains only).
     numeric_features: side-feature columns declared numeric (others inferred).
     categorical_features: side-feature columns declared categorical.
     num_shards: TFRecord shards per split.
     compress: write GZIP shards (``.tfrecord.gz``).
     overwrite: replace an existing ``output_dir``.
-    domain_names: display names of domains A and B.
+    domain_names: display names of the K domains; empty: ``A``, ``B``, ``C``, ...
     runner: "local" (in-process, default) or "beam" (Apache Beam pipeline).
     beam_runner: the Beam runner (Beam's own ``--runner`` option) for ``runner="beam"``.
     beam_options: other Beam pipeline options (``--direct_num_workers=2``, ...).
@@ -85,9 +91,11 @@ class PrepareConfig:
   output_dir: str = ""
   input_a: str = ""
   input_b: str = ""
+  inputs: Tuple[str, ...] = ()
   input: str = ""
   category_a: str = ""
   category_b: str = ""
+  categories: Tuple[str, ...] = ()
   user_column: str = "user_id"
   item_column: str = "item_id"
   rating_column: str = "rating"
@@ -116,7 +124,7 @@ class PrepareConfig:
   num_shards: int = 4
   compress: bool = False
   overwrite: bool = False
-  domain_names: Tuple[str, str] = ("A", "B")
+  domain_names: Tuple[str, ...] = ()
   runner: str = "local"
   beam_runner: str = "DirectRunner"
   beam_options: Tuple[str, ...] = ()
@@ -134,21 +142,7 @@ class PrepareConfig:
       raise PrepareError(f"--runner={self.runner!r} is not one of {', '.join(RUNNERS)}")
     if not self.output_dir:
       raise PrepareError("--output_dir is required")
-    if self.input:
-      if self.input_a or self.input_b:
-        raise PrepareError("give either --input (with --category_a/--category_b) or "
-                           "--input_a and --input_b, not both")
-      if not (self.category_a and self.category_b):
-        raise PrepareError("--input needs --category_a and --category_b to choose the domains")
-      if self.format in ("amazon_csv", "amazon_json", "douban"):
-        raise PrepareError(f"--format={self.format} has no category column; give "
-                           "--input_a and --input_b")
-      if self.category_a == self.category_b:
-        raise PrepareError(f"--category_a and --category_b are both {self.category_a!r}")
-    elif not (self.input_a and self.input_b):
-      raise PrepareError("--input_a and --input_b are required (or --input with categories)")
-    elif self.format == "mat":
-      raise PrepareError("--format=mat reads one file: use --input with --category_a/--category_b")
+    self._check_inputs()
     checks = (("history_length", self.history_length >= 1),
               ("min_item_count", self.min_item_count >= 1),
               ("validation_fraction", 0.0 <= self.validation_fraction < 1.0),
@@ -172,8 +166,16 @@ class PrepareConfig:
       raise PrepareError(f"--cold_start_users={self.cold_start_users!r} needs --split temporal "
                          "or global_time: a k-fold split has no test split to hold a "
                          "domain out in")
-    if len(self.domain_names) != 2:
-      raise PrepareError(f"--domain_names needs two names, got {self.domain_names!r}")
+    if not self.domain_names:
+      # Frozen: the default names are set once, here.
+      object.__setattr__(self, "domain_names", tuple(
+          domain_suffix(d).upper() for d in range(self.num_domains)))
+    if len(self.domain_names) != self.num_domains:
+      raise PrepareError(f"--domain_names needs {self.num_domains} names, one per domain, got "
+                         f"{len(self.domain_names)}: {','.join(self.domain_names)}")
+    if self.num_domains > 2 and (self.item_features_a or self.item_features_b):
+      raise PrepareError(f"--item_features_a/--item_features_b are for two domains; with "
+                         f"{self.num_domains} domains give no item side features")
     if self.runner == "beam" and "://" in self.output_dir:
       raise PrepareError(f"--output_dir={self.output_dir}: the Beam runner writes local "
                          "directories only; use --runner local for a remote --output_dir")
@@ -181,6 +183,65 @@ class PrepareConfig:
     if both:
       raise PrepareError(f"side-feature columns {sorted(both)} are declared both numeric and "
                          "categorical")
+
+  def _check_inputs(self) -> None:
+    """Checks the input flags: K >= 2 domains, from per-domain files or one file's categories."""
+    if self.inputs and (self.input_a or self.input_b):
+      raise PrepareError("give either --inputs or --input_a and --input_b, not both")
+    if self.categories and (self.category_a or self.category_b):
+      raise PrepareError("give either --categories or --category_a and --category_b, not both")
+    if self.input:
+      if self.inputs or self.input_a or self.input_b:
+        raise PrepareError("give either --input (with --categories or --category_a/"
+                           "--category_b) or per-domain inputs (--inputs, or --input_a and "
+                           "--input_b), not both")
+      if not (self.categories or (self.category_a and self.category_b)):
+        raise PrepareError("--input needs --categories (or --category_a and --category_b) to "
+                           "choose the domains")
+      if self.format in ("amazon_csv", "amazon_json", "douban"):
+        raise PrepareError(f"--format={self.format} has no category column; give "
+                           "--inputs (or --input_a and --input_b)")
+      if self.category_a and self.category_a == self.category_b:
+        raise PrepareError(f"--category_a and --category_b are both {self.category_a!r}")
+      repeated = sorted({c for c in self.categories if self.categories.count(c) > 1})
+      if repeated:
+        raise PrepareError(f"--categories names {', '.join(repeated)} more than once: each "
+                           "domain needs a category of its own")
+    else:
+      if self.categories:
+        raise PrepareError("--categories chooses the domains of one --input file; give --input")
+      if not (self.inputs or (self.input_a and self.input_b)):
+        raise PrepareError("--input_a and --input_b (or --inputs) are required (or --input "
+                           "with categories)")
+      if self.format == "mat":
+        raise PrepareError("--format=mat reads one file: use --input with --categories (or "
+                           "--category_a/--category_b)")
+      if not all(self.domain_inputs):
+        raise PrepareError(f"--inputs has an empty entry: {','.join(self.inputs)}")
+    if self.num_domains < 2:
+      flag = "--categories" if self.input else "--inputs"
+      raise PrepareError(f"{flag} needs at least two domains, got {self.num_domains}")
+    if self.num_domains > MAX_DOMAINS:
+      raise PrepareError(f"{self.num_domains} domains; dasl-prepare takes at most {MAX_DOMAINS}")
+
+  @property
+  def domain_inputs(self) -> Tuple[str, ...]:
+    """The file or glob of each domain (``--inputs``, or ``--input_a``, ``--input_b``); () with ``--input``."""
+    if self.input:
+      return ()
+    return self.inputs or (self.input_a, self.input_b)
+
+  @property
+  def domain_categories(self) -> Tuple[str, ...]:
+    """The category id of each domain in ``--input`` (``--categories``, or ``--category_a``, ``--category_b``)."""
+    if not self.input:
+      return ()
+    return self.categories or (self.category_a, self.category_b)
+
+  @property
+  def num_domains(self) -> int:
+    """K, the number of domains."""
+    return len(self.domain_categories if self.input else self.domain_inputs)
 
   @property
   def split_names(self) -> Tuple[str, ...]:

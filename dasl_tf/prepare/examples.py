@@ -51,9 +51,6 @@ def count_keys(num_domains: int = 2) -> Tuple[str, ...]:
   return ("examples", "positives", *(f"domain_{domain_suffix(d)}" for d in range(num_domains)))
 
 
-COUNT_KEYS = count_keys()
-
-
 @dataclasses.dataclass(frozen=True)
 class ExampleParams:
   """What the per-user function needs besides the user's records.

@@ -1,4 +1,4 @@
-"""Cleaning of raw logs and the merged, per-user chronological table of both domains.
+"""Cleaning of raw logs and the merged, per-user chronological table of the K domains.
 
 Cleaning (per domain) drops, and counts by reason:
   missing_id          empty user or item id
@@ -10,7 +10,7 @@ Cleaning (per domain) drops, and counts by reason:
 The merged table sorts every record by ``(user, time, domain, row in file)``:
 time ties are broken stably, first by domain and then by file order. A log
 without a time column gets pseudo-times: a user's k-th of n records in the
-domain (file order) is at ``(k + 0.5) / n``, interleaving the user's two
+domain (file order) is at ``(k + 0.5) / n``, interleaving the user's
 domains in proportion.
 
 Each record gets an integer time (:func:`integer_times`: the ``timestamp``
@@ -24,13 +24,14 @@ time.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dasl_tf.features import DOMAIN_A, DOMAIN_B, NUM_RESERVED_IDS, PSEUDO_TIME_SCALE
+from dasl_tf.features import NUM_RESERVED_IDS, PSEUDO_TIME_SCALE, domain_suffix
+from dasl_tf.prepare import readers
 from dasl_tf.prepare import splits
 from dasl_tf.prepare import vocab as vocab_lib
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
@@ -146,7 +147,7 @@ def integer_times(timestamp: np.ndarray, file_order: bool) -> np.ndarray:
 
 @dataclasses.dataclass
 class Interactions:
-  """Both domains' records as vocabulary indices, grouped by user in time order.
+  """The K domains' records as vocabulary indices, grouped by user in time order.
 
   Records of user ``u`` are rows ``offsets[k]:offsets[k+1]`` where
   ``users[k] == u``; within a user they are sorted by time (stable ties).
@@ -154,13 +155,13 @@ class Interactions:
   Attributes:
     user: user index, int64 [N].
     item: item index in the vocabulary of its domain, int64 [N].
-    domain: 0 = A, 1 = B, int64 [N].
+    domain: the record's domain, 0 = A, 1 = B, 2 = C, ..., int64 [N].
     label: float32 [N].
     timestamp: float64 [N].
     split: index of the record's split (``PrepareConfig.split_names``), int64 [N].
     offsets: start of each user's rows, plus N at the end, int64 [U + 1].
-    user_vocab: the user vocabulary (both domains).
-    item_vocabs: the item vocabularies of domains A and B.
+    user_vocab: the user vocabulary (every domain).
+    item_vocabs: the item vocabulary of each domain.
     time: :func:`integer_times` of ``timestamp``, int64 [N].
     held_out: the held-out domain of each record's user (cold-start users),
       ``splits.NO_DOMAIN`` for none, int64 [N].
@@ -174,7 +175,7 @@ class Interactions:
   split: np.ndarray
   offsets: np.ndarray
   user_vocab: vocab_lib.Vocabulary
-  item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary]
+  item_vocabs: Tuple[vocab_lib.Vocabulary, ...]
   time: np.ndarray
   held_out: np.ndarray
   time_cuts: Optional[Tuple[int, int]]
@@ -184,32 +185,34 @@ class Interactions:
     return slice(self.offsets[k], self.offsets[k + 1])
 
 
-def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactions:
-  """Builds the merged, sorted table of both domains, its splits and vocabularies.
+def merge(logs: Sequence[CleanLog], config: PrepareConfig) -> Interactions:
+  """Builds the merged, sorted table of the domains, its splits and vocabularies.
+
+  Args:
+    logs: one log per domain, in domain order (domain index = position).
+    config: the run's configuration.
 
   Raises:
     PrepareError: a domain has no valid record left, or none to train on.
   """
-  if log_a.file_order != log_b.file_order:
-    raise PrepareError("one domain has a timestamp column and the other has not: their "
+  if len({log.file_order for log in logs}) > 1:
+    raise PrepareError("one domain has a timestamp column and another has not: their "
                        "records cannot be ordered against each other")
-  for log, name, path in ((log_a, "A", config.input_a or config.input),
-                          (log_b, "B", config.input_b or config.input)):
+  for d, (log, source) in enumerate(zip(logs, readers.domain_sources(config))):
     if len(log.user) == 0:
-      raise PrepareError(f"domain {name} ({path}) has no valid record "
+      raise PrepareError(f"domain {domain_suffix(d).upper()} ({source}) has no valid record "
                          f"(dropped: {log.dropped})")
-  user_vocab, user = vocab_lib.build(np.concatenate([log_a.user, log_b.user]))
-  raw_item = np.concatenate([log_a.item, log_b.item])
-  n_a = len(log_a.user)
-  domain = np.concatenate([np.full(n_a, DOMAIN_A), np.full(len(log_b.user), DOMAIN_B)])
-  label = np.concatenate([log_a.label, log_b.label])
-  timestamp = np.concatenate([log_a.timestamp, log_b.timestamp])
+  user_vocab, user = vocab_lib.build(np.concatenate([log.user for log in logs]))
+  raw_item = np.concatenate([log.item for log in logs])
+  domain = np.repeat(np.arange(len(logs), dtype=np.int64), [len(log.user) for log in logs])
+  label = np.concatenate([log.label for log in logs])
+  timestamp = np.concatenate([log.timestamp for log in logs])
   row = np.arange(len(user))
   order = np.lexsort((row, domain, timestamp, user))
   user, raw_item, domain = user[order], raw_item[order], domain[order].astype(np.int64)
   starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
   offsets = np.append(starts, len(user)).astype(np.int64)
-  time = integer_times(timestamp[order], log_a.file_order)
+  time = integer_times(timestamp[order], logs[0].file_order)
   held_out = _held_out_domains(user, domain, user_vocab, config)
   cuts = None
   if config.split == "kfold":
@@ -224,10 +227,10 @@ def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactio
     trained = split == splits.TRAIN
   item = np.empty(len(user), dtype=np.int64)
   item_vocabs = []
-  for d, name in ((DOMAIN_A, "A"), (DOMAIN_B, "B")):
+  for d in range(len(logs)):
     rows = domain == d
     if not (rows & trained).any():
-      raise PrepareError(f"domain {name} has no record in the training split: every user's "
+      raise PrepareError(f"domain {domain_suffix(d).upper()} has no record in the training split: every user's "
                          "records of it fall in validation or test")
     vocabulary, _ = vocab_lib.build(raw_item[rows & trained], config.min_item_count)
     item[rows] = vocabulary.lookup(raw_item[rows])
@@ -239,10 +242,10 @@ def merge(log_a: CleanLog, log_b: CleanLog, config: PrepareConfig) -> Interactio
 def _held_out_domains(user: np.ndarray, domain: np.ndarray, user_vocab: vocab_lib.Vocabulary,
                       config: PrepareConfig) -> np.ndarray:
   """The held-out domain of each record's user (:func:`splits.held_out_domains`), int64 [N]."""
-  present = np.zeros((2, user_vocab.size), dtype=bool)
+  present = np.zeros((config.num_domains, user_vocab.size), dtype=bool)
   present[domain, user] = True
+  in_a, in_b, *in_more = present[:, NUM_RESERVED_IDS:]
   by_user = np.full(user_vocab.size, splits.NO_DOMAIN, np.int64)
   by_user[NUM_RESERVED_IDS:] = splits.held_out_domains(
-      user_vocab.tokens, present[DOMAIN_A, NUM_RESERVED_IDS:], present[DOMAIN_B, NUM_RESERVED_IDS:],
-      config.cold_start_users, config.seed)
+      user_vocab.tokens, in_a, in_b, config.cold_start_users, config.seed, in_more)
   return by_user[user]

@@ -15,8 +15,8 @@ from absl import logging
 
 from dasl_tf.prepare.config import PrepareError
 from dasl_tf.prepare.encoder import ExampleEncoder
-from dasl_tf.prepare.examples import (COUNT_KEYS, ExampleParams, Examples, Timelines,
-                                      build_user_examples)
+from dasl_tf.prepare.examples import (ExampleParams, Examples, Timelines, build_user_examples,
+                                      count_keys)
 from dasl_tf.prepare.interactions import Interactions
 from dasl_tf.prepare.writer import ShardWriters
 
@@ -34,7 +34,8 @@ def check_memory(interactions: Interactions, params: ExampleParams,
     PrepareError: the estimate exceeds half of the memory available.
   """
   records = min(chunk_records, len(interactions.user)) or 1
-  ids_per_record = 2 * params.history_length + params.num_negatives + params.train_negatives
+  ids_per_record = (params.num_domains * params.history_length + params.num_negatives
+                    + params.train_negatives)
   needed = records * ids_per_record * 8 * _ARRAYS_PER_ID
   available = available_memory_bytes()
   if needed > available / 2:
@@ -92,7 +93,7 @@ def run(interactions: Interactions, params: ExampleParams,
         encoder: ExampleEncoder, split_names: Sequence[str], writers: ShardWriters,
         chunk_records: int = CHUNK_RECORDS) -> Dict[str, Dict[str, int]]:
   """Builds and writes every example; returns per-split counts."""
-  counts = {name: dict.fromkeys(COUNT_KEYS, 0) for name in split_names}
+  counts = {name: dict.fromkeys(count_keys(params.num_domains), 0) for name in split_names}
   num_users = len(interactions.offsets) - 1
   for done, chunk in timelines(interactions, chunk_records):
     write_examples(build_user_examples(chunk, params), split_names, params, encoder, writers,

@@ -1,6 +1,6 @@
 """``prepare(config)``: raw logs -> TFRecord splits, schema, vocabularies and stats.
 
-Steps: read both domains -> clean (drop and count) -> vocabularies and the
+Steps: read the K domains -> clean (drop and count) -> vocabularies and the
 merged per-user table -> side features -> per-user examples -> shards and
 ``vocab/``. The local driver runs them in this process; the Beam driver
 (:mod:`dasl_tf.prepare.beam_pipeline`) runs every one in Beam's workers. Both
@@ -45,26 +45,26 @@ class DriverResult:
   """What a driver reports of its run: counts and sizes for the metadata, none of the data.
 
   Attributes:
-    splits: per split, the counts of :data:`dasl_tf.prepare.examples.COUNT_KEYS`.
+    splits: per split, the counts of :func:`dasl_tf.prepare.examples.count_keys`.
     domains: per domain, the counts of :func:`stats_lib.domain_counts`.
     users: :func:`stats_lib.user_stats`.
     num_users: size of the user vocabulary (reserved ids included).
-    num_items: sizes of the item vocabularies of domains A and B.
+    num_items: the size of each domain's item vocabulary.
     side_features: :func:`stats_lib.side_feature_stats`.
-    sources: the inputs of domains A and B, for messages.
+    sources: the input of each domain, for messages.
     is_label: per domain, the input holds 0/1 labels rather than ratings.
     file_order: the inputs have no time column.
     time_unit: the inputs' time unit, "ms" or "s" ("" without a time column).
     time_cuts: ``(validation_cut, test_cut)`` of a global_time split, else None.
   """
   splits: Dict[str, Dict[str, int]]
-  domains: Tuple[Dict[str, object], Dict[str, object]]
+  domains: Tuple[Dict[str, object], ...]
   users: Dict[str, int]
   num_users: int
-  num_items: Tuple[int, int]
+  num_items: Tuple[int, ...]
   side_features: Dict[str, object]
-  sources: Tuple[str, str]
-  is_label: Tuple[bool, bool]
+  sources: Tuple[str, ...]
+  is_label: Tuple[bool, ...]
   file_order: bool
   time_unit: str
   time_cuts: Optional[Tuple[int, int]]
@@ -81,7 +81,7 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
       at ``config.output_dir``.
   """
   start = time.time()
-  filesystems.register(config.output_dir, config.input_a, config.input_b, config.input,
+  filesystems.register(config.output_dir, *config.domain_inputs, config.input,
                        config.user_features, config.item_features_a, config.item_features_b)
   if config.runner == "beam":
     from dasl_tf.prepare import beam_pipeline  # pylint: disable=g-import-not-at-top
@@ -96,17 +96,18 @@ def prepare(config: PrepareConfig) -> Dict[str, object]:
     schema.save(staging)
     tfmd.write(staging, schema, result.splits)
     warnings = stats_lib.warnings_of(
-        result.users, [source for source in result.sources if result.file_order])
+        result.users, [source for source in result.sources if result.file_order],
+        config.num_domains)
     warnings += split_warnings
     for warning in warnings:
       logging.warning("%s", warning)
     stats = {
         "config": dataclasses.asdict(config),
         "domains": {
-            key: stats_lib.domain_stats(config.domain_names[d], result.sources[d],
-                                        result.is_label[d], result.file_order,
-                                        result.domains[d])
-            for d, key in enumerate(("A", "B"))},
+            F.domain_suffix(d).upper(): stats_lib.domain_stats(
+                config.domain_names[d], result.sources[d], result.is_label[d],
+                result.file_order, result.domains[d])
+            for d in range(config.num_domains)},
         **result.users,
         **_split_stats(config, result),
         "splits": result.splits,
@@ -127,13 +128,14 @@ def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
     The function that writes the examples and vocabularies into a staging
     directory and returns the :class:`DriverResult`.
   """
-  raw_a, raw_b = readers.read_domains(config)
-  logging.info("read %d rows of domain A and %d of domain B", len(raw_a), len(raw_b))
-  clean_a = interactions_lib.clean(raw_a, config.label_threshold)
-  clean_b = interactions_lib.clean(raw_b, config.label_threshold)
-  interactions = interactions_lib.merge(clean_a, clean_b, config)
+  raws = readers.read_domains(config)
+  logging.info("read %s rows of domains %s", [len(raw) for raw in raws],
+               list(config.domain_names))
+  cleans = [interactions_lib.clean(raw, config.label_threshold) for raw in raws]
+  interactions = interactions_lib.merge(cleans, config)
   splits_lib.check_split_sizes(
-      splits_lib.domain_counts(interactions.split, interactions.domain, config.split_names),
+      splits_lib.domain_counts(interactions.split, interactions.domain, config.split_names,
+                               config.num_domains),
       config, len(interactions.offsets) - 1, interactions.time_cuts)
   encoding = encoding_of(config, interactions.user_vocab, interactions.item_vocabs,
                          stats_lib.train_item_counts(interactions, config.split_names))
@@ -151,15 +153,15 @@ def _local_driver(config: PrepareConfig) -> Callable[[str], DriverResult]:
     return DriverResult(
         splits=counts,
         domains=tuple(stats_lib.domain_counts(raw, clean, interactions, d)
-                      for d, (raw, clean) in enumerate(((raw_a, clean_a), (raw_b, clean_b)))),
+                      for d, (raw, clean) in enumerate(zip(raws, cleans))),
         users=stats_lib.user_stats(interactions),
         num_users=interactions.user_vocab.size,
         num_items=tuple(v.size for v in interactions.item_vocabs),
         side_features=encoding.side_feature_stats,
-        sources=(raw_a.source, raw_b.source),
-        is_label=(raw_a.is_label, raw_b.is_label),
-        file_order=raw_a.file_order,
-        time_unit=raw_a.time_unit,
+        sources=tuple(raw.source for raw in raws),
+        is_label=tuple(raw.is_label for raw in raws),
+        file_order=raws[0].file_order,
+        time_unit=raws[0].time_unit,
         time_cuts=interactions.time_cuts)
 
   return write
@@ -184,14 +186,14 @@ class Encoding:
 
 
 def encoding_of(config: PrepareConfig, user_vocab: vocab_lib.Vocabulary,
-                item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary],
-                train_item_counts: Tuple[np.ndarray, np.ndarray]) -> Encoding:
+                item_vocabs: Tuple[vocab_lib.Vocabulary, ...],
+                train_item_counts: Tuple[np.ndarray, ...]) -> Encoding:
   """Reads the side features against the vocabularies; builds the sampling parameters and encoder.
 
   Args:
     config: the run's configuration.
     user_vocab: the user vocabulary.
-    item_vocabs: the item vocabularies of domains A and B.
+    item_vocabs: the item vocabulary of each domain.
     train_item_counts: per domain, trained records per item index (popularity negatives).
   """
   user_features = side_features.load([config.user_features], [user_vocab],
@@ -208,12 +210,13 @@ def encoding_of(config: PrepareConfig, user_vocab: vocab_lib.Vocabulary,
 
 
 def write_vocabularies(output_dir: str, user_vocab: vocab_lib.Vocabulary,
-                       item_vocabs: Tuple[vocab_lib.Vocabulary, vocab_lib.Vocabulary],
+                       item_vocabs: Tuple[vocab_lib.Vocabulary, ...],
                        encoding: Encoding) -> None:
-  """Writes ``vocab/``: users, items of A and B, and the categorical side-feature values."""
+  """Writes ``vocab/``: users, the items of each domain (``items_a``, ...), side-feature values."""
   vocab_dir = os.path.join(output_dir, VOCAB_DIR)
-  vocab_lib.write_all(vocab_dir, users=user_vocab, items_a=item_vocabs[0],
-                      items_b=item_vocabs[1])
+  vocab_lib.write_all(vocab_dir, users=user_vocab,
+                      **{f"items_{F.domain_suffix(d)}": vocabulary
+                         for d, vocabulary in enumerate(item_vocabs)})
   side_features.write_vocabs(vocab_dir, "user", encoding.user_features)
   side_features.write_vocabs(vocab_dir, "item", encoding.item_features)
 
@@ -235,7 +238,8 @@ def feature_spec(config: PrepareConfig, side_feature_stats: Dict[str, object]) -
       item_cat_dim=len(item.get("categorical_columns", ())),
       num_negatives=config.num_negatives,
       num_train_negatives=config.train_negatives,
-      has_timestamp=True)
+      has_timestamp=True,
+      num_domains=config.num_domains)
 
 
 def _split_stats(config: PrepareConfig, result: DriverResult) -> Dict[str, object]:
@@ -252,6 +256,7 @@ def _schema(config: PrepareConfig, result: DriverResult) -> F.DatasetSchema:
       num_users=result.num_users,
       num_items_a=result.num_items[0],
       num_items_b=result.num_items[1],
+      num_items_more=tuple(result.num_items[2:]),
       user_num_columns=tuple(user.get("numeric_columns", ())),
       user_cat_columns=tuple(user.get("categorical_columns", ())),
       user_cat_vocab_sizes=tuple(user.get("vocab_sizes", ())),

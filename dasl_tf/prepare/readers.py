@@ -1,4 +1,4 @@
-"""Interaction logs of both domains as read: files -> one :class:`RawLog` per domain.
+"""Interaction logs of the K domains as read: files -> one :class:`RawLog` per domain.
 
 Every format is read to string columns by :mod:`dasl_tf.prepare.tables`
 (whole files) or :mod:`dasl_tf.prepare.blocks` (the Beam driver's blocks);
@@ -142,32 +142,35 @@ def read_log(pattern: str, config: PrepareConfig, with_category: bool = False) -
   return _concat(logs, pattern)
 
 
-def read_domains(config: PrepareConfig) -> Tuple[RawLog, RawLog]:
-  """Reads the logs of domains A and B, from two inputs or one split by category."""
+def read_domains(config: PrepareConfig) -> Tuple[RawLog, ...]:
+  """Reads the logs of the K domains, from one input each or one input split by category.
+
+  Raises:
+    PrepareError: an input is unreadable, the inputs' times are in different
+      units, or a category has no row.
+  """
   if not config.input:
-    logs = read_log(config.input_a, config), read_log(config.input_b, config)
+    logs = tuple(read_log(pattern, config) for pattern in config.domain_inputs)
     check_same_time_unit(logs)
     return logs
   log = read_log(config.input, config, with_category=True)
   parts = split_by_category(log, config)
-  for part, name in zip(parts, (config.category_a, config.category_b)):
+  for part, name in zip(parts, config.domain_categories):
     if not len(part):
       found = ", ".join(sorted(set(np.char.strip(log.category.astype(str)).tolist()))[:20])
       raise PrepareError(f"{config.input}: no rows of category {name!r} (categories: {found})")
   return parts
 
 
-def split_by_category(log: RawLog, config: PrepareConfig) -> Tuple[RawLog, RawLog]:
-  """The rows of ``config.category_a`` and of ``config.category_b``, as two logs."""
+def split_by_category(log: RawLog, config: PrepareConfig) -> Tuple[RawLog, ...]:
+  """The rows of each category of ``config.domain_categories``, as one log per domain."""
   category = np.char.strip(log.category.astype(str))
-  sources = domain_sources(config)
   return tuple(log.select(category == name, source)
-               for name, source in zip((config.category_a, config.category_b), sources))
+               for name, source in zip(config.domain_categories, domain_sources(config)))
 
 
-def domain_sources(config: PrepareConfig) -> Tuple[str, str]:
-  """How messages and ``stats.json`` name the inputs of domains A and B."""
+def domain_sources(config: PrepareConfig) -> Tuple[str, ...]:
+  """How messages and ``stats.json`` name the input of each domain."""
   if not config.input:
-    return config.input_a, config.input_b
-  return (f"{config.input} [category {config.category_a}]",
-          f"{config.input} [category {config.category_b}]")
+    return config.domain_inputs
+  return tuple(f"{config.input} [category {name}]" for name in config.domain_categories)

@@ -10,13 +10,13 @@ whole table, the Beam one per user (the global cuts come as a side input).
   ``test``, the ``validation_fraction`` before it ``validation``
   (:func:`temporal_counts`).
 * ``global_time``: one cut in time for validation and one for test over every
-  record of both domains (:func:`time_cuts`): train on the past, score the
+  record of every domain (:func:`time_cuts`): train on the past, score the
   future, as a batch job that is retrained and then serves does.
 * ``kfold``: users dealt into folds (:func:`user_folds`).
 
 Cold-start users (:func:`held_out_domains`, temporal and global_time rules):
-a seeded share of the users with records in both domains each get one
-domain held out. *All* of that user's records of the held-out domain go to
+a seeded share of the users with records in two or more domains each get one
+of those domains held out. *All* of that user's records of the held-out domain go to
 ``test``; the user's records of the other domain keep the split the rule
 gives them. In the user's other-domain examples (train, validation and
 test), the held-out domain's history is empty, so no model sees those items
@@ -36,7 +36,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dasl_tf.features import DOMAIN_A, DOMAIN_B
+from dasl_tf.features import domain_suffix
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
 from dasl_tf.prepare.examples import hashed_uniform
 
@@ -146,32 +146,40 @@ def user_keys(user_ids: Sequence[str]) -> np.ndarray:
 
 
 def held_out_domains(user_ids: Sequence[str], in_a: np.ndarray, in_b: np.ndarray,
-                     fraction: float, seed: int) -> np.ndarray:
+                     fraction: float, seed: int, in_more: Sequence[np.ndarray] = ()
+                    ) -> np.ndarray:
   """The domain held out for each cold-start user (see the module docstring).
 
-  Each user with records in both domains is chosen when the first draw of a
-  counter-based hash of ``(seed, user id)`` falls below ``fraction`` (so about
-  that share of them is chosen); the second draw picks the held-out domain,
-  A or B with equal chance.
+  Each user with records in two or more domains is chosen when the first
+  draw of a counter-based hash of ``(seed, user id)`` falls below
+  ``fraction`` (so about that share of them is chosen); the second draw,
+  modulo the number m of the user's domains, picks the held-out one among
+  them (in domain order), each with chance 1/m. With two domains that is A or
+  B, half each.
 
   Args:
     user_ids: raw user ids, str [U].
     in_a: whether each user has domain-A records, bool [U].
     in_b: whether each user has domain-B records, bool [U].
-    fraction: the share of the overlap users to choose (0 = none).
+    fraction: the share of the users in two or more domains to choose (0 = none).
     seed: the run's seed.
+    in_more: whether each user has records of domain C, D, ..., bool [U] each.
 
   Returns:
-    int64 [U]: 0 (A), 1 (B) or :data:`NO_DOMAIN`.
+    int64 [U]: the held-out domain index, or :data:`NO_DOMAIN`.
   """
   held_out = np.full(len(user_ids), NO_DOMAIN, np.int64)
   if fraction <= 0 or not len(user_ids):
     return held_out
   n = len(user_ids)
+  present = np.stack([in_a, in_b, *in_more]).astype(bool).T
+  domains = present.sum(axis=1)
   draws = hashed_uniform(seed + _COLD_START_STREAM, user_keys(user_ids),
                          np.zeros(n, np.int64), 2, np.full(n, _UNIT))
-  chosen = np.asarray(in_a, bool) & np.asarray(in_b, bool) & (draws[:, 0] < fraction * _UNIT)
-  held_out[chosen] = draws[chosen, 1] % 2
+  chosen = (domains >= 2) & (draws[:, 0] < fraction * _UNIT)
+  pick = draws[chosen, 1] % domains[chosen]
+  # The pick-th (0-based) of the user's domains: the first d where the running count passes it.
+  held_out[chosen] = np.argmax(np.cumsum(present[chosen], axis=1) > pick[:, None], axis=1)
   return held_out
 
 
@@ -210,21 +218,26 @@ def user_folds(num_users: int, folds: int, seed: int) -> np.ndarray:
   return fold
 
 
-# The keys of a split's per-domain example counts (``examples.COUNT_KEYS``).
-_DOMAIN_COUNT_KEYS = ("domain_a", "domain_b")
+def _domain_count_keys(num_domains: int) -> Tuple[str, ...]:
+  """The keys of a split's per-domain example counts: ``domain_a``, ``domain_b``, ...
+
+  They are :func:`dasl_tf.prepare.examples.count_keys` but the first two.
+  """
+  return tuple(f"domain_{domain_suffix(d)}" for d in range(num_domains))
 
 
-def domain_counts(split: np.ndarray, domain: np.ndarray,
-                  split_names: Sequence[str]) -> Dict[str, Dict[str, int]]:
+def domain_counts(split: np.ndarray, domain: np.ndarray, split_names: Sequence[str],
+                  num_domains: int) -> Dict[str, Dict[str, int]]:
   """Records (one record is one example) per split and domain, keyed as the drivers count them.
 
   Args:
     split: the split index of every record, int [N].
     domain: the domain of every record, int [N].
     split_names: the splits, in index order.
+    num_domains: K.
   """
   return {name: {key: int(((split == k) & (domain == d)).sum())
-                 for key, d in zip(_DOMAIN_COUNT_KEYS, (DOMAIN_A, DOMAIN_B))}
+                 for d, key in enumerate(_domain_count_keys(num_domains))}
           for k, name in enumerate(split_names)}
 
 
@@ -234,9 +247,9 @@ def check_split_sizes(counts: Mapping[str, Mapping[str, int]], config: PrepareCo
 
   Args:
     counts: per split name, its examples of each domain (``domain_a``,
-      ``domain_b``), as :func:`domain_counts` or a driver's counts give them.
+      ``domain_b``, ...), as :func:`domain_counts` or a driver's counts give them.
     config: the run's configuration (split rule, fractions, folds, domain names).
-    num_users: the users of both domains.
+    num_users: the users of every domain.
     cuts: ``(validation_cut, test_cut)`` of a global_time split, else None.
 
   Returns:
@@ -251,14 +264,16 @@ def check_split_sizes(counts: Mapping[str, Mapping[str, int]], config: PrepareCo
   for name in config.split_names:
     if name == "validation" and config.validation_fraction <= 0:
       continue
-    per_domain = [int(counts.get(name, {}).get(key, 0)) for key in _DOMAIN_COUNT_KEYS]
+    per_domain = [int(counts.get(name, {}).get(key, 0))
+                  for key in _domain_count_keys(config.num_domains)]
     if not any(per_domain):
       raise PrepareError(f"the {name} split is empty: {_why_empty(name, config, num_users, cuts)}")
+    present = [domain_suffix(d).upper() for d, count in enumerate(per_domain) if count]
     for d, count in enumerate(per_domain):
       if not count:
-        warnings.append(f"the {name} split has no example of domain {'AB'[d]} "
-                        f"({config.domain_names[d]}); every example in it is of domain "
-                        f"{'BA'[d]}")
+        warnings.append(f"the {name} split has no example of domain {domain_suffix(d).upper()} "
+                        f"({config.domain_names[d]}); every example in it is of domain"
+                        f"{'s' if len(present) > 1 else ''} {', '.join(present)}")
   return warnings
 
 
@@ -276,5 +291,6 @@ def _why_empty(name: str, config: PrepareConfig, num_users: int,
             f"--test_fraction={config.test_fraction}")
   needed = 2 if name == "test" else 3
   held = " (outside a domain held out for cold start)" if config.cold_start_users > 0 else ""
-  return (f"every user has fewer than {needed} interactions over both domains{held}; the "
+  domains = "both domains" if config.num_domains == 2 else f"all {config.num_domains} domains"
+  return (f"every user has fewer than {needed} interactions over {domains}{held}; the "
           "temporal split needs at least 3 per user to fill train/validation/test")

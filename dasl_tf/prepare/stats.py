@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from dasl_tf.features import DOMAIN_A, DOMAIN_B
+from dasl_tf.features import domain_suffix
 from dasl_tf.prepare.interactions import CleanLog, Interactions
 from dasl_tf.prepare.readers import RawLog
 from dasl_tf.prepare.side_features import SideFeatures
@@ -70,23 +70,42 @@ def train_item_counts(interactions: Interactions, split_names) -> tuple:
   return tuple(
       np.bincount(interactions.item[trained & (interactions.domain == d)],
                   minlength=interactions.item_vocabs[d].size).astype(np.int64)
-      for d in (DOMAIN_A, DOMAIN_B))
+      for d in range(len(interactions.item_vocabs)))
 
 
-USER_KEYS = ("users", "overlap_users", "users_only_a", "users_only_b", "cold_start_users_a",
-             "cold_start_users_b")
+def user_keys(num_domains: int) -> Tuple[str, ...]:
+  """The user counts of ``stats.json`` (:func:`user_stats`) for K domains."""
+  suffixes = [domain_suffix(d) for d in range(num_domains)]
+  return ("users", "overlap_users", *(f"users_only_{s}" for s in suffixes),
+          *(f"cold_start_users_{s}" for s in suffixes))
+
+
+def user_counts(presence: np.ndarray, held_out: np.ndarray) -> Dict[str, int]:
+  """The counts of :func:`user_keys` from each user's domains and held-out domain.
+
+  Overlap users are those in two or more domains; ``users_only_<suffix>``
+  those in that domain alone; ``cold_start_users_<suffix>`` those whose
+  held-out domain it is.
+
+  Args:
+    presence: whether each user has records of each domain, bool [U, K].
+    held_out: each user's held-out domain (``splits.NO_DOMAIN`` = none), int [U].
+  """
+  domains = presence.sum(axis=1)
+  num_domains = presence.shape[1]
+  suffixes = [domain_suffix(d) for d in range(num_domains)]
+  return {"users": int(len(presence)), "overlap_users": int((domains >= 2).sum()),
+          **{f"users_only_{s}": int(((domains == 1) & presence[:, d]).sum())
+             for d, s in enumerate(suffixes)},
+          **{f"cold_start_users_{s}": int((held_out == d).sum()) for d, s in enumerate(suffixes)}}
 
 
 def user_stats(interactions: Interactions) -> Dict[str, int]:
-  """Users in A only, in B only, in both (overlap), and cold-start users per held-out domain."""
+  """:func:`user_counts` of the merged table's users."""
   starts = interactions.offsets[:-1]
-  in_a = np.add.reduceat((interactions.domain == DOMAIN_A).astype(np.int64), starts) > 0
-  in_b = np.add.reduceat((interactions.domain == DOMAIN_B).astype(np.int64), starts) > 0
-  held_out = interactions.held_out[starts]
-  return {"users": int(len(starts)), "overlap_users": int((in_a & in_b).sum()),
-          "users_only_a": int((in_a & ~in_b).sum()), "users_only_b": int((~in_a & in_b).sum()),
-          "cold_start_users_a": int((held_out == DOMAIN_A).sum()),
-          "cold_start_users_b": int((held_out == DOMAIN_B).sum())}
+  presence = np.stack([np.add.reduceat((interactions.domain == d).astype(np.int64), starts) > 0
+                       for d in range(len(interactions.item_vocabs))], axis=1)
+  return user_counts(presence, interactions.held_out[starts])
 
 
 def split_stats(split: str, time_cuts: Optional[Tuple[int, int]], time_unit: str,
@@ -124,17 +143,21 @@ def side_feature_stats(user_features: Optional[SideFeatures],
   return out
 
 
-def warnings_of(users: Dict[str, int], file_order_sources: List[str]) -> List[str]:
+def warnings_of(users: Dict[str, int], file_order_sources: List[str],
+                num_domains: int) -> List[str]:
   """Plain-language warnings a user should read.
 
   Args:
     users: :func:`user_stats`.
     file_order_sources: the inputs without a time column.
+    num_domains: K.
   """
   warnings = []
+  domains = "both domains" if num_domains == 2 else "two or more domains"
   if users["overlap_users"] == 0:
-    warnings.append("no user appears in both domains: cross-domain signals cannot be learned")
+    warnings.append(f"no user appears in {domains}: cross-domain signals cannot be learned")
+  interleaved = "the two domains are" if num_domains == 2 else "the domains are"
   for source in file_order_sources:
     warnings.append(f"{source}: no timestamp column; each user's records keep their file "
-                    "order and the two domains are interleaved in proportion (pseudo-time)")
+                    f"order and {interleaved} interleaved in proportion (pseudo-time)")
   return warnings

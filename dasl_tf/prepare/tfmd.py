@@ -8,7 +8,7 @@ text format), and ``tfdv.load_stats_binary`` reads ``stats.pb`` (a
 
 The schema gives every feature its type, fixed shape, presence and value
 domain: ids lie in their vocabulary ``[0, size)`` (0 padding, 1 OOV), ``domain``
-in {0, 1}, ``label`` in [0, 1], ``timestamp`` >= 0. ``negatives`` and ``train_negatives`` are in
+in {0, ..., K - 1}, ``label`` in [0, 1], ``timestamp`` >= 0. ``negatives`` and ``train_negatives`` are in
 some splits only (presence 0). The statistics hold what ``dasl-prepare``
 counts while writing: examples per split, per feature the examples carrying
 it and its number of values, and the label's mean (the positive rate).
@@ -33,13 +33,12 @@ _SPLIT_FEATURES = (F.NEGATIVES, F.TRAIN_NEGATIVES)
 
 def _int_domains(schema: F.DatasetSchema) -> Dict[str, Tuple[int, int]]:
   """The [min, max] of each integer feature's values."""
-  largest_item = max(schema.num_items_a, schema.num_items_b) - 1
+  largest_item = max(schema.num_items) - 1
   domains = {
       F.USER_ID: (0, schema.num_users - 1),
       F.ITEM_ID: (0, largest_item),
-      F.DOMAIN: (F.DOMAIN_A, F.DOMAIN_B),
-      F.HIST_A: (0, schema.num_items_a - 1),
-      F.HIST_B: (0, schema.num_items_b - 1),
+      F.DOMAIN: (0, schema.num_domains - 1),
+      **{F.history_key(d): (0, size - 1) for d, size in enumerate(schema.num_items)},
       F.NEGATIVES: (0, largest_item),
       F.TRAIN_NEGATIVES: (0, largest_item),
       F.TIMESTAMP: (0, np.iinfo(np.int64).max),
