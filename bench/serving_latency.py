@@ -2,11 +2,12 @@
 
 Usage::
 
-  .venv/bin/python bench/serving_latency.py [--export_dir DIR] [--requests 500]
+  .venv/bin/python bench/serving_latency.py [--export_dir DIR] [--requests 500] [--jit_compile]
 
 Without ``--export_dir`` it exports a DASL model of the default size (d = 32,
 T = 10; 10,000 users, 5,000 items per domain; random weights) to a temporary
-directory first. Each signature is then called with one request, on one
+directory first (with ``--jit_compile``, the model functions marked for XLA,
+as ``dasl-export --jit_compile`` does). Each signature is then called with one request, on one
 intra-op and one inter-op thread:
 
 * ``serving_default``: 1 serialized tf.Example of raw ids,
@@ -46,6 +47,7 @@ from dasl_tf.serving.client import DaslClient  # noqa: E402
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "an export version directory to time")
 _REQUESTS = flags.DEFINE_integer("requests", 500, "timed calls per case")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "untimed calls per case first")
+_JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "export with the model marked for XLA")
 
 NUM_USERS, NUM_ITEMS = 10_000, 5_000
 
@@ -70,7 +72,8 @@ def make_export(root: str) -> str:
   F.DatasetSchema(feature_spec=F.feature_spec_for(model_config), num_users=NUM_USERS + 2,
                   num_items_a=NUM_ITEMS + 2, num_items_b=NUM_ITEMS + 2).save(model_dir)
   model_io.save_final_weights(model, model_dir)
-  return export.export_model(model_dir, os.path.join(root, "exports"))
+  return export.export_model(model_dir, os.path.join(root, "exports"),
+                             jit_compile=_JIT_COMPILE.value)
 
 
 def cases(serving_spec: spec_lib.ServingSpec):
@@ -141,7 +144,8 @@ def _main(argv) -> None:
   with tempfile.TemporaryDirectory() as root:
     export_dir = _EXPORT_DIR.value or make_export(root)
     serving_spec = spec_lib.ServingSpec.load(export_dir)
-    print(f"export: {export_dir if _EXPORT_DIR.value else 'DASL, default size (temporary)'}; "
+    made = f"DASL, default size (temporary{', XLA' if _JIT_COMPILE.value else ''})"
+    print(f"export: {export_dir if _EXPORT_DIR.value else made}; "
           f"1 intra-op + 1 inter-op thread; {_REQUESTS.value} timed requests per case")
     for path, calls in (("session", session_calls), ("tf.saved_model.load", function_calls)):
       make_call = calls(export_dir)

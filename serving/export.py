@@ -66,6 +66,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("candidates_per_request", spec_lib.DEFAULT_CANDIDATES_PER_REQUEST,
                          "recommend: the width clients pad candidate lists to, so that "
                          "TensorFlow Serving can batch any two requests")
+    flags.DEFINE_bool("jit_compile", False, "compile the model's functions with XLA (faster "
+                      "on CPU; TensorFlow Serving then needs --xla_cpu_compilation_enabled=true)")
   flags.mark_flags_as_required(["model_dir", "export_base"])
 
 
@@ -81,7 +83,8 @@ def existing_versions(export_base: str) -> list:
 def export_model(model_dir: str, export_base: str, version: Optional[int] = None,
                  overwrite: bool = False, top_n: int = 10, id_dtype: str = "auto",
                  model_name: str = "dasl",
-                 candidates_per_request: int = spec_lib.DEFAULT_CANDIDATES_PER_REQUEST) -> str:
+                 candidates_per_request: int = spec_lib.DEFAULT_CANDIDATES_PER_REQUEST,
+                 jit_compile: bool = False) -> str:
   """Exports the finished model of ``model_dir`` as ``<export_base>/<version>``.
 
   Args:
@@ -95,6 +98,8 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     model_name: the served model name.
     candidates_per_request: the candidate-list width of ``recommend`` requests
       (see :class:`~dasl_tf.serving.spec.ServingSpec`).
+    jit_compile: mark the model's functions for XLA (:class:`~dasl_tf.serving.
+      signatures.ServingModule`); the warmup requests compile their shapes at load.
 
   Returns:
     The path of the written version directory.
@@ -121,7 +126,8 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
   serving_spec = spec_lib.ServingSpec(
       feature_spec=F.feature_spec_for(experiment.model), id_dtype=id_dtype, top_n=top_n,
       model_name=model_name, candidates_per_request=candidates_per_request)
-  module = signatures.ServingModule(model, experiment.model, vocab_dir, serving_spec)
+  module = signatures.ServingModule(model, experiment.model, vocab_dir, serving_spec,
+                                    jit_compile=jit_compile)
   final_dir = os.path.join(export_base, str(version))
   try:
     with publish.staged_directory(
@@ -131,6 +137,9 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
   except publish.PublishError as e:
     raise FileExistsError(str(e)) from e
   logging.info("exported version %d to %s", version, final_dir)
+  if jit_compile:
+    logging.info("%s uses XLA: run tensorflow_model_server with "
+                 "--xla_cpu_compilation_enabled=true on CPU", final_dir)
   return final_dir
 
 
@@ -148,7 +157,8 @@ def _write_version(module: signatures.ServingModule, serving_spec: spec_lib.Serv
 def _main(argv: List[str]) -> None:
   cli.no_arguments(argv)
   export_model(FLAGS.model_dir, FLAGS.export_base, FLAGS.version, FLAGS.overwrite,
-               FLAGS.top_n, FLAGS.id_dtype, FLAGS.model_name, FLAGS.candidates_per_request)
+               FLAGS.top_n, FLAGS.id_dtype, FLAGS.model_name, FLAGS.candidates_per_request,
+               FLAGS.jit_compile)
 
 
 def main() -> None:

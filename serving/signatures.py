@@ -158,13 +158,16 @@ class ServingModule:
     model_config: the model's config (vocabulary sizes, T, side features).
     vocab_dir: directory with ``users.txt``, ``items_a.txt``, ``items_b.txt``.
     serving_spec: raw-id dtype, top-n and the feature spec of the export.
+    jit_compile: mark the model's CTR and candidate-scoring functions for XLA
+      (TensorFlow Serving then needs ``--xla_cpu_compilation_enabled=true`` on
+      CPU); each new input shape is compiled on its first request.
 
   Raises:
     ValueError: a vocabulary file does not match the model.
   """
 
   def __init__(self, model, model_config: config_lib.ModelConfig, vocab_dir: str,
-               serving_spec: spec_lib.ServingSpec):
+               serving_spec: spec_lib.ServingSpec, jit_compile: bool = False):
     self.serving_spec = serving_spec
     self._spec = serving_spec.feature_spec
     self._config = model_config
@@ -182,13 +185,16 @@ class ServingModule:
         os.path.join(vocab_dir, ITEMS_B_VOCAB), id_dtype, "items_b")
     # Each model function is traced once and shared by the signatures calling it.
     # AutoGraph is off: the model code is plain TensorFlow, and converting it
-    # would multiply the export time.
+    # would multiply the export time. With jit_compile the two model functions
+    # (not the raw-id lookups and checks around them) are marked for XLA.
     model_inputs = self._spec.tensor_specs()
+    compile_options = {"jit_compile": True} if jit_compile else {}
     self._predict_ctr = tf.function(
-        model.predict_ctr, input_signature=[model_inputs], autograph=False)
+        model.predict_ctr, input_signature=[model_inputs], autograph=False, **compile_options)
     self._score_candidates = tf.function(
         model.score_candidates,
-        input_signature=[model_inputs, tf.TensorSpec([None, None], tf.int64)], autograph=False)
+        input_signature=[model_inputs, tf.TensorSpec([None, None], tf.int64)], autograph=False,
+        **compile_options)
 
     bodies = {
         spec_lib.SERVING_DEFAULT: self._serve_raw_examples,

@@ -16,6 +16,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
@@ -300,10 +301,8 @@ def _json_request(request):
   return encoded
 
 
-@pytest.fixture(scope="module")
-def fresh_process(setup, tmp_path_factory):
-  """Runs every signature and `saved_model_cli show --all` in a TensorFlow-only process."""
-  tmp_path = tmp_path_factory.mktemp("fresh_process")
+def _run_in_fresh_process(export_dir, tmp_path):
+  """Runs every signature of ``export_dir`` and `saved_model_cli show --all` in a TensorFlow-only process."""
   requests = {spec_lib.SERVING_DEFAULT: raw_examples_request(),
               spec_lib.SERVING_INDICES: examples_request(), spec_lib.PREDICT: predict_request(),
               spec_lib.RECOMMEND: recommend_request(),
@@ -313,29 +312,66 @@ def fresh_process(setup, tmp_path_factory):
   requests_path.write_text(json.dumps({k: _json_request(v) for k, v in requests.items()}))
   env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
   proc = subprocess.run(
-      [sys.executable, "-c", _FRESH_PROCESS, setup.export_dir, str(requests_path), str(out_path)],
+      [sys.executable, "-c", _FRESH_PROCESS, export_dir, str(requests_path), str(out_path)],
       capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(out_path.read_text())
 
 
-def test_export_loads_without_dasl_tf_and_matches_the_model(setup, fresh_process):
-  result = fresh_process
+@pytest.fixture(scope="module")
+def fresh_process(setup, tmp_path_factory):
+  return _run_in_fresh_process(setup.export_dir, tmp_path_factory.mktemp("fresh_process"))
+
+
+def _assert_fresh_process_matches_the_model(result, model):
   assert result["modules"] == []
   assert result["unregistered_ops"] == []
   assert {"HashTableV2", "LookupTableFindV2", "ParseExampleV2", "TopKV2"} <= set(result["ops"])
   outputs = {signature: {name: np.array(value) for name, value in out.items()}
              for signature, out in result["outputs"].items()}
-  expected_examples = expected_ctr(setup.model, predict_request())
+  expected_examples = expected_ctr(model, predict_request())
   assert_outputs_close(outputs[spec_lib.SERVING_DEFAULT], expected_examples)
   assert_outputs_close(outputs[spec_lib.SERVING_INDICES], expected_examples)
   assert_outputs_close(outputs[spec_lib.PREDICT], expected_examples)
   assert_outputs_close(outputs[spec_lib.RECOMMEND],
-                       expected_recommendations(setup.model, recommend_request()))
-  for signature, expected in expected_api_outputs(setup.model).items():
+                       expected_recommendations(model, recommend_request()))
+  for signature, expected in expected_api_outputs(model).items():
     expected = {name: value.astype(str) if value.dtype.kind == "S" else value
                 for name, value in expected.items()}
     assert_outputs_close(outputs[signature], expected)
+
+
+def test_export_loads_without_dasl_tf_and_matches_the_model(setup, fresh_process):
+  _assert_fresh_process_matches_the_model(fresh_process, setup.model)
+
+
+def _xla_functions(export_dir):
+  """Names of the SavedModel's functions marked ``_XlaMustCompile``."""
+  saved_model = saved_model_pb2.SavedModel()
+  with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+    saved_model.ParseFromString(f.read())
+  return {function.signature.name for meta_graph in saved_model.meta_graphs
+          for function in meta_graph.graph_def.library.function
+          if function.attr.get("_XlaMustCompile") and function.attr["_XlaMustCompile"].b}
+
+
+def test_a_jit_compiled_export_marks_the_model_for_xla_and_matches_the_model(setup, tmp_path):
+  """``--jit_compile``: the same outputs in a TensorFlow-only process and in a Session
+  (TensorFlow Serving's way of running a SavedModel); the default export has no XLA."""
+  export_dir = export.export_model(setup.model_dir, str(tmp_path / "exports"), top_n=TOP_N,
+                                   jit_compile=True)
+  assert _xla_functions(export_dir) and not _xla_functions(setup.export_dir)
+  _assert_fresh_process_matches_the_model(_run_in_fresh_process(export_dir, tmp_path),
+                                          setup.model)
+  graph = tf.Graph()
+  with tf.compat.v1.Session(graph=graph) as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING],
+                                                      export_dir)
+    signature = meta_graph.signature_def[spec_lib.PREDICT]
+    request = predict_request()
+    ctr = session.run(signature.outputs["ctr"].name,
+                      {signature.inputs[name].name: value for name, value in request.items()})
+  np.testing.assert_allclose(ctr, expected_ctr(setup.model, request)["ctr"], atol=1e-5)
 
 
 def test_ctr_is_the_head_of_the_examples_domain(setup):

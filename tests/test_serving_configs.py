@@ -114,4 +114,5 @@ def test_docker_compose_serves_the_configs():
   flags = set(service["command"])
   assert {"--port=8500", "--rest_api_port=8501", "--model_config_file=/config/models.config",
           "--enable_batching=true", "--batching_parameters_file=/config/batching_parameters.txt",
-          "--enable_model_warmup=true"} <= flags
+          "--enable_model_warmup=true",
+          "--xla_cpu_compilation_enabled=${XLA_CPU_COMPILATION:-false}"} <= flags
