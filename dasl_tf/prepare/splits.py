@@ -38,7 +38,7 @@ import numpy as np
 
 from dasl_tf.features import domain_suffix
 from dasl_tf.prepare.config import PrepareConfig, PrepareError
-from dasl_tf.prepare.examples import hashed_uniform
+from dasl_tf.prepare.examples import count_keys, hashed_uniform
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 # The held-out domain of a user who has none.
@@ -219,11 +219,8 @@ def user_folds(num_users: int, folds: int, seed: int) -> np.ndarray:
 
 
 def _domain_count_keys(num_domains: int) -> Tuple[str, ...]:
-  """The keys of a split's per-domain example counts: ``domain_a``, ``domain_b``, ...
-
-  They are :func:`dasl_tf.prepare.examples.count_keys` but the first two.
-  """
-  return tuple(f"domain_{domain_suffix(d)}" for d in range(num_domains))
+  """The keys of a split's per-domain example counts: ``domain_a``, ``domain_b``, ..."""
+  return count_keys(num_domains)[2:]  # after "examples" and "positives"
 
 
 def domain_counts(split: np.ndarray, domain: np.ndarray, split_names: Sequence[str],
