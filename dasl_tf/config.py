@@ -28,6 +28,8 @@ DASL_VARIANTS = {
     "single_domain": (False, "own"),
 }
 VARIANTS = tuple(DASL_VARIANTS)
+# The variants that train on K >= 2 domains; the others (the paper's baselines) on two.
+K_DOMAIN_VARIANTS = VARIANTS + ("popularity",)
 RANKING_LOSSES = ("bce", "softmax")
 # TrainConfig.negative_sampling: the stored draws of dasl-prepare, or fresh draws every epoch.
 NEGATIVE_SAMPLINGS = ("stored", "uniform", "popularity")
@@ -38,6 +40,8 @@ NO_RANKING_LOSS = "none"
 TIMESTAMP_UNITS = ("seconds", "milliseconds", "pseudo_time")
 # TrainConfig.strategy: the tf.distribute strategies of :mod:`dasl_tf.distribute`.
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# At most this many domains, suffixed a .. z (dasl_tf.features.MAX_DOMAINS).
+MAX_DOMAINS = 26
 
 
 class ConfigError(errors.DaslError, ValueError):
@@ -136,6 +140,16 @@ def _fits(value, type_name: str) -> bool:
   return isinstance(value, kinds[type_name])
 
 
+# Fields left out of config JSON at these values (those of two domains).
+_TWO_DOMAIN_DEFAULTS = {"num_items_more": ()}
+
+
+def _without_two_domain_defaults(values: Dict[str, Any]) -> Dict[str, Any]:
+  return {key: _without_two_domain_defaults(item) if isinstance(item, dict) else item
+          for key, item in values.items()
+          if not (key in _TWO_DOMAIN_DEFAULTS and item == _TWO_DOMAIN_DEFAULTS[key])}
+
+
 class _JsonMixin:
   """JSON round-trip for the config dataclasses, every field checked on construction.
 
@@ -164,8 +178,13 @@ class _JsonMixin:
     return dataclasses.asdict(self)
 
   def to_json(self) -> str:
-    """The config in the package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""
-    return json_io.dumps(self.to_dict())
+    """The config in the package's JSON layout (:func:`dasl_tf.json_io.dumps`).
+
+    Fields of K-domain models at their two-domain values are left out
+    (:data:`_TWO_DOMAIN_DEFAULTS`), so that a two-domain config is written as
+    before K-domain models and older files load.
+    """
+    return json_io.dumps(_without_two_domain_defaults(self.to_dict()))
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any], base=None):
@@ -211,6 +230,9 @@ class ModelConfig(_JsonMixin):
     num_users: size of the user vocabulary (shared by both domains).
     num_items_a: size of domain A's item vocabulary.
     num_items_b: size of domain B's item vocabulary.
+    num_items_more: sizes of the item vocabularies of domains C, D, ... of a
+      model of K > 2 domains (:attr:`num_items` holds all K); only the
+      variants of :data:`K_DOMAIN_VARIANTS` take more than two domains.
     history_length: T, the number of past items per domain in each example.
     user_num_dim: number of numeric user side features.
     user_cat_vocab_sizes: vocabulary size of each categorical user feature.
@@ -268,6 +290,7 @@ class ModelConfig(_JsonMixin):
   num_users: int = 0
   num_items_a: int = 0
   num_items_b: int = 0
+  num_items_more: Tuple[int, ...] = ()
   history_length: int = 10
   user_num_dim: int = 0
   user_cat_vocab_sizes: Tuple[int, ...] = ()
@@ -299,7 +322,7 @@ class ModelConfig(_JsonMixin):
 
   _RANGES: ClassVar[Mapping[str, _Rule]] = {
       **{name: _NON_NEGATIVE for name in ("num_users", "num_items_a", "num_items_b",
-                                          "user_num_dim", "item_num_dim")},
+                                          "num_items_more", "user_num_dim", "item_num_dim")},
       **{name: _POSITIVE for name in (
           "history_length", "user_cat_vocab_sizes", "item_cat_vocab_sizes", "embedding_dim",
           "gru_units", "attention_dim", "hidden_units", "autoencoder_units", "sasrec_blocks",
@@ -313,9 +336,26 @@ class ModelConfig(_JsonMixin):
   }
 
   def _check(self) -> None:
+    if self.num_domains > MAX_DOMAINS:
+      raise ConfigError(f"ModelConfig.num_items_more: {self.num_domains} domains, at most "
+                        f"{MAX_DOMAINS}")
+    if self.num_domains > 2 and self.variant not in K_DOMAIN_VARIANTS:
+      raise ConfigError(
+          f"{self.variant} is a two-domain model and the data has {self.num_domains} domains; "
+          f"use {', '.join(K_DOMAIN_VARIANTS[:-1])} or {K_DOMAIN_VARIANTS[-1]} for K domains")
     if self.variant == "sasrec" and self.embedding_dim % self.sasrec_heads:
       raise ConfigError(f"ModelConfig.sasrec_heads={self.sasrec_heads} must divide "
                         f"embedding_dim={self.embedding_dim} (the heads split it)")
+
+  @property
+  def num_domains(self) -> int:
+    """K, the model's domains (heads)."""
+    return 2 + len(self.num_items_more)
+
+  @property
+  def num_items(self) -> Tuple[int, ...]:
+    """The item vocabulary size of each of the K domains, in domain order."""
+    return (self.num_items_a, self.num_items_b, *self.num_items_more)
 
   @property
   def dual_embedding(self) -> bool:

@@ -17,8 +17,8 @@ from dasl_tf import models
 from dasl_tf import negatives
 
 # Model fields that always come from the dataset's schema.json.
-DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "history_length", "user_num_dim",
-                  "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes",
+DATASET_FIELDS = ("num_users", "num_items_a", "num_items_b", "num_items_more", "history_length",
+                  "user_num_dim", "user_cat_vocab_sizes", "item_num_dim", "item_cat_vocab_sizes",
                   "timestamp_unit")
 
 def resolve_config(schema: F.DatasetSchema,

@@ -62,7 +62,7 @@ DOMAIN_B = 1
 # and metrics end in its suffix (``logit_a``, ``head_b``, ``auc_a``).
 DOMAINS = (DOMAIN_A, DOMAIN_B)
 # K domains are suffixed a, b, c, ... in order (at most 26).
-MAX_DOMAINS = 26
+MAX_DOMAINS = config_lib.MAX_DOMAINS
 
 
 def domain_suffix(domain: int) -> str:
@@ -80,6 +80,32 @@ def domain_suffix(domain: int) -> str:
 def history_key(domain: int) -> str:
   """The feature of the user's last T items of domain ``domain``: ``hist_a``, ``hist_b``, ..."""
   return f"hist_{domain_suffix(domain)}"
+
+
+def domain_select(domain: "tf.Tensor", values: Sequence["tf.Tensor"]) -> "tf.Tensor":
+  """Per example, the entry of ``values`` of its domain: ``values[domain[i]][i]``.
+
+  Args:
+    domain: int ``[B]``, each example's domain.
+    values: K tensors of one shape ``[B, ...]``, one per domain in order.
+
+  Example:
+    >>> import tensorflow as tf
+    >>> domain_select(tf.constant([2, 0]), [tf.constant([1, 1]), tf.constant([2, 2]),
+    ...                                     tf.constant([3, 3])]).numpy()
+    array([3, 1], dtype=int32)
+
+  An example of no domain below K - 1 gets the last domain's value.
+  """
+  # Imported here, not at the top: dasl-prepare runs without TensorFlow.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  rank = values[0].shape.rank
+  selected = values[-1]
+  for d in reversed(range(len(values) - 1)):
+    in_d = tf.reshape(tf.equal(domain, tf.cast(d, domain.dtype)), [-1] + [1] * (rank - 1))
+    selected = tf.where(in_d, values[d], selected)
+  return selected
 
 
 DOMAIN_SUFFIX = {d: domain_suffix(d) for d in DOMAINS}
@@ -371,6 +397,7 @@ class DatasetSchema:
         num_users=self.num_users,
         num_items_a=self.num_items_a,
         num_items_b=self.num_items_b,
+        num_items_more=tuple(self.num_items_more),
         history_length=self.feature_spec.history_length,
         user_num_dim=self.feature_spec.user_num_dim,
         user_cat_vocab_sizes=tuple(self.user_cat_vocab_sizes),
@@ -480,7 +507,8 @@ def feature_spec_for(model_config: config_lib.ModelConfig,
       user_cat_dim=len(model_config.user_cat_vocab_sizes),
       item_num_dim=model_config.item_num_dim,
       item_cat_dim=len(model_config.item_cat_vocab_sizes),
-      num_negatives=num_negatives)
+      num_negatives=num_negatives,
+      num_domains=model_config.num_domains)
 
 
 def pad_history(items: Sequence[int], history_length: int) -> np.ndarray:
