@@ -92,13 +92,13 @@ def fit_table(examples: Dict[str, np.ndarray], domain: int, source_domain: int,
               item_counts: Sequence[int], num_neighbours: int) -> "NeighbourTable":
   """The neighbour table of head ``domain`` over the history of ``source_domain``.
 
-  Each example of ``domain`` in ``examples`` (``item_id``, ``domain``,
-  ``hist_a``, ``hist_b`` arrays, as :func:`example_features` gives) is one
+  Each example of ``domain`` in ``examples`` (``item_id``, ``domain`` and the
+  histories ``hist_a``, ``hist_b``, ..., as :func:`example_features` gives) is one
   event between its target and each item of its ``source_domain`` history;
   the own domain's table is symmetric, the other domain's bipartite.
   """
   in_domain = examples[F.DOMAIN] == domain
-  source = (examples[F.HIST_A], examples[F.HIST_B])[source_domain][in_domain]
+  source = examples[F.history_key(source_domain)][in_domain]
   targets = np.repeat(examples[F.ITEM_ID][in_domain], source.shape[1])
   return cosine_neighbours(source.reshape(-1), targets, item_counts[source_domain],
                            item_counts[domain], num_neighbours,

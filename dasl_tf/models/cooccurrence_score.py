@@ -8,8 +8,8 @@ signal to the relevance, with one learned weight per head and source:
   r'_D(u, c) = r_D(u, c) + Σ_s w_{D,s} · Σ_t sim_s(h^s_t, c)
 
 over the sources s = the own domain D (symmetric item-item cosine over the
-own-domain history) and, for the cross-domain variants, the other domain D'
-(bipartite cosine from D' history items to D targets): the cross-domain
+own-domain history) and, for the cross-domain variants, every other domain D'
+in order (bipartite cosine from D' history items to D targets): the cross-domain
 source is how a user with no own-domain history still gets a personal top-n.
 The tables count every training interaction, as the relevance output learns
 them. On a training example, its own events are taken out of its target's
@@ -27,24 +27,23 @@ import tf_keras
 from dasl_tf import cooccurrence
 from dasl_tf import features as F
 
-_HISTORIES = (F.HIST_A, F.HIST_B)
 
 
 def _key(domain: int, source: int) -> str:
   """The name of head ``domain``'s table over ``source``'s history ("a_from_b")."""
-  return f"{F.DOMAIN_SUFFIX[domain]}_from_{F.DOMAIN_SUFFIX[source]}"
+  return f"{F.domain_suffix(domain)}_from_{F.domain_suffix(source)}"
 
 
 class CooccurrenceScore(tf_keras.layers.Layer):
   """``Σ_s w_{D,s} · s_{D,s}(c)`` of candidates, per head (the module doc has the math).
 
   The neighbour tables are non-trainable weights set by :meth:`fit`; the
-  weights ``w`` (``[2, S]``, one per head and source) are trained and start at 1.
+  weights ``w`` (``[K, S]``, one per head and source) are trained and start at 1.
 
   Args:
-    item_counts: the item vocabulary size of each domain.
+    item_counts: the item vocabulary size of each of the K domains.
     num_neighbours: neighbours kept per item (``ModelConfig.knn_neighbors``).
-    cross_domain: also score from the other domain's history.
+    cross_domain: also score from every other domain's history (``S = K``, else 1).
     name: Keras name of the layer.
   """
 
@@ -52,9 +51,11 @@ class CooccurrenceScore(tf_keras.layers.Layer):
                name: str = "cooccurrence", **kwargs):
     super().__init__(name=name, **kwargs)
     self.item_counts = tuple(item_counts)
-    self.sources = {d: (d, 1 - d) if cross_domain else (d,) for d in F.DOMAINS}
+    domains = range(len(self.item_counts))
+    self.sources = {d: (d, *(e for e in domains if e != d)) if cross_domain else (d,)
+                    for d in domains}
     self.tables = {}  # by _key(head, source)
-    for d in F.DOMAINS:
+    for d in domains:
       for s in self.sources[d]:
         suffix = _key(d, s)
         rows, cols = self.item_counts[s], self.item_counts[d]
@@ -66,12 +67,12 @@ class CooccurrenceScore(tf_keras.layers.Layer):
                                         ("source_events", (rows,), tf.float32),
                                         ("target_events", (cols,), tf.float32))))
     self.weights_per_source = self.add_weight(
-        name="source_weights", shape=(len(F.DOMAINS), len(self.sources[F.DOMAIN_A])),
+        name="source_weights", shape=(len(self.item_counts), len(self.sources[0])),
         initializer="ones", trainable=True)
 
   def fit(self, examples: Dict[str, np.ndarray]) -> None:
     """Sets the tables from the training examples' ``item_id``, ``domain`` and histories."""
-    for d in F.DOMAINS:
+    for d in self.sources:
       for s in self.sources[d]:
         table = self.tables[_key(d, s)]
         fitted = cooccurrence.fit_table(examples, d, s, self.item_counts, table.ids.shape[1])
@@ -87,7 +88,7 @@ class CooccurrenceScore(tf_keras.layers.Layer):
     """The unweighted ``s_{D,s}(c)`` ``[B, C]`` of each source of head ``domain``, in order.
 
     Args:
-      features: the examples' ``hist_a`` and ``hist_b``.
+      features: the examples' histories (``hist_a``, ``hist_b``, ...).
       candidates: int64 item indices of domain ``domain``.
       domain: the head.
       leave_one_out: candidates[:, 0] is each example's own target, counted in
@@ -96,7 +97,7 @@ class CooccurrenceScore(tf_keras.layers.Layer):
     scores = []
     for s in self.sources[domain]:
       table = self.tables[_key(domain, s)]
-      history = features[_HISTORIES[s]]
+      history = features[F.history_key(s)]
       score = cooccurrence.neighbour_scores(history, table.ids, table.sims, candidates,
                                             self.item_counts[domain])
       if leave_one_out:

@@ -1,6 +1,7 @@
 """DASL (paper section 3) and its ablations DASL-DE, DASL-DA and Single-Domain (section 5.2)."""
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
@@ -15,7 +16,7 @@ from dasl_tf.catalogue import FullCatalogue
 from dasl_tf.layers import autoencoder
 from dasl_tf.layers.autoencoder import FeatureAutoencoder
 from dasl_tf.layers.dual_attention import DualAttention, OWN, input_keys
-from dasl_tf.layers.dual_embedding import DualEmbedding
+from dasl_tf.layers.dual_embedding import DualEmbedding, MultiDomainEmbedding
 from dasl_tf.layers.interaction import CandidateInteraction
 from dasl_tf.layers.mlp import MLP, CheckpointedDropout
 from dasl_tf.layers.sequence import SequenceEncoder, encode_histories
@@ -25,10 +26,21 @@ from dasl_tf.models.cooccurrence_score import CooccurrenceScore
 from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_length
 from dasl_tf.models.registry import register
 
-_HISTORIES = tuple(F.history_key(d) for d in F.DOMAINS)
-# Dual Attention's heads are the domains, named by their feature suffix.
-_DOMAIN_NAMES = tuple(F.DOMAIN_SUFFIX[d] for d in F.DOMAINS)
-QUERY, RECORDS, MASK = input_keys(_DOMAIN_NAMES)
+
+def _histories(num_domains: int) -> Tuple[str, ...]:
+  """The history features of the K domains: ``hist_a``, ``hist_b``, ..."""
+  return tuple(F.history_key(d) for d in range(num_domains))
+
+
+def _domain_names(num_domains: int) -> Tuple[str, ...]:
+  """Dual Attention's and Dual Embedding's names of the K domains: their feature suffixes."""
+  return tuple(F.domain_suffix(d) for d in range(num_domains))
+
+
+@functools.lru_cache(maxsize=None)
+def _attention_keys(num_domains: int) -> Tuple[Dict[int, str], Dict[int, str], Dict[int, str]]:
+  """Dual Attention's input keys ``(query, records, mask)`` per domain, of K domains."""
+  return input_keys(_domain_names(num_domains))
 
 
 class _UserContext(NamedTuple):
@@ -36,7 +48,9 @@ class _UserContext(NamedTuple):
 
   Attributes:
     parts: per domain ``D`` (only the domains computed), the parts of head D's
-      candidate-independent input: ``u_D``, ``map(u_D')``, ``h_D``, ``h_D'``.
+      candidate-independent input: ``u_D``, ``map(u_D')``, ``h_D``, ``h_D'``
+      (with K > 2 domains: ``u_D``, ``M_{E->D} u_E`` and then ``h_D``, ``h_E``
+      for every other domain E in order).
     records: the GRU outputs ``R_D`` of each domain ``[batch, T, units]``.
     masks: the real-record masks of the histories ``[batch, T]``, per domain.
   """
@@ -78,7 +92,7 @@ def ablation(config: config_lib.ModelConfig) -> Ablation:
 @tf_keras.utils.register_keras_serializable(package="dasl_tf")
 @register(*config_lib.VARIANTS)
 class DASL(CrossDomainRanker):
-  """Dual Attentive Sequential Learning: two heads, one per domain, trained together.
+  """Dual Attentive Sequential Learning: one head per domain (two, or K > 2), trained together.
 
   For each example the user context is computed once:
 
@@ -125,6 +139,14 @@ class DASL(CrossDomainRanker):
   history from that fraction of the examples (their head sees a user with no
   record there); evaluation and serving hide nothing.
 
+  With K > 2 domains (``config.num_items_more``) there is one head, user and
+  item autoencoder and GRU per domain; the attention runs over all K
+  domains' records (the own domain's only for Single-Domain); Dual Embedding
+  is a :class:`~dasl_tf.layers.MultiDomainEmbedding` (eq. (1)-(2) over every
+  pair of domains, its users those with both histories non-empty), and head
+  D reads ``M_{E->D} u_E`` and ``h_E`` of every other domain E in place of
+  ``map(u_D')`` and ``h_D'``. With K = 2 it is :class:`DualEmbedding`.
+
   Losses: the task's (:class:`~dasl_tf.models.task.CrossDomainTask`: each
   head's CTR loss on the examples of its domain, and the ranking loss) plus,
   through ``self.losses``, the dual-embedding, orthogonality, reconstruction
@@ -150,30 +172,36 @@ class DASL(CrossDomainRanker):
     components = ablation(config)
     super().__init__(config, name=name, **kwargs)
     self.single_domain = components.attention == OWN
-    item_vocab = (config.num_items_a, config.num_items_b)
+    item_vocab = config.num_items
+    names = _domain_names(config.num_domains)
     self.user_autoencoders = [
         FeatureAutoencoder(
             config.num_users, config.embedding_dim, config.user_num_dim,
             config.user_cat_vocab_sizes, config.autoencoder_units,
             reconstruction_weight=config.reconstruction_weight, l2=config.l2,
-            oov_id=F.OOV_ID, name=f"user_autoencoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
+            oov_id=F.OOV_ID, name=f"user_autoencoder_{names[d]}") for d in self.domains]
     self.item_autoencoders = [
         FeatureAutoencoder(
             item_vocab[d], config.embedding_dim, config.item_num_dim,
             config.item_cat_vocab_sizes, config.autoencoder_units,
             reconstruction_weight=config.reconstruction_weight, l2=config.l2,
             oov_id=F.OOV_ID, encode_side_features=False,
-            name=f"item_autoencoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
+            name=f"item_autoencoder_{names[d]}") for d in self.domains]
     self.sequence_encoders = [
         SequenceEncoder(config.gru_units, unroll=config.unroll_gru,
-                        name=f"sequence_encoder_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
-    self.dual_embedding = DualEmbedding(
-        config.dual_embedding_weight, config.orthogonality_weight,
-        name="dual_embedding") if components.dual_embedding else None
+                        name=f"sequence_encoder_{names[d]}") for d in self.domains]
+    self.dual_embedding = None
+    if components.dual_embedding and config.num_domains == 2:  # the paper's X: its checkpoint keys
+      self.dual_embedding = DualEmbedding(
+          config.dual_embedding_weight, config.orthogonality_weight, name="dual_embedding")
+    elif components.dual_embedding:
+      self.dual_embedding = MultiDomainEmbedding(
+          domain_names=names, dual_weight=config.dual_embedding_weight,
+          orthogonality_weight=config.orthogonality_weight, name="dual_embedding")
     self.dual_attention = DualAttention(config.attention_dim, mode=components.attention,
-                                        domain_names=_DOMAIN_NAMES, name="dual_attention")
+                                        domain_names=names, name="dual_attention")
     self.interactions = [
-        CandidateInteraction(l2=config.l2, name=f"interaction_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS
+        CandidateInteraction(l2=config.l2, name=f"interaction_{names[d]}") for d in self.domains
     ] if config.candidate_interactions else None
     self.other_domain_dropout = None  # Single-Domain reads no other domain: nothing to hide
     if config.other_domain_dropout != 0 and not self.single_domain:
@@ -183,7 +211,7 @@ class DASL(CrossDomainRanker):
       self.other_domain_dropout.build((None,))
     self.heads = [
         MLP(config.hidden_units, 2 if self.has_relevance else 1, dropout=config.dropout,
-            l2=config.l2, name=f"head_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
+            l2=config.l2, name=f"head_{names[d]}") for d in self.domains]
     self.cooccurrence = CooccurrenceScore(
         item_vocab, config.knn_neighbors, cross_domain=not self.single_domain
     ) if config.cooccurrence_score and self.has_relevance else None
@@ -191,7 +219,7 @@ class DASL(CrossDomainRanker):
     if (config.recency_score and self.has_relevance
         and config.timestamp_unit in UNITS_PER_DAY):
       self.recent_clicks = RecentClicks(item_vocab, window_length(config))
-      self.recency_weights = self.add_weight(name="recency_weights", shape=(len(F.DOMAINS),),
+      self.recency_weights = self.add_weight(name="recency_weights", shape=(config.num_domains,),
                                              initializer="ones", trainable=True)
 
   def adapt(self, dataset: tf.data.Dataset) -> None:
@@ -200,7 +228,8 @@ class DASL(CrossDomainRanker):
     variant = self.model_config.variant
     if self.cooccurrence is not None:
       self.cooccurrence.fit(cooccurrence.example_features(
-          dataset, (F.ITEM_ID, F.DOMAIN, *_HISTORIES), variant, clicked_only=False))
+          dataset, (F.ITEM_ID, F.DOMAIN, *_histories(self.model_config.num_domains)), variant,
+          clicked_only=False))
     if self.recent_clicks is not None:
       if F.TIMESTAMP not in dataset.element_spec[0]:
         logging.warning("%s: the training data has no %r (prepared by an earlier release): "
@@ -216,24 +245,24 @@ class DASL(CrossDomainRanker):
 
   def call(self, features: Dict[str, tf.Tensor], training: bool = False
            ) -> Dict[str, tf.Tensor]:
-    """Logits of the target item under both heads (plus the item reconstruction loss).
+    """Logits of the target item under every head (plus the item reconstruction loss).
 
     The CTR output only: the top-n terms, which add to the relevance output, are not computed.
     """
     target = tf.expand_dims(features[F.ITEM_ID], 1)
     outputs = self._outputs(features, target, self._target_side_features(features), training,
                             top_n_terms=False)
-    return {f"logit_{F.domain_suffix(d)}": outputs[d][:, 0, 0] for d in F.DOMAINS}
+    return {f"logit_{F.domain_suffix(d)}": outputs[d][:, 0, 0] for d in self.domains}
 
   def head_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                   training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+                   training: bool = False) -> Tuple[tf.Tensor, ...]:
     """Outputs ``[batch, C, U]`` of candidates under every head (CTR, then relevance)."""
-    return tuple(self._outputs(features, candidates, (None,) * len(F.DOMAINS), training))
+    return tuple(self._outputs(features, candidates, (None,) * len(self.domains), training))
 
   def domain_outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                      domain: int, training: bool = False) -> tf.Tensor:
-    """Outputs ``[batch, C, U]`` of candidates under one head; the other is not computed."""
-    return self._outputs(features, candidates, (None,) * len(F.DOMAINS), training,
+    """Outputs ``[batch, C, U]`` of candidates under one head; the others are not computed."""
+    return self._outputs(features, candidates, (None,) * len(self.domains), training,
                          heads=(domain,))[0]
 
   def attention_weights(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -244,18 +273,21 @@ class DASL(CrossDomainRanker):
       over the example's records, domain A's T history items then domain B's
       (padding 0), with the target item as each head's query; see
       :meth:`DualAttention.record_weights` for each variant's normalisation.
+      With K > 2 domains, one ``[batch, K T]`` entry per head, over the K
+      domains' records in domain order.
     """
+    query_keys, record_keys, mask_keys = _attention_keys(len(self.domains))
     context = self._user_context(features, training=False)
     target = tf.expand_dims(features[F.ITEM_ID], 1)
     side_features = self._target_side_features(features)
     queries = [self._embed_candidates(d, target, side_features[d], training=False)
-               for d in F.DOMAINS]
+               for d in self.domains]
     inputs = {}
-    for d in F.DOMAINS:
-      inputs.update({QUERY[d]: queries[d], RECORDS[d]: context.records[d],
-                     MASK[d]: context.masks[d]})
+    for d in self.domains:
+      inputs.update({query_keys[d]: queries[d], record_keys[d]: context.records[d],
+                     mask_keys[d]: context.masks[d]})
     weights = self.dual_attention.record_weights(inputs)
-    return {F.domain_suffix(d): weights[d][:, 0] for d in F.DOMAINS}
+    return {F.domain_suffix(d): weights[d][:, 0] for d in self.domains}
 
   def training_logits(self, features: Dict[str, tf.Tensor], training: bool = False
                       ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
@@ -272,11 +304,12 @@ class DASL(CrossDomainRanker):
     negatives = features.get(F.TRAIN_NEGATIVES)
     if training and self.other_domain_dropout is not None:
       features = self._hide_other_domains(features)
-    indices = [tf.where(tf.equal(features[F.DOMAIN], d))[:, 0] for d in F.DOMAINS]
+    indices = [tf.where(tf.equal(features[F.DOMAIN], d))[:, 0] for d in self.domains]
     side_features = self._target_side_features(features)
     context = None if self.single_domain else self._user_context(features, training)
     per_head = []
-    for d in F.DOMAINS:
+    read_by_terms = _histories(len(self.domains)) + (F.TIMESTAMP,)
+    for d in self.domains:
       take = lambda x, d=d: tf.gather(x, indices[d])  # pylint: disable=cell-var-from-loop
       if self.single_domain:
         head_context = self._user_context(tf.nest.map_structure(take, features), training,
@@ -292,7 +325,7 @@ class DASL(CrossDomainRanker):
             [candidates, self._embed_candidates(d, take(negatives), None, training)], axis=1)
       outputs = self._head_outputs(d, head_context, candidates, training)
       per_head.append(self._with_top_n_terms(
-          outputs, {name: take(features[name]) for name in _HISTORIES + (F.TIMESTAMP,)
+          outputs, {name: take(features[name]) for name in read_by_terms
                     if name in features}, candidate_ids, d,
           leave_one_out=training))
     outputs = tf.dynamic_stitch([tf.cast(i, tf.int32) for i in indices], per_head)
@@ -304,22 +337,24 @@ class DASL(CrossDomainRanker):
     hidden = tf.equal(
         self.other_domain_dropout(tf.ones_like(domain, tf.float32), training=True), 0.0)
     features = dict(features)
-    for d in F.DOMAINS:
+    for d, name in enumerate(_histories(len(self.domains))):
       hide = hidden & tf.not_equal(domain, d)
-      history = features[_HISTORIES[d]]
-      features[_HISTORIES[d]] = tf.where(hide[:, None], tf.constant(F.PAD_ID, history.dtype),
+      history = features[name]
+      features[name] = tf.where(hide[:, None], tf.constant(F.PAD_ID, history.dtype),
                                          history)
     return features
 
   def _outputs(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
                candidate_side_features: Tuple[Optional[Dict[str, tf.Tensor]], ...],
-               training: bool, heads: Sequence[int] = F.DOMAINS,
+               training: bool, heads: Optional[Sequence[int]] = None,
                top_n_terms: bool = True) -> List[tf.Tensor]:
     """Outputs ``[batch, C, U]`` of the candidates under each head of ``heads``, in order.
 
     With ``top_n_terms`` false the relevance output lacks the co-occurrence and
-    recency terms (for callers that read the CTR output only).
+    recency terms (for callers that read the CTR output only). ``heads``
+    defaults to every domain.
     """
+    heads = self.domains if heads is None else heads
     context = self._user_context(features, training, heads)
     outputs = []
     for d in heads:
@@ -419,7 +454,7 @@ class DASL(CrossDomainRanker):
     """
     expected = {"relevance", "prior", *self._term_weights(domain)}
     if set(weights) != expected:
-      raise ValueError(f"{self.model_config.variant} head {F.DOMAIN_SUFFIX[domain]} has the "
+      raise ValueError(f"{self.model_config.variant} head {F.domain_suffix(domain)} has the "
                        f"top-n parts {sorted(expected)}, not {sorted(weights)}")
     scale = float(weights["relevance"])
     if not scale > 0:
@@ -448,41 +483,49 @@ class DASL(CrossDomainRanker):
   def _head_outputs(self, domain: int, context: "_UserContext", candidates: tf.Tensor,
                     training: bool) -> tf.Tensor:
     """Head ``domain``'s outputs ``[batch, C, U]`` of embedded candidates ``[batch, C, d]``."""
-    attention_inputs = {QUERY[domain]: candidates}
-    for d in F.DOMAINS:
-      attention_inputs.update({RECORDS[d]: context.records[d], MASK[d]: context.masks[d]})
+    query_keys, record_keys, mask_keys = _attention_keys(len(self.domains))
+    attention_inputs = {query_keys[domain]: candidates}
+    for d in self.domains:
+      attention_inputs.update({record_keys[d]: context.records[d], mask_keys[d]: context.masks[d]})
     attended, = self.dual_attention(attention_inputs, heads=[domain])
     return candidate_head.head_outputs(
         self.heads[domain], self.interactions and self.interactions[domain],
         context.parts[domain], attended, candidates, training=training)
 
   def _user_context(self, features: Dict[str, tf.Tensor], training: bool,
-                    heads: Sequence[int] = F.DOMAINS) -> "_UserContext":
-    """The candidate-independent inputs of the heads in ``heads``.
+                    heads: Optional[Sequence[int]] = None) -> "_UserContext":
+    """The candidate-independent inputs of the heads in ``heads`` (default: every domain).
 
     Single-Domain computes the user autoencoder of those heads' domains only,
     so a head never trains the other domain's user autoencoder.
     """
+    heads = self.domains if heads is None else heads
     masks, records, states = encode_histories(
-        [features[name] for name in _HISTORIES], self.item_autoencoders,
+        [features[name] for name in _histories(len(self.domains))], self.item_autoencoders,
         self.sequence_encoders, F.PAD_ID, training)
     user_inputs = {autoencoder.ID: features[F.USER_ID]}
     if F.USER_NUM in features:
       user_inputs[autoencoder.NUMERIC] = features[F.USER_NUM]
     if F.USER_CAT in features:
       user_inputs[autoencoder.CATEGORICAL] = features[F.USER_CAT]
-    user_domains = heads if self.single_domain else F.DOMAINS
+    user_domains = heads if self.single_domain else self.domains
     users = {d: self.user_autoencoders[d](user_inputs, training=training) for d in user_domains}
     parts = {d: [users[d]] for d in user_domains}
-    if self.dual_embedding is not None:
+    if isinstance(self.dual_embedding, DualEmbedding):
       overlap = tf.reduce_any(masks[0], axis=1) & tf.reduce_any(masks[1], axis=1)
       a_to_b, b_to_a = self.dual_embedding((users[0], users[1], overlap))
       parts[0].append(b_to_a)  # map(u_D'): the other domains' users in D's space
       parts[1].append(a_to_b)
+    elif self.dual_embedding is not None:
+      # present[:, d]: a non-empty history of domain d; a pair's users are present in both
+      present = tf.stack([tf.reduce_any(mask, axis=1) for mask in masks], axis=1)
+      mapped = self.dual_embedding(([users[d] for d in self.domains], present))
+      for d in self.domains:  # M_{E->D} u_E: every other domain's user in D's space
+        parts[d].extend(mapped[:, e, d] for e in self.domains if e != d)
     for d in user_domains:
       parts[d].append(states[d])
       if not self.single_domain:
-        parts[d].extend(states[e] for e in F.DOMAINS if e != d)
+        parts[d].extend(states[e] for e in self.domains if e != d)
     return _UserContext(parts=parts, records=tuple(records), masks=tuple(masks))
 
   def _target_side_features(self, features: Dict[str, tf.Tensor]
@@ -494,9 +537,9 @@ class DASL(CrossDomainRanker):
     if F.ITEM_CAT in features:
       side[autoencoder.CATEGORICAL] = tf.expand_dims(features[F.ITEM_CAT], 1)
     if not side:
-      return (None,) * len(F.DOMAINS)
+      return (None,) * len(self.domains)
     per_domain = []
-    for d in F.DOMAINS:
+    for d in self.domains:
       in_domain = tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32)
       per_domain.append(dict(side, **{autoencoder.SAMPLE_WEIGHT: in_domain[:, None]}))
     return tuple(per_domain)

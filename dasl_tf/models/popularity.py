@@ -48,5 +48,5 @@ class Popularity(CrossDomainRanker):
   learns = False
 
   def head_logits(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor,
-                  training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    return tuple(self.task.domain_prior(candidates, d) for d in F.DOMAINS)
+                  training: bool = False) -> Tuple[tf.Tensor, ...]:
+    return tuple(self.task.domain_prior(candidates, d) for d in self.domains)

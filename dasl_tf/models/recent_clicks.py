@@ -53,7 +53,7 @@ class RecentClicks(tf_keras.layers.Layer):
   """Per-domain click times of the training split, counted over a window (module doc).
 
   Args:
-    item_counts: the item vocabulary size of each domain.
+    item_counts: the item vocabulary size of each of the K domains.
     window: W, in the unit of the ``timestamp`` feature.
     name: Keras name of the layer.
   """
@@ -65,8 +65,9 @@ class RecentClicks(tf_keras.layers.Layer):
     self.window = int(window)
     self.click_keys = [
         tf.Variable(tf.zeros([0], tf.int64), shape=tf.TensorShape([None]), trainable=False,
-                    name=f"click_keys_{F.DOMAIN_SUFFIX[d]}") for d in F.DOMAINS]
-    self.most_clicks = self.add_weight(name="most_clicks", shape=(len(F.DOMAINS),),
+                    name=f"click_keys_{F.domain_suffix(d)}")
+        for d in range(len(self.item_counts))]
+    self.most_clicks = self.add_weight(name="most_clicks", shape=(len(self.item_counts),),
                                        initializer="zeros", trainable=False)
     self.time_origin, self.key_stride, self.reference_time = (
         self.add_weight(name=weight, shape=(), dtype=tf.int64, initializer="zeros",
@@ -82,13 +83,13 @@ class RecentClicks(tf_keras.layers.Layer):
     self.key_stride.assign(stride)
     self.reference_time.assign(int(times.max()) + 1 if times.size else 0)
     most = []
-    for d in F.DOMAINS:
+    for d in range(len(self.item_counts)):
       items = examples[F.ITEM_ID]
       keep = ((examples[F.DOMAIN] == d) & (items >= F.NUM_RESERVED_IDS)
               & (items < self.item_counts[d]))
       self.click_keys[d].assign(np.sort(items[keep] * stride + times[keep] - origin))
       most.append(np.bincount(items[keep]).max() if keep.any() else 0)
-      logging.info("%s head %s: %d clicks", variant, F.DOMAIN_SUFFIX[d], int(keep.sum()))
+      logging.info("%s head %s: %d clicks", variant, F.domain_suffix(d), int(keep.sum()))
     self.most_clicks.assign(np.asarray(most, np.float32))
 
   def _count_before(self, keys: tf.Tensor, items: tf.Tensor, times: tf.Tensor) -> tf.Tensor:

@@ -6,8 +6,8 @@ everything about the objective, none of the scoring: the model
 task turns them into
 
 * the CTR losses: one ``tfrs.tasks.Ranking`` per head (``task_a``,
-  ``task_b``), each on the examples of its domain, with its AUC and loss
-  metrics;
+  ``task_b``, ...), each on the examples of its domain, with its AUC and loss
+  metrics (``auc_a``, ``loss_a``, ...);
 * the item priors ``b_D`` (one ``[items_D, 1]`` embedding per domain), started
   at ``log(1 + clicks)`` by :meth:`CrossDomainTask.adapt` and trained by the
   ranking loss only;
@@ -19,7 +19,7 @@ task turns them into
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -54,7 +54,7 @@ def count_clicks(dataset: tf.data.Dataset, num_items: Sequence[int]) -> List[tf.
   for features, labels in dataset:
     clicked = tf.cast(labels > 0.5, tf.float32)
     items = features[F.ITEM_ID]
-    for d in F.DOMAINS:
+    for d in range(len(num_items)):
       in_domain = tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32)
       known = tf.where((items >= 0) & (items < num_items[d]), items, F.OOV_ID)
       counts[d] += tf.math.unsorted_segment_sum(clicked * in_domain, known, num_items[d])
@@ -65,7 +65,7 @@ def count_clicks(dataset: tf.data.Dataset, num_items: Sequence[int]) -> List[tf.
 
 @tf_keras.utils.register_keras_serializable(package="dasl_tf")
 class CrossDomainTask(tf_keras.layers.Layer):
-  """The CTR losses, the ranking loss, the item priors and the top-n score of two heads.
+  """The CTR losses, the ranking loss, the item priors and the top-n score of K >= 2 heads.
 
   Example:
     >>> task = CrossDomainTask((4, 4), ranking_loss="bce", ranking_weight=1.0,
@@ -78,7 +78,7 @@ class CrossDomainTask(tf_keras.layers.Layer):
     array([[2.5, 2. ]], dtype=float32)
 
   Args:
-    num_items: the vocabulary size of domain A and of domain B (the priors' rows).
+    num_items: the vocabulary size of each domain, A, B, ... (the priors' rows).
     ranking_loss: :attr:`~dasl_tf.config.ModelConfig.ranking_loss`: ``"bce"``,
       ``"softmax"`` or ``"none"``.
     ranking_weight: the ranking loss's weight beside the CTR loss.
@@ -95,21 +95,29 @@ class CrossDomainTask(tf_keras.layers.Layer):
     self.ranking_loss = ranking_loss
     self.ranking_weight = float(ranking_weight)
     self.relevance = bool(relevance)
-    self.task_a = _ranking_task("a")
-    self.task_b = _ranking_task("b")
+    for d in self.domains:  # task_a, task_b, ...: the checkpoints' names
+      setattr(self, f"task_{F.domain_suffix(d)}", _ranking_task(F.domain_suffix(d)))
     self.ranking_loss_metric = tf_keras.metrics.Mean(name="ranking_loss")
     self.item_priors = [
         tf_keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
-                                  name=f"item_prior_{F.DOMAIN_SUFFIX[d]}")
-        for d, size in zip(F.DOMAINS, self.num_items)]
+                                  name=f"item_prior_{F.domain_suffix(d)}")
+        for d, size in zip(self.domains, self.num_items)]
     for prior in self.item_priors:  # built now: a model's `call` never reads them
       prior.build((None,))
 
+  @property
+  def domains(self) -> Tuple[int, ...]:
+    """The heads' domains, ``0 .. K-1``."""
+    return tuple(range(len(self.num_items)))
+
+  def ctr_task(self, domain: int) -> tfrs.tasks.Ranking:
+    """The CTR task of head ``domain`` (``task_a``, ``task_b``, ...)."""
+    return getattr(self, f"task_{F.domain_suffix(domain)}")
+
   def item_prior(self, features: Dict[str, tf.Tensor], items: tf.Tensor) -> tf.Tensor:
     """``b_D(i)`` ``[batch, C]`` of items ``[batch, C]`` in each example's domain D."""
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
-    return tf.where(in_a[:, None], self.domain_prior(items, F.DOMAIN_A),
-                    self.domain_prior(items, F.DOMAIN_B))
+    return F.domain_select(features[F.DOMAIN],
+                           [self.domain_prior(items, d) for d in self.domains])
 
   def domain_prior(self, items: tf.Tensor, domain: int) -> tf.Tensor:
     """``b_D(i)`` of items (any shape) of domain ``domain``; unknown ids read the OOV row."""
@@ -156,13 +164,11 @@ class CrossDomainTask(tf_keras.layers.Layer):
     """
     ctr_logit = target[:, 0]
     labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
-    weight_a = tf.cast(tf.equal(features[F.DOMAIN], F.DOMAIN_A), tf.float32)
     # Keras losses reduce the last axis: give them [batch, 1] so each example keeps its weight.
-    loss_a = self.task_a(labels=labels[:, None], predictions=ctr_logit[:, None],
-                         sample_weight=weight_a, training=training)
-    loss_b = self.task_b(labels=labels[:, None], predictions=ctr_logit[:, None],
-                         sample_weight=1.0 - weight_a, training=training)
-    per_example = loss_a + loss_b
+    per_example = tf.add_n([self.ctr_task(d)(
+        labels=labels[:, None], predictions=ctr_logit[:, None],
+        sample_weight=tf.cast(tf.equal(features[F.DOMAIN], d), tf.float32), training=training)
+                            for d in self.domains])
     if negatives is not None:
       target_score = self.top_n_score(
           target, self.item_prior(features, features[F.ITEM_ID][:, None])[:, 0])
