@@ -14,6 +14,7 @@ import numpy as np
 import tf_keras
 
 from dasl_tf import config as config_lib
+from dasl_tf import features as F
 from dasl_tf.model_dir import TrainingState
 
 class EpochMetrics(tf_keras.callbacks.Callback):
@@ -24,7 +25,7 @@ class EpochMetrics(tf_keras.callbacks.Callback):
   metrics' values aggregated across replicas (read in cross-replica context,
   in the same order on every worker): the training metrics just before the
   validation pass resets them, the validation metrics at the epoch's end.
-  It then adds ``auc`` and ``val_auc``, the mean of the two heads' AUCs.
+  It then adds ``auc`` and ``val_auc``, the mean of the heads' AUCs.
   """
 
   def __init__(self, num_replicas: int):
@@ -55,8 +56,11 @@ class EpochMetrics(tf_keras.callbacks.Callback):
         logs.update(self._train_logs)
         logs.update(self._metric_results("val_"))
     for prefix in ("", "val_"):
-      if f"{prefix}auc_a" in logs and f"{prefix}auc_b" in logs:
-        logs[f"{prefix}auc"] = (float(logs[f"{prefix}auc_a"]) + float(logs[f"{prefix}auc_b"])) / 2
+      heads = []  # auc_a, auc_b, ...: every head's, in domain order
+      while f"{prefix}auc_{F.domain_suffix(len(heads))}" in logs:
+        heads.append(float(logs[f"{prefix}auc_{F.domain_suffix(len(heads))}"]))
+      if len(heads) >= 2:
+        logs[f"{prefix}auc"] = sum(heads) / len(heads)
 
 
 class DivergenceGuard(tf_keras.callbacks.Callback):

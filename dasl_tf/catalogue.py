@@ -15,10 +15,6 @@ import numpy as np
 from dasl_tf import data as data_lib
 from dasl_tf import features as F
 
-HISTORIES = {F.DOMAIN_A: F.HIST_A, F.DOMAIN_B: F.HIST_B}
-"""The history feature of each domain."""
-# The columns a catalogue reads.
-_COLUMNS = (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B)
 # Pending (user, item) keys of one domain merged into the sorted set past this many.
 _MERGE_KEYS = 1 << 22
 
@@ -30,8 +26,8 @@ class FullCatalogue:
   validation for the test split, training for the validation split.
 
   Args:
-    num_items: item vocabulary sizes of domains A and B, reserved ids included;
-      domain D's catalogue is the ids ``2 .. num_items[D] - 1``.
+    num_items: item vocabulary sizes of the K domains (A, B, ...), reserved ids
+      included; domain D's catalogue is the ids ``2 .. num_items[D] - 1``.
     touched: per domain, the sorted unique int64 keys ``user * num_items[D] + item``
       of the (user, item) pairs of that domain in the earlier splits' examples
       (targets and histories).
@@ -53,20 +49,22 @@ class FullCatalogue:
     Raises:
       ValueError: an item id is outside its domain's vocabulary (the feature is named).
     """
-    pending = {d: [] for d in F.DOMAINS}
-    touched = {d: np.zeros(0, np.int64) for d in F.DOMAINS}
-    users = {d: [] for d in F.DOMAINS}
+    domains = range(len(num_items))
+    pending = {d: [] for d in domains}
+    touched = {d: np.zeros(0, np.int64) for d in domains}
+    users = {d: [] for d in domains}
     for batch in batches:
       user, item, domain = (np.asarray(batch[name], np.int64)
                             for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN))
-      for d, hist_name in HISTORIES.items():
+      for d in domains:
+        hist_name = F.history_key(d)
         size = num_items[d]
         in_d = domain == d
         history = np.asarray(batch[hist_name], np.int64)
         for name, values in ((F.ITEM_ID, item[in_d]), (hist_name, history)):
           if values.size and values.max() >= size:
             raise ValueError(f"{name} holds item id {values.max()}, outside domain "
-                             f"{F.DOMAIN_SUFFIX[d]}'s vocabulary of {size} ids: the examples "
+                             f"{F.domain_suffix(d)}'s vocabulary of {size} ids: the examples "
                              "and schema.json disagree")
         pair_users = np.concatenate([user[in_d], np.repeat(user, history.shape[1])])
         pair_items = np.concatenate([item[in_d], history.reshape(-1)])
@@ -77,9 +75,9 @@ class FullCatalogue:
           touched[d] = np.unique(np.concatenate([touched[d]] + pending[d]))
           pending[d] = []
     return cls(num_items,
-               [np.unique(np.concatenate([touched[d]] + pending[d])) for d in F.DOMAINS],
+               [np.unique(np.concatenate([touched[d]] + pending[d])) for d in domains],
                [np.unique(np.concatenate(users[d] or [np.zeros(0, np.int64)]))
-                for d in F.DOMAINS])
+                for d in domains])
 
   @classmethod
   def from_files(cls, files: Sequence[str], spec: F.FeatureSpec,
@@ -89,14 +87,16 @@ class FullCatalogue:
     Raises:
       ValueError: an item id is outside its domain's vocabulary.
     """
-    return cls.from_columns(data_lib.SplitColumns.read(files, spec, _COLUMNS), num_items)
+    columns = (F.USER_ID, F.ITEM_ID, F.DOMAIN,
+               *(F.history_key(d) for d in range(spec.num_domains)))
+    return cls.from_columns(data_lib.SplitColumns.read(files, spec, columns), num_items)
 
   @classmethod
   def from_columns(cls, columns: data_lib.SplitColumns,
                    num_items: Sequence[int]) -> "FullCatalogue":
     """The catalogue of a split's columns (``user_id``, ``item_id``, ``domain``, histories)."""
     catalogue = cls.from_batches(columns.batches(), num_items)
-    logging.info("full catalogue: %s touched (user, item) pairs in domains A and B",
+    logging.info("full catalogue: %s touched (user, item) pairs per domain",
                  [keys.size for keys in catalogue.touched])
     return catalogue
 
@@ -118,7 +118,7 @@ class FullCatalogue:
   def cold_start_users(self, domains: np.ndarray, users: np.ndarray) -> np.ndarray:
     """bool ``[N]``: user ``users[n]`` has no example of the earlier splits in ``domains[n]``."""
     known = np.zeros(len(users), bool)
-    for d in F.DOMAINS:
+    for d in range(len(self.num_items)):
       rows = domains == d
       position = np.searchsorted(self.users[d], users[rows])
       found = position < self.users[d].size

@@ -121,10 +121,19 @@ def _read_count(path: str) -> int:
     raise _corrupt(path, e) from None
 
 
-# The columns a run's setup reads of the training split (the item priors, the co-occurrence
-# and recency tables, the negative sampler's exclusions, the full catalogue).
-SETUP_COLUMNS = (features_lib.USER_ID, features_lib.ITEM_ID, features_lib.DOMAIN,
-                 features_lib.HIST_A, features_lib.HIST_B, features_lib.TIMESTAMP)
+
+
+def setup_columns(num_domains: int) -> Tuple[str, ...]:
+  """The columns a run's setup reads of the training split of K domains.
+
+  They feed the item priors, the co-occurrence and recency tables, the
+  negative sampler's exclusions and the full catalogue: ``user_id``,
+  ``item_id``, ``domain``, every history and ``timestamp``.
+  """
+  return (features_lib.USER_ID, features_lib.ITEM_ID, features_lib.DOMAIN,
+          *(features_lib.history_key(d) for d in range(num_domains)), features_lib.TIMESTAMP)
+
+
 _COLUMN_BATCH = 8192
 
 
@@ -147,12 +156,13 @@ class SplitColumns:
 
   @classmethod
   def read(cls, files: Sequence[str], spec: features_lib.FeatureSpec,
-           names: Sequence[str] = SETUP_COLUMNS) -> "SplitColumns":
-    """Reads the columns ``names`` of ``files`` in file order.
+           names: Optional[Sequence[str]] = None) -> "SplitColumns":
+    """Reads the columns ``names`` (default: :func:`setup_columns`) of ``files`` in file order.
 
     Raises:
       CorruptRecordsError: a shard is truncated, corrupt or does not parse.
     """
+    names = setup_columns(spec.num_domains) if names is None else names
     parts: Dict[str, List[np.ndarray]] = {}
     labels: List[np.ndarray] = []
     for path in files:

@@ -55,6 +55,10 @@ Stable metric names (``metrics.json``, reports and callbacks), with K = 10:
   both), ``hr10_full_b_cold_start_user`` (the user has no example of the
   earlier splits in the example's domain), and so on.
 
+A model of K > 2 domains has every key once per domain, suffixed by its letter
+(``auc_c``, ``hr10_c``, ``hr10_full_c``, ...); its ``other`` domain in the
+slices is every other domain (``no_other_domain``: no record in any of them).
+
 The full-catalogue keys and the ``cold_start_user`` slice need the earlier
 splits (a :class:`~dasl_tf.catalogue.FullCatalogue`); without one they are absent.
 """
@@ -69,7 +73,7 @@ from absl import logging
 from dasl_tf import autograph_rules  # noqa: F401  pylint: disable=unused-import
 from dasl_tf import config as config_lib
 from dasl_tf import features as F
-from dasl_tf.catalogue import HISTORIES, FullCatalogue
+from dasl_tf.catalogue import FullCatalogue
 
 SLICES = ("cold_start", "no_other_domain", "both_domains", "cold_start_user")
 """Example slices of the per-slice metrics (:func:`slice_masks`)."""
@@ -227,19 +231,20 @@ class EvaluationScorer:
   split). Each head is traced only where its domain's examples are scored.
 
   Args:
-    model: a two-headed model (``call`` -> ``logit_a``/``logit_b``, and
-      ``score_candidates``).
+    model: a model with one head per domain (``domains``; ``call`` ->
+      ``logit_a``, ``logit_b``, ..., and ``score_candidates``).
   """
 
   def __init__(self, model):
     self.model = model
+    self.domains = tuple(model.domains)
 
   @tf.function(reduce_retracing=True, autograph=False)
   def batch(self, features: Dict[str, tf.Tensor], labels: tf.Tensor):
     """The CTR logit of each example's own head, and its positives' sampled rank counts."""
     logits = self.model(features, training=False)
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
-    own_logit = tf.where(in_a, logits["logit_a"], logits["logit_b"])
+    own_logit = F.domain_select(features[F.DOMAIN], [logits[f"logit_{F.domain_suffix(d)}"]
+                                                     for d in self.domains])
     positive = labels > 0.5
     if F.NEGATIVES not in features:
       missing = -tf.ones_like(tf.boolean_mask(labels, positive), tf.int32)
@@ -263,10 +268,9 @@ class EvaluationScorer:
 
   def _own_head_scores(self, features: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
     """``score_candidates``: each domain's rows gathered and scored by its own head alone."""
-    in_a = tf.equal(features[F.DOMAIN], F.DOMAIN_A)
-    rows = [tf.where(in_a)[:, 0], tf.where(~in_a)[:, 0]]
+    rows = [tf.where(tf.equal(features[F.DOMAIN], d))[:, 0] for d in self.domains]
     scores = []
-    for d in F.DOMAINS:
+    for d in self.domains:
       take = lambda x, d=d: tf.gather(x, rows[d])  # pylint: disable=cell-var-from-loop
       scores.append(self.model.score_candidates(tf.nest.map_structure(take, features),
                                                 take(candidates), training=False, domain=d))
@@ -296,9 +300,10 @@ class _Collector:
     self.user_batch = user_batch
     self.item_chunk = item_chunk
     self.offset = 0
-    self.examples = {d: [] for d in F.DOMAINS}
-    self.positives = {d: [] for d in F.DOMAINS}
-    self.samples = ({d: UniformSample(full_catalogue_positives) for d in F.DOMAINS}
+    self.domains = scorer.domains
+    self.examples = {d: [] for d in self.domains}
+    self.positives = {d: [] for d in self.domains}
+    self.samples = ({d: UniformSample(full_catalogue_positives) for d in self.domains}
                     if catalogue is not None and full_catalogue_positives > 0 else None)
 
   def add(self, features: Dict[str, tf.Tensor], labels: tf.Tensor) -> None:
@@ -309,13 +314,15 @@ class _Collector:
     index = self.offset + np.arange(labels.size)
     self.offset += labels.size
     domains = arrays[F.DOMAIN]
-    history = [np.sum(arrays[HISTORIES[d]] != F.PAD_ID, axis=1) for d in F.DOMAINS]
-    columns = {"own": np.where(domains == F.DOMAIN_A, history[0], history[1]),
-               "other": np.where(domains == F.DOMAIN_A, history[1], history[0])}
+    history = np.stack([np.sum(arrays[F.history_key(d)] != F.PAD_ID, axis=1)
+                        for d in self.domains], axis=1)
+    own = np.take_along_axis(history, np.minimum(domains, len(self.domains) - 1)[:, None], 1)[:, 0]
+    # "other": the records of every other domain (the one other domain's, of two)
+    columns = {"own": own, "other": history.sum(axis=1) - own}
     if self.catalogue is not None:
       columns["cold_start_user"] = self.catalogue.cold_start_users(domains, arrays[F.USER_ID])
     positive = np.flatnonzero(labels > 0.5)
-    for d in F.DOMAINS:
+    for d in self.domains:
       rows = domains == d
       self.examples[d].append(dict({name: values[rows] for name, values in columns.items()},
                                    score=own_logit[rows], label=labels[rows]))
@@ -352,7 +359,7 @@ class _Collector:
       target_columns = targets[padded] - F.NUM_RESERVED_IDS
       excluded = self.catalogue.excluded(
           domain, sample[f"feature:{F.USER_ID}"][padded],
-          sample[f"feature:{HISTORIES[domain]}"][padded], targets[padded], num_chunks * chunk)
+          sample[f"feature:{F.history_key(domain)}"][padded], targets[padded], num_chunks * chunk)
       excluded[batch_rows, target_columns] = False  # scored with the others, ranked apart
       scores = np.concatenate([self.scorer.catalogue_chunk(
           features, tf.constant(F.NUM_RESERVED_IDS + c * chunk, tf.int64),
@@ -368,7 +375,7 @@ class _Collector:
                                  counter_uniforms(self.seed, _FULL_TIES, sample["index"][rows]))
       if done % 10 == 9:
         logging.info("full-catalogue ranking of domain %s: %d of %d positives",
-                     F.DOMAIN_SUFFIX[domain], start + n, in_vocab.size)
+                     F.domain_suffix(domain), start + n, in_vocab.size)
     return ranks
 
   def _slices(self, columns: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -382,7 +389,8 @@ class _Collector:
       raise ValueError("the evaluation dataset has no example")
     out = {}
     k = self.k
-    for d, name in F.DOMAIN_SUFFIX.items():
+    for d in self.domains:
+      name = F.domain_suffix(d)
       examples, positives = _concat(self.examples[d]), _concat(self.positives[d])
       sampled = positives["above"] >= 0
       ranks = random_ranks(positives["above"], positives["ties"],

@@ -81,9 +81,10 @@ def per_example(train: config_lib.TrainConfig, spec: F.FeatureSpec) -> int:
   return DEFAULT_NUM_NEGATIVES
 
 
-def touched_key(user, domain, item, num_items: int):
-  """The key of (user, domain, item) triples, NumPy or TensorFlow int64 (any shape)."""
-  return (user * 2 + domain) * num_items + item
+def touched_key(user, domain, item, num_items: int, num_domains: int = 2):
+  """The key of (user, domain, item) triples of K = ``num_domains`` domains, NumPy or
+  TensorFlow int64 (any shape)."""
+  return (user * num_domains + domain) * num_items + item
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,20 +113,20 @@ class TrainingSplit:
       ValueError: an item index lies outside its domain's vocabulary, or the
         keys would overflow int64.
     """
-    sizes = (schema.num_items_a, schema.num_items_b)
-    if schema.num_users * 2 * max(sizes) >= 2**63:
-      raise ValueError(f"{schema.num_users} users x 2 domains x {max(sizes)} items overflow the "
-                       "int64 keys of the training negatives' exclusion set")
+    sizes = schema.num_items
+    if schema.num_users * len(sizes) * max(sizes) >= 2**63:
+      raise ValueError(f"{schema.num_users} users x {len(sizes)} domains x {max(sizes)} items "
+                       "overflow the int64 keys of the training negatives' exclusion set")
     user, item, domain = (columns.features[name] for name in (F.USER_ID, F.ITEM_ID, F.DOMAIN))
     counts = []
-    for d in F.DOMAINS:
+    for d in range(len(sizes)):
       items = item[domain == d]
       if items.size and not 0 <= items.min() <= items.max() < sizes[d]:
         raise ValueError(f"training split: item index {items.max()} of domain "
-                         f"{F.DOMAIN_SUFFIX[d].upper()} lies outside its vocabulary of "
+                         f"{F.domain_suffix(d).upper()} lies outside its vocabulary of "
                          f"{sizes[d]} (schema.json)")
       counts.append(np.bincount(items, minlength=sizes[d]).astype(np.int64))
-    return cls(np.unique(touched_key(user, domain, item, max(sizes))), tuple(counts))
+    return cls(np.unique(touched_key(user, domain, item, max(sizes), len(sizes))), tuple(counts))
 
 
 def draw_weights(counts: np.ndarray, kind: str, alpha: float) -> np.ndarray:
@@ -155,10 +156,9 @@ def log_q(weights: np.ndarray) -> np.ndarray:
 
 def _by_domain(tables: Sequence[tf.Tensor], domain: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
   """``tables[domain][ids]`` per example: domain ``[B]``, ids ``[B]`` or ``[B, k]``."""
-  values = [tf.gather(table, tf.clip_by_value(ids, 0, tf.shape(table, tf.int64)[0] - 1))
-            for table in tables]
-  in_a = tf.reshape(tf.equal(domain, F.DOMAIN_A), [-1] + [1] * (ids.shape.rank - 1))
-  return tf.where(in_a, values[0], values[1])
+  return F.domain_select(domain, [
+      tf.gather(table, tf.clip_by_value(ids, 0, tf.shape(table, tf.int64)[0] - 1))
+      for table in tables])
 
 
 class LogQ:
@@ -214,20 +214,20 @@ class NegativeSampler:
     """``features`` with new ``train_negatives`` [B, k] and ``train_negative_mask`` [B, k].
 
     Args:
-      features: a batch with ``user_id``, ``item_id``, ``domain``, ``hist_a``, ``hist_b``.
+      features: a batch with ``user_id``, ``item_id``, ``domain`` and every history.
       seed: int64 ``[2]``, the stateless seed of the batch's block.
     """
     domain, target = features[F.DOMAIN], features[F.ITEM_ID]
-    in_a = tf.equal(domain, F.DOMAIN_A)[:, None]
     shape = tf.stack([tf.shape(domain)[0], self.block])
     uniform = tf.reshape(tf.random.stateless_uniform(shape, seed, dtype=tf.float64), [-1])
     draws = [tf.reshape(tf.minimum(tf.searchsorted(cdf, uniform, side="right", out_type=tf.int64),
                                    tf.size(cdf, out_type=tf.int64) - 1), shape)
              + F.NUM_RESERVED_IDS for cdf in self._cdfs]
-    candidates = tf.where(in_a, draws[0], draws[1])
-    history = tf.where(in_a, features[F.HIST_A], features[F.HIST_B])
-    vocabulary_size = tf.where(in_a, tf.constant(self._sizes[0], tf.int64),
-                               tf.constant(self._sizes[1], tf.int64))
+    candidates = F.domain_select(domain, draws)
+    history = F.domain_select(domain, [features[F.history_key(d)]
+                                       for d in range(len(self._sizes))])
+    vocabulary_size = F.domain_select(domain, [tf.constant([[size]], tf.int64)
+                                               for size in self._sizes])
     repeated = candidates[:, :, None] == candidates[:, None, :]
     excluded = (self._touched(features[F.USER_ID], domain, candidates)
                 | (candidates >= vocabulary_size)
@@ -244,7 +244,8 @@ class NegativeSampler:
 
   def _touched(self, user: tf.Tensor, domain: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
     """Whether (user, domain, item) is in the training split, bool like ``items`` [B, m]."""
-    keys = tf.reshape(touched_key(user[:, None], domain[:, None], items, self._key_items), [-1])
+    keys = tf.reshape(touched_key(user[:, None], domain[:, None], items, self._key_items,
+                                  len(self._sizes)), [-1])
     position = tf.minimum(tf.searchsorted(self._keys, keys, out_type=tf.int64),
                           tf.size(self._keys, out_type=tf.int64) - 1)
     return tf.reshape(tf.equal(tf.gather(self._keys, position), keys), tf.shape(items))

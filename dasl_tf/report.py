@@ -48,12 +48,25 @@ ATTENTION_FILE = "attention.png"
 _DOMAIN_COLUMNS = (("hr10_full", "HR@10 (full)"), ("ndcg10_full", "NDCG@10 (full)"),
                    ("hr10_full_in_vocab", "HR@10 (full, seen targets)"),
                    ("hr10", "HR@10 (sampled)"), ("auc", "AUC"))
-_OVERALL_METRICS = tuple(f"{metric}_{head}" for head in F.DOMAIN_SUFFIX.values()
-                         for metric in [m for m, _ in _DOMAIN_COLUMNS] + [
-                             "examples", "unseen_target_share", "full_catalogue_positives"])
-# The experiment tables: every test metric overall and per slice of dasl_tf.metrics.SLICES.
-TABLE_METRICS = _OVERALL_METRICS + tuple(
-    f"{name}_{slice_name}" for slice_name in metrics_lib.SLICES for name in _OVERALL_METRICS)
+
+
+def _heads(num_domains: int) -> List[str]:
+  """The suffixes of K domains' metrics: ``a``, ``b``, ..."""
+  return [F.domain_suffix(d) for d in range(num_domains)]
+
+
+def table_metrics(num_domains: int) -> Tuple[str, ...]:
+  """The experiment tables' metrics of K domains: every test metric overall and per slice."""
+  overall = tuple(f"{metric}_{head}" for head in _heads(num_domains)
+                  for metric in [m for m, _ in _DOMAIN_COLUMNS] + [
+                      "examples", "unseen_target_share", "full_catalogue_positives"])
+  return overall + tuple(f"{name}_{slice_name}" for slice_name in metrics_lib.SLICES
+                         for name in overall)
+
+
+# The experiment tables of two domains: every test metric overall and per slice of
+# dasl_tf.metrics.SLICES.
+TABLE_METRICS = table_metrics(2)
 
 
 # ----------------------------------------------------------------------------- ROC
@@ -127,12 +140,13 @@ def plot_roc(predictions: Mapping[str, np.ndarray], domain_names: Sequence[str],
 # ----------------------------------------------------------------------------- training curves
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], path: str) -> None:
-  """Per-head loss and AUC, training and evaluation, against the epoch."""
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str,
+                         num_domains: int = 2) -> None:
+  """Per-head loss and AUC, training and evaluation, against the epoch (of K heads)."""
   epochs = [record["epoch"] for record in history]
   figure, axes = plt.subplots(1, 2, figsize=(10, 4))
   for axis, metric in zip(axes, ("loss", "auc")):
-    for head in F.DOMAIN_SUFFIX.values():
+    for head in _heads(num_domains):
       for prefix, style in (("", "-"), ("val_", "--")):
         key = f"{prefix}{metric}_{head}"
         values = [record.get(key, np.nan) for record in history]
@@ -149,28 +163,29 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str) -> N
 
 def plot_attention(panels: Sequence[Mapping[str, np.ndarray]], domain_names: Sequence[str],
                    path: str) -> None:
-  """Heatmaps of the attention heads put on the records of both domains' histories.
+  """Heatmaps of the attention heads put on the records of every domain's history.
 
   Args:
-    panels: one mapping per domain D (A, then B) with ``weights`` ``[N, 2T]``:
-      head D's weights, for N examples whose target is in D, over domain A's
-      T records then domain B's; and ``hist_a``/``hist_b`` ``[N, T]``: the
-      histories (padding, id 0, is drawn blank).
-    domain_names: names of domains A and B.
+    panels: one mapping per domain D (A, then B, ...) with ``weights``
+      ``[N, K T]``: head D's weights, for N examples whose target is in D, over
+      domain A's T records, then domain B's, ...; and ``hist_a``, ``hist_b``,
+      ... ``[N, T]``: the histories (padding, id 0, is drawn blank).
+    domain_names: names of the K domains.
     path: PNG file to write.
   """
   rows = max(len(panel["weights"]) for panel in panels)
+  histories = [F.history_key(d) for d in range(len(domain_names))]
   figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 1.5 + 0.5 * rows),
                               squeeze=False)
   for axis, panel, name in zip(axes[0], panels, domain_names):
-    history_length = panel["hist_a"].shape[1]
-    padding = np.concatenate([panel["hist_a"], panel["hist_b"]], axis=1) == F.PAD_ID
+    history_length = panel[histories[0]].shape[1]
+    padding = np.concatenate([panel[h] for h in histories], axis=1) == F.PAD_ID
     image = axis.imshow(np.ma.masked_array(panel["weights"], mask=padding), aspect="auto",
                         cmap="viridis", vmin=0.0)
-    axis.axvline(history_length - 0.5, color="white", linewidth=2)
-    axis.set_xticks([history_length / 2 - 0.5, 1.5 * history_length - 0.5])
-    axis.set_xticklabels([f"{domain_names[0]} history (old -> new)",
-                          f"{domain_names[1]} history (old -> new)"])
+    for d in range(1, len(histories)):
+      axis.axvline(d * history_length - 0.5, color="white", linewidth=2)
+    axis.set_xticks([(d + 0.5) * history_length - 0.5 for d in range(len(histories))])
+    axis.set_xticklabels([f"{domain} history (old -> new)" for domain in domain_names])
     axis.set_yticks(range(len(panel["weights"])))
     axis.set_ylabel("example")
     axis.set_title(f"head {name}, targets in {name}")
@@ -181,26 +196,26 @@ def plot_attention(panels: Sequence[Mapping[str, np.ndarray]], domain_names: Seq
 
 def attention_panels(model, dataset: tf.data.Dataset, per_domain: int
                      ) -> Optional[List[Dict[str, np.ndarray]]]:
-  """Attention of each domain's head on examples of that domain with both histories non-empty.
+  """Attention of each domain's head on examples of that domain with every history non-empty.
 
   Returns:
     One panel per domain for :func:`plot_attention` (from the first batch that
-    has such examples of both domains), an empty list when no batch has, or
+    has such examples of every domain), an empty list when no batch has, or
     None when the model exposes no ``attention_weights``.
   """
   if not hasattr(model, "attention_weights"):
     return None
+  histories = [F.history_key(d) for d in model.domains]
   for features, _ in dataset:
-    both = np.logical_and((features[F.HIST_A].numpy() != F.PAD_ID).any(axis=1),
-                          (features[F.HIST_B].numpy() != F.PAD_ID).any(axis=1))
+    full = np.all([(features[h].numpy() != F.PAD_ID).any(axis=1) for h in histories], axis=0)
     domain = features[F.DOMAIN].numpy()
-    chosen = [np.nonzero(both & (domain == d))[0][:per_domain] for d in (F.DOMAIN_A, F.DOMAIN_B)]
+    chosen = [np.nonzero(full & (domain == d))[0][:per_domain] for d in model.domains]
     if all(c.size for c in chosen):
       panels = []
-      for head, rows in zip(F.DOMAIN_SUFFIX.values(), chosen):
+      for d, rows in zip(model.domains, chosen):
         picked = {name: tf.gather(value, rows) for name, value in features.items()}
-        panels.append({"weights": np.asarray(model.attention_weights(picked)[head]),
-                       "hist_a": picked[F.HIST_A].numpy(), "hist_b": picked[F.HIST_B].numpy()})
+        panels.append({"weights": np.asarray(model.attention_weights(picked)[F.domain_suffix(d)]),
+                       **{h: picked[h].numpy() for h in histories}})
       return panels
   return []
 
@@ -222,7 +237,7 @@ def write_report(model, eval_dataset: tf.data.Dataset,
     history: per-epoch logs (``epoch``, ``loss_a``, ``val_auc_b``, ...).
     metrics: the run's final metrics (as in ``metrics.json``).
     out_dir: the report directory.
-    domain_names: display names of domains A and B.
+    domain_names: display names of the K domains (A, B, ...).
     attention_examples: examples per domain shown in the attention heatmap.
 
   Returns:
@@ -241,13 +256,14 @@ def write_report(model, eval_dataset: tf.data.Dataset,
         "targets) | unseen targets | HR@10 (sampled) | NDCG@10 (sampled) | AUC "
         "| loss (best epoch) | AUC of the plotted ROC |",
         "|---|---|---|---|---|---|---|---|---|---|"]
-    for head, name in zip(F.DOMAIN_SUFFIX.values(), names):
+    heads = _heads(len(names))
+    for head, name in zip(heads, names):
       cells = [_fmt(metrics.get(f"{key}_{head}")) for key in
                ("hr10_full", "ndcg10_full", "hr10_full_in_vocab")]
       cells.append(_percent(metrics.get(f"unseen_target_share_{head}")))
       cells += [_fmt(metrics.get(f"{key}_{head}")) for key in ("hr10", "ndcg10", "auc", "loss")]
       sections.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(roc_aucs.get(name))} |")
-    ranked = [metrics.get(f"full_catalogue_positives_{head}") for head in F.DOMAIN_SUFFIX.values()]
+    ranked = [metrics.get(f"full_catalogue_positives_{head}") for head in heads]
     sections += [
         "", "Full catalogue: each positive's target ranked against every item of its domain "
         "with a training record that the user has not touched (in training, validation or the "
@@ -261,20 +277,20 @@ def write_report(model, eval_dataset: tf.data.Dataset,
         f"best epoch {metrics.get('best_epoch', '?')}).", "",
         "## ROC curves", "", f"![ROC per domain]({ROC_FILE})", ""]
     if history:
-      plot_training_curves(history, os.path.join(staging, CURVES_FILE))
+      plot_training_curves(history, os.path.join(staging, CURVES_FILE), len(names))
       sections += ["## Training curves", "", f"![training curves]({CURVES_FILE})", ""]
     panels = attention_panels(model, eval_dataset, attention_examples)
     sections += ["## Dual Attention", ""]
     if panels is None:
       sections.append("This model exposes no attention weights.")
     elif not panels:
-      sections.append("No evaluation batch has examples of both domains whose two histories "
-                      "are non-empty.")
+      sections.append("No evaluation batch has examples of every domain whose histories "
+                      "are all non-empty.")
     else:
       plot_attention(panels, names, os.path.join(staging, ATTENTION_FILE))
       sections += [
-          "Weights each head put on the records of both histories (columns: domain A's "
-          "history, then domain B's; blank = padding) for evaluation examples of its own "
+          "Weights each head put on the records of every history (columns: domain A's "
+          "history, then domain B's, ...; blank = padding) for evaluation examples of its own "
           "domain (rows), with the example's target item as the query.", "",
           f"![attention]({ATTENTION_FILE})"]
     with filesystems.open_file(os.path.join(staging, REPORT_FILE), "w") as f:
@@ -353,7 +369,8 @@ def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, fl
 
   Args:
     summary: :func:`summarize_runs` of the runs.
-    domain_names: the two domains' names, for the column headers.
+    domain_names: the K domains' names, for the column headers (the summary
+      holds the metrics of as many domains: :func:`table_metrics`).
     title: the caption.
     slice_name: a slice of :data:`dasl_tf.metrics.SLICES` (its examples
       only), or "" for every test example.
@@ -365,12 +382,13 @@ def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, fl
   """
   suffix = f"_{slice_name}" if slice_name else ""
   columns = [(f"{metric}_{head}{suffix}", f"{domain} {label}")
-             for head, domain in zip(F.DOMAIN_SUFFIX.values(), domain_names)
+             for head, domain in zip(_heads(len(domain_names)), domain_names)
              for metric, label in _DOMAIN_COLUMNS]
   best = {metric: np.nanmax([row[metric]["mean"] for row in summary.values()] + [-np.inf])
           for metric, _ in columns}
   lines = [f"**{title}**", ""] if title else []
-  examples = [summary[next(iter(summary))][f"examples_{d}{suffix}"]["mean"] for d in "ab"]
+  heads = _heads(len(domain_names))
+  examples = [summary[next(iter(summary))][f"examples_{d}{suffix}"]["mean"] for d in heads]
   lines.append("| variant | runs | " + " | ".join(label for _, label in columns) + " |")
   lines.append("|---|---|" + "---|" * len(columns))
   for variant, row in summary.items():
@@ -382,17 +400,18 @@ def experiment_table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, fl
     runs = row[columns[0][0]]["n"]
     lines.append(f"| {variant} | {runs} | " + " | ".join(cells) + " |")
   lines.append("")
-  lines.append(f"Test examples: {examples[0]:.0f} ({domain_names[0]}), "
-               f"{examples[1]:.0f} ({domain_names[1]}).")
+  lines.append("Test examples: " + ", ".join(
+      f"{n:.0f} ({name})" for n, name in zip(examples, domain_names)) + ".")
   first = summary[next(iter(summary))]
-  unseen = [first[f"unseen_target_share_{d}{suffix}"]["mean"] for d in "ab"]
-  ranked = [first[f"full_catalogue_positives_{d}{suffix}"]["mean"] for d in "ab"]
+  unseen = [first[f"unseen_target_share_{d}{suffix}"]["mean"] for d in heads]
+  ranked = [first[f"full_catalogue_positives_{d}{suffix}"]["mean"] for d in heads]
   if not np.all(np.isnan(unseen + ranked)):
     lines.append(
-        f"Positives whose target was unseen in training (full-catalogue misses by rule): "
-        f"{_percent(unseen[0])} ({domain_names[0]}), {_percent(unseen[1])} "
-        f"({domain_names[1]}); ranked against the full catalogue: {_count(ranked[0])} "
-        f"({domain_names[0]}), {_count(ranked[1])} ({domain_names[1]}) per run.")
+        "Positives whose target was unseen in training (full-catalogue misses by rule): "
+        + ", ".join(f"{_percent(u)} ({name})" for u, name in zip(unseen, domain_names))
+        + "; ranked against the full catalogue: "
+        + ", ".join(f"{_count(r)} ({name})" for r, name in zip(ranked, domain_names))
+        + " per run.")
   return "\n".join(lines) + "\n"
 
 

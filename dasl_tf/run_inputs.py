@@ -51,7 +51,6 @@ class TrainingData:
 
     Raises:
       FileNotFoundError: the directory has no ``vocab/`` (not a complete output).
-      errors.DataError: the dataset has more than two domains (:func:`training_schema`).
     """
     if _vocab_dir_of(data_dir) is None:
       raise FileNotFoundError(f"{data_dir} has no {model_io.VOCAB_DIR}/: not a complete "
@@ -59,7 +58,7 @@ class TrainingData:
     return cls(train_files=tuple(data_lib.split_files(data_dir, "train")),
                validation_files=tuple(data_lib.split_files(data_dir, "validation")),
                test_files=tuple(data_lib.split_files(data_dir, "test")),
-               schema=training_schema(data_dir),
+               schema=F.DatasetSchema.load(data_dir),
                vocab_dir=_vocab_dir_of(data_dir), schema_dir=data_dir)
 
   @classmethod
@@ -67,10 +66,9 @@ class TrainingData:
     """Fold ``fold`` of a k-fold dataset: test on it, validate on the next, train on the rest.
 
     Raises:
-      errors.DataError: the dataset has no such fold, fewer than 3 folds, or more
-        than two domains.
+      errors.DataError: the dataset has no such fold or fewer than 3 folds.
     """
-    schema = training_schema(data_dir)
+    schema = F.DatasetSchema.load(data_dir)
     folds = sorted(name for name in schema.splits if name.startswith("fold-"))
     test_split = f"fold-{fold}"
     if test_split not in folds:
@@ -90,33 +88,12 @@ class TrainingData:
   @classmethod
   def from_patterns(cls, train_patterns: Sequence[str], validation_patterns: Sequence[str],
                     test_patterns: Sequence[str], schema_dir: str) -> "TrainingData":
-    """Explicit shard patterns, with the ``schema.json`` (and ``vocab/``) of ``schema_dir``.
-
-    Raises:
-      errors.DataError: the dataset has more than two domains (:func:`training_schema`).
-    """
+    """Explicit shard patterns, with the ``schema.json`` (and ``vocab/``) of ``schema_dir``."""
     return cls(train_files=tuple(data_lib.resolve_files(list(train_patterns))),
                validation_files=tuple(data_lib.resolve_files(list(validation_patterns))),
                test_files=tuple(data_lib.resolve_files(list(test_patterns))),
-               schema=training_schema(schema_dir),
+               schema=F.DatasetSchema.load(schema_dir),
                vocab_dir=_vocab_dir_of(schema_dir), schema_dir=schema_dir)
-
-
-def training_schema(data_dir: str) -> F.DatasetSchema:
-  """The schema of ``data_dir``, refused unless it has the two domains the models train on.
-
-  Raises:
-    errors.DataError: the dataset has more than two domains (``dasl-prepare``
-      with ``--inputs`` or ``--categories`` of three or more).
-  """
-  schema = F.DatasetSchema.load(data_dir)
-  if schema.num_domains > len(F.DOMAINS):
-    raise errors.DataError(
-        f"{data_dir}: the dataset has {schema.num_domains} domains "
-        f"({', '.join(schema.domain_names)}); the models of this release train on two "
-        "domains: prepare the data with two of the domains (dasl-prepare --inputs a,b or "
-        "--input_a/--input_b)")
-  return schema
 
 
 def _vocab_dir_of(data_dir: str) -> Optional[str]:

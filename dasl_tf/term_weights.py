@@ -31,7 +31,7 @@ lower objective on the sample. The CTR output is untouched: AUC does not change.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from dasl_tf import features as F
 from dasl_tf import metrics as metrics_lib
-from dasl_tf.catalogue import HISTORIES, FullCatalogue
+from dasl_tf.catalogue import FullCatalogue
 
 MULTIPLIERS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 """What the search multiplies a part's trained weight by (a weight of 0 is multiplied as 1)."""
@@ -158,10 +158,10 @@ class _PartScorer:
     return self.model.top_n_parts(features, candidates, domain)
 
 
-def _sample_positives(dataset: tf.data.Dataset, positives: int, seed: int
-                      ) -> List[Dict[str, np.ndarray]]:
-  """Per domain, the features of a seeded uniform sample of in-vocabulary positives."""
-  samples = [metrics_lib.UniformSample(positives) for _ in F.DOMAINS]
+def _sample_positives(dataset: tf.data.Dataset, positives: int, seed: int,
+                      domains: Sequence[int]) -> List[Dict[str, np.ndarray]]:
+  """Per domain of ``domains``, the features of a seeded uniform sample of in-vocabulary positives."""
+  samples = [metrics_lib.UniformSample(positives) for _ in domains]
   offset = 0
   for features, labels in dataset:
     arrays = {name: value.numpy() for name, value in features.items()
@@ -169,7 +169,7 @@ def _sample_positives(dataset: tf.data.Dataset, positives: int, seed: int
     labels = labels.numpy().reshape(-1)
     index = offset + np.arange(labels.size)
     offset += labels.size
-    for d in F.DOMAINS:
+    for d in domains:
       rows = (labels > 0.5) & (arrays[F.DOMAIN] == d) & (arrays[F.ITEM_ID] != F.OOV_ID)
       samples[d].offer(
           metrics_lib.counter_uniforms(seed, metrics_lib.SELECTION_SAMPLE, index[rows]),
@@ -196,7 +196,8 @@ def collect_parts(model, dataset: tf.data.Dataset, catalogue: FullCatalogue, pos
   # chunks of the larger catalogue's width (the last one runs past the vocabulary).
   chunk = max(1, min(item_chunk, max(catalogue.num_items) - F.NUM_RESERVED_IDS))
   result = []
-  for d, sample in zip(F.DOMAINS, _sample_positives(dataset, positives, seed)):
+  for d, sample in zip(model.domains, _sample_positives(dataset, positives, seed,
+                                                        model.domains)):
     width = catalogue.num_items[d] - F.NUM_RESERVED_IDS
     count = 0 if sample is None else sample["index"].size
     has_negatives = count > 0 and F.NEGATIVES in sample
@@ -224,7 +225,7 @@ def collect_parts(model, dataset: tf.data.Dataset, catalogue: FullCatalogue, pos
                                     np.zeros(0)), None))
       continue
     uniforms = metrics_lib.counter_uniforms(seed, metrics_lib.SELECTION_TIES, sample["index"])
-    ranked = ~catalogue.excluded(d, sample[F.USER_ID], sample[HISTORIES[d]], sample[F.ITEM_ID],
+    ranked = ~catalogue.excluded(d, sample[F.USER_ID], sample[F.history_key(d)], sample[F.ITEM_ID],
                                  width)
     head = HeadParts(Parts(full, ranked, sample[F.ITEM_ID] - F.NUM_RESERVED_IDS, uniforms),
                      None)
@@ -237,7 +238,7 @@ def collect_parts(model, dataset: tf.data.Dataset, catalogue: FullCatalogue, pos
             ranked[rows], np.zeros(int(rows.sum()), np.int64), uniforms[rows]))
     result.append(head)
     logging.info("term weights of head %s: every part scored for %d validation positives "
-                 "against %d items and their %s", F.DOMAIN_SUFFIX[d], count, width,
+                 "against %d items and their %s", F.domain_suffix(d), count, width,
                  "stored negatives" if head.sampled is not None else "(no stored negatives)")
   return result
 
@@ -260,8 +261,8 @@ def select_term_weights(model, dataset: tf.data.Dataset, catalogue: FullCatalogu
     sampled positive keeps its trained weights.
   """
   selection: Dict[str, object] = {}
-  for d, head in zip(F.DOMAINS, collect_parts(model, dataset, catalogue, positives, seed)):
-    suffix = F.DOMAIN_SUFFIX[d]
+  for d, head in zip(model.domains, collect_parts(model, dataset, catalogue, positives, seed)):
+    suffix = F.domain_suffix(d)
     trained = model.top_n_weights(d)
     if not head.full.targets.size:
       selection[suffix] = {"trained": trained, "chosen": trained, "positives": 0}

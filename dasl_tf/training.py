@@ -157,9 +157,10 @@ def train_and_evaluate(experiment: config_lib.ExperimentConfig,
 
   Returns:
     The metrics written to ``metrics.json``: the test split's ``auc_a``,
-    ``auc_b``, ``hr10_a``, ``hr10_b`` and their per-slice variants (see
+    ``auc_b``, ``hr10_a``, ``hr10_b`` (and ``auc_c``, ... of a dataset of
+    K > 2 domains) and their per-slice variants (see
     :mod:`dasl_tf.metrics`), the same on the validation split prefixed
-    ``val_``, ``loss_a``, ``loss_b`` (validation, best epoch),
+    ``val_``, ``loss_a``, ``loss_b``, ... (validation, best epoch),
     ``train_examples``, ``train_seconds``, ``examples_per_second``,
     ``epochs`` and ``best_epoch``; a metric without examples is None
     (``null`` in the file).
@@ -232,8 +233,8 @@ def _run(job: _Job) -> Dict[str, float]:
     logging.info("%s does not learn by gradients: fitting it with one pass over the training "
                  "split", experiment.model.variant)
     model.adapt(training_split.dataset(job.train.batch_size))
-  sizes = (data.schema.num_items_a, data.schema.num_items_b)
-  trained_catalogue = catalogue_lib.FullCatalogue.from_columns(training_split, sizes)
+  trained_catalogue = catalogue_lib.FullCatalogue.from_columns(training_split,
+                                                               data.schema.num_items)
   selection = {}
   if hasattr(model, "select_on_validation"):  # its choices (weights of its score) read validation
     selection = model.select_on_validation(
@@ -253,9 +254,11 @@ def _run(job: _Job) -> Dict[str, float]:
   if job.export_fn is not None:
     job.export_fn(model_dir)
   publish.write_json(os.path.join(model_dir, METRICS_FILE), metrics)
+  heads = [F.domain_suffix(d) for d in range(data.schema.num_domains)]
   logging.info("finished %s: %s", model_dir,
                ", ".join(f"{k}={metrics[k]}" for k in
-                         ("auc_a", "auc_b", "hr10_a", "hr10_b", "examples_per_second")))
+                         [f"{m}_{h}" for m in ("auc", "hr10") for h in heads]
+                         + ["examples_per_second"]))
   return metrics
 
 
@@ -317,9 +320,8 @@ def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.Traini
   are what it predicts).
   """
   data, spec, train = job.data, job.data.schema.feature_spec, job.train
-  sizes = (data.schema.num_items_a, data.schema.num_items_b)
-  catalogues = {"": trained.union(
-                    catalogue_lib.FullCatalogue.from_files(data.validation_files, spec, sizes)),
+  catalogues = {"": trained.union(catalogue_lib.FullCatalogue.from_files(
+                    data.validation_files, spec, data.schema.num_items)),
                 VALIDATION_PREFIX: trained}
   metrics = {}
   scorer = metrics_lib.EvaluationScorer(model)  # one trace for both splits
@@ -337,7 +339,7 @@ def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.Traini
       metrics[prefix + name] = float(metric_fn(model, dataset))
   best_epoch = int(state.best_epoch.numpy())
   best_logs = state.history[best_epoch - 1] if best_epoch else {}
-  for head in F.DOMAIN_SUFFIX.values():
+  for head in (F.domain_suffix(d) for d in range(data.schema.num_domains)):
     metrics[f"loss_{head}"] = best_logs.get(f"val_loss_{head}", math.nan)
   seconds = float(state.train_seconds.numpy())
   examples = int(state.train_examples.numpy())

@@ -46,7 +46,6 @@ from dasl_tf import json_io
 from dasl_tf import models
 from dasl_tf import publish
 from dasl_tf import report
-from dasl_tf import run_inputs
 from dasl_tf.pipelines import cli
 from dasl_tf.pipelines import grid
 
@@ -85,10 +84,10 @@ class _Plan:
 
   Attributes:
     runs: the grid's runs, their configs resolved.
-    domain_names: the dataset's two domain names (the table's columns).
+    domain_names: the dataset's domain names (the table's columns).
   """
   runs: List[grid.GridRun]
-  domain_names: Tuple[str, str]
+  domain_names: Tuple[str, ...]
 
 
 def _each_once(flag: str, values: Sequence[object]) -> None:
@@ -189,7 +188,7 @@ def _plan() -> _Plan:
   seeds = _seeds()
   _check_output_dir()
   try:
-    schema = run_inputs.training_schema(FLAGS.data_dir)
+    schema = F.DatasetSchema.load(FLAGS.data_dir)
   except (FileNotFoundError, errors.DataError) as e:
     raise app.UsageError(f"--data_dir: {e}") from e
   variants = _variants(schema)
@@ -218,7 +217,7 @@ def run(argv: List[str]) -> None:
 def _experiment(plan: _Plan) -> None:
   """Trains the grid and writes the runs' metrics and the tables."""
   results = grid.run_grid(plan.runs, FLAGS.output_dir, FLAGS.reports)
-  summary = report.summarize_runs(results)
+  summary = report.summarize_runs(results, report.table_metrics(len(plan.domain_names)))
   table = report.experiment_tables_markdown(summary, plan.domain_names, FLAGS.title)
   publish.write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
   # A metric no run could measure (an empty slice) has a NaN mean: null in the file.
