@@ -1,0 +1,287 @@
+"""DASL and its ablations on K = 3 domains: outputs, routing, a planted signal, dasl-train, refusals."""
+import json
+import os
+import subprocess
+from unittest import mock
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from dasl_tf import config as config_lib
+from dasl_tf import config_resolution
+from dasl_tf import features as F
+from dasl_tf import metrics as metrics_lib
+from dasl_tf.layers import DualEmbedding, MultiDomainEmbedding
+from dasl_tf.model_io import build_model
+from dasl_tf.prepare import PrepareConfig, prepare
+from tests import test_train_support as support
+
+T = 3
+K = 3
+SIZES = (12, 14, 10)  # item vocabularies of domains A, B, C (reserved ids included)
+
+
+def _config(variant="dasl", **overrides):
+  values = dict(variant=variant, num_users=40, num_items_a=SIZES[0], num_items_b=SIZES[1],
+                num_items_more=SIZES[2:], history_length=T, embedding_dim=8, gru_units=8,
+                attention_dim=8, hidden_units=(8,), autoencoder_units=(8,),
+                timestamp_unit="pseudo_time")
+  values.update(overrides)
+  return config_lib.ModelConfig(**values)
+
+
+def _features(n=6, seed=0, train_negatives=0):
+  """A batch of every domain: examples of domains 0, 1, 2, 0, 1, 2, ..."""
+  rng = np.random.default_rng(seed)
+  domain = np.arange(n) % K
+  features = {F.USER_ID: rng.integers(2, 40, n), F.DOMAIN: domain,
+              F.ITEM_ID: np.array([rng.integers(2, SIZES[d]) for d in domain])}
+  for d in range(K):
+    history = rng.integers(2, SIZES[d], (n, T))
+    history[: n // 2, 0] = F.PAD_ID
+    features[F.history_key(d)] = history
+  if train_negatives:
+    features[F.TRAIN_NEGATIVES] = np.stack(
+        [rng.integers(2, SIZES[d], train_negatives) for d in domain])
+  return {name: tf.constant(value, tf.int64) for name, value in features.items()}
+
+
+@pytest.mark.parametrize("variant", config_lib.VARIANTS)
+def test_three_domain_model_gives_per_domain_outputs(variant):
+  model = build_model(_config(variant))
+  features = _features()
+  assert model.domains == (0, 1, 2)
+  assert sorted(model(features)) == ["logit_a", "logit_b", "logit_c"]
+  ctr = model.predict_ctr(features)
+  assert sorted(ctr) == ["ctr", "ctr_a", "ctr_b", "ctr_c"]
+  own = np.choose(features[F.DOMAIN].numpy(), [ctr[f"ctr_{s}"].numpy() for s in "abc"])
+  np.testing.assert_allclose(ctr["ctr"].numpy(), own)
+  candidates = tf.constant([[2, 3, 4]] * 6, tf.int64)
+  scores = model.score_candidates(features, candidates)
+  assert scores.shape == (6, 3)
+  for d in range(K):  # each example ranked by its own domain's head
+    rows = np.flatnonzero(features[F.DOMAIN].numpy() == d)
+    alone = model.score_candidates({k: tf.gather(v, rows) for k, v in features.items()},
+                                   tf.gather(candidates, rows), domain=d)
+    np.testing.assert_allclose(scores.numpy()[rows], alone.numpy(), rtol=1e-5, atol=1e-6)
+  assert len(model.task.item_priors) == K and model.task.ctr_task(2).name == "ranking_c"
+
+
+@pytest.mark.parametrize("variant", config_lib.VARIANTS)
+def test_training_logits_route_each_example_to_its_own_head(variant):
+  model = build_model(_config(variant))
+  features = _features(n=9, train_negatives=2)
+  target, negatives = model.training_logits(features, training=False)
+  candidates = tf.concat([features[F.ITEM_ID][:, None], features[F.TRAIN_NEGATIVES]], 1)
+  domain = features[F.DOMAIN].numpy()
+  for d in range(K):
+    rows = np.flatnonzero(domain == d)
+    expected = model.domain_outputs(features, candidates, d).numpy()[rows]
+    np.testing.assert_allclose(target.numpy()[rows], expected[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(negatives.numpy()[rows], expected[:, 1:], rtol=1e-5, atol=1e-6)
+
+
+def test_heads_read_every_other_domain_through_the_multi_domain_embedding():
+  """Head D's input: u_D, M_{E->D} u_E and h_D, h_E of both other domains E (6 parts of d = 8)."""
+  features = _features()
+  model = build_model(_config(candidate_interactions=False))
+  model(features)
+  assert isinstance(model.dual_embedding, MultiDomainEmbedding)
+  two = build_model(_config(num_items_more=()))
+  assert isinstance(two.dual_embedding, DualEmbedding)
+  parts, d = 2 * (K - 1) + 2, 8
+  attention = model.dual_attention.output_dim
+  for head in model.heads:
+    assert head.first_layer.kernel.shape[0] == parts * d + attention + d
+  single = build_model(_config("single_domain", candidate_interactions=False))
+  single(features)
+  assert single.heads[2].first_layer.kernel.shape[0] == 2 * d + attention + d
+
+
+def test_every_domains_history_reaches_the_heads_and_only_as_the_variant_says():
+  """Changing domain C's history changes heads A and B of DASL, not those of Single-Domain."""
+  features = _features()
+  changed = dict(features, **{F.history_key(2): tf.reverse(features[F.history_key(2)], [0])})
+  for variant, moves in (("dasl", True), ("dasl_de", True), ("dasl_da", True),
+                         ("single_domain", False)):
+    model = build_model(_config(variant))
+    before, after = model(features), model(changed)
+    for name in ("logit_a", "logit_b"):
+      differs = not np.allclose(before[name].numpy(), after[name].numpy())
+      assert differs == moves, (variant, name)
+
+
+@pytest.mark.parametrize("variant", config_lib.VARIANTS)
+def test_each_head_attends_over_every_domains_records(variant):
+  """Dual Attention gets all K domains' records and masks for every head (eq. 6-7)."""
+  model = build_model(_config(variant))
+  features = _features()
+  seen = []
+  call = model.dual_attention.call
+
+  def spy(inputs, heads=None):
+    seen.append((dict(inputs), heads))
+    return call(inputs, heads=heads)
+
+  with mock.patch.object(model.dual_attention, "call", spy):
+    model(features)
+  assert sorted(heads[0] for _, heads in seen) == [0, 1, 2]
+  for inputs, _ in seen:
+    for d, suffix in enumerate("abc"):
+      np.testing.assert_array_equal(inputs[f"mask_{suffix}"].numpy(),
+                                    features[F.history_key(d)].numpy() != F.PAD_ID)
+      assert inputs[f"records_{suffix}"].shape[1] == T
+  weights = model.attention_weights(features)
+  assert sorted(weights) == ["a", "b", "c"] and weights["a"].shape == (6, K * T)
+  on_c = weights["a"].numpy()[:, 2 * T:].sum()
+  assert (on_c == 0) == (variant == "single_domain")
+
+
+def test_a_two_domain_config_is_written_as_before_and_a_three_domain_one_round_trips():
+  two = config_lib.ExperimentConfig()
+  assert "num_items_more" not in two.to_json()
+  assert two.model.num_domains == 2 and two.model.num_items == (0, 0)
+  three = config_lib.ExperimentConfig(model=_config())
+  assert config_lib.ExperimentConfig.from_json(three.to_json()) == three
+  assert three.model.num_domains == 3 and three.model.num_items == SIZES
+
+
+@pytest.mark.parametrize("variant", ["sasrec", "pinet", "minet", "conet", "ddtcdr", "item_knn",
+                                     "pop_item_knn", "recent_popularity", "item_knn_cross"])
+def test_two_domain_variants_refuse_three_domains(variant):
+  message = (f"{variant} is a two-domain model and the data has 3 domains; use dasl, dasl_de, "
+             "dasl_da, single_domain or popularity for K domains")
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _config(variant)
+  schema = F.DatasetSchema(feature_spec=F.FeatureSpec(num_domains=3), num_users=10,
+                           num_items_a=5, num_items_b=5, num_items_more=(5,),
+                           domain_names=("x", "y", "z"))
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_resolution.resolve_config(schema, model_overrides={"variant": variant})
+  assert config_resolution.resolve_config(schema).model.num_items == (5, 5, 5)
+
+
+# ----------------------------------------------------------------------------- planted signal
+
+
+def _planted(n, seed, future=False):
+  """Examples of 3 domains; domain A's label is 1 iff the target's parity is that of the last C item.
+
+  With ``future`` the label reads the parity of a C item the user clicks *after* the
+  target (so in no history): nothing in the features predicts it. B's and C's labels,
+  and every other history item, are random.
+  """
+  rng = np.random.default_rng(seed)
+  domain = rng.integers(0, K, n)
+  features = {F.USER_ID: rng.integers(2, 40, n), F.DOMAIN: domain,
+              F.ITEM_ID: np.array([rng.integers(2, SIZES[d]) for d in domain])}
+  for d in range(K):
+    features[F.history_key(d)] = rng.integers(2, SIZES[d], (n, T))
+  category = (rng.integers(2, SIZES[2], n) if future else features[F.history_key(2)][:, -1]) % 2
+  label = np.where(domain == 0, (features[F.ITEM_ID] % 2 == category).astype(np.float32),
+                   rng.integers(0, 2, n).astype(np.float32))
+  return ({name: tf.constant(value, tf.int64) for name, value in features.items()},
+          tf.constant(label))
+
+
+def _domain_a_test_auc(variant, future=False):
+  """Domain-A test AUC after training on the planted examples."""
+  tf_keras.utils.set_random_seed(7)
+  model = build_model(_config(variant, ranking_loss="none", dropout=0.0,
+                              other_domain_dropout=0.0, candidate_interactions=True))
+  model.compile(tf_keras.optimizers.Adam(0.01))
+  train = tf.data.Dataset.from_tensor_slices(_planted(2400, seed=1, future=future)).batch(64)
+  model.fit(train, epochs=8, verbose=0)
+  features, labels = _planted(900, seed=2, future=future)
+  rows = features[F.DOMAIN].numpy() == 0
+  return metrics_lib.roc_auc(labels.numpy()[rows], model(features)["logit_a"].numpy()[rows])
+
+
+def test_domain_a_learns_from_the_last_domain_c_item_and_single_domain_cannot():
+  dasl = _domain_a_test_auc("dasl")
+  single = _domain_a_test_auc("single_domain")
+  print(f"planted K=3 domain-A test AUC: dasl {dasl:.3f}, single_domain {single:.3f}")
+  assert dasl >= 0.75 and single <= 0.6
+
+
+def test_a_label_of_a_later_domain_c_item_stays_at_chance():
+  auc = _domain_a_test_auc("dasl", future=True)
+  print(f"future-leak probe domain-A test AUC: {auc:.3f}")
+  assert abs(auc - 0.5) <= 0.1
+
+
+# ----------------------------------------------------------------------------- dasl-train
+
+
+def _write_logs(root):
+  """Three domains' interaction logs of 24 users, with times, as CSV files."""
+  rng = np.random.default_rng(3)
+  times = iter(rng.permutation(100000)[:3000].tolist())
+  paths = []
+  for d in "abc":
+    lines = ["user_id,item_id,rating,timestamp"]
+    for u in range(24):
+      for item in rng.choice(20, size=int(rng.integers(5, 10)), replace=False):
+        lines.append(f"u{u},{d}{item},{int(rng.integers(1, 6))},{next(times)}")
+    path = os.path.join(root, f"{d}.csv")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("\n".join(lines) + "\n")
+    paths.append(path)
+  return tuple(paths)
+
+
+@pytest.fixture(scope="module")
+def three_domain_data(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("k3"))
+  out = os.path.join(root, "data")
+  prepare(PrepareConfig(inputs=_write_logs(root), output_dir=out, history_length=T,
+                        num_negatives=4, train_negatives=2, num_shards=1))
+  return out
+
+
+def _train(args):
+  proc = support.run_cli("dasl_tf.pipelines.train", args, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+  output, _ = proc.communicate(timeout=600)
+  return proc.returncode, output
+
+
+def test_dasl_train_on_three_domains_writes_per_domain_metrics(three_domain_data, tmp_path):
+  config = support.small_config_json(str(tmp_path / "run.json"), epochs=2,
+                                     full_catalogue_positives=20)
+  model_dir = str(tmp_path / "run")
+  code, output = _train([f"--data_dir={three_domain_data}", f"--config={config}",
+                         "--variant=dasl", "--verbose=0", f"--model_dir={model_dir}"])
+  assert code == 0, output[-4000:]
+  with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
+    metrics = json.load(f)
+  for key in ("auc", "hr10", "hr10_full", "ndcg10_full", "examples", "loss", "val_auc"):
+    for suffix in "abc":
+      assert f"{key}_{suffix}" in metrics, f"{key}_{suffix}"
+  assert "auc_d" not in metrics
+  assert metrics["examples_a"] + metrics["examples_b"] + metrics["examples_c"] > 0
+  with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+    assert len(json.load(f)["model"]["num_items_more"]) == 1
+  with open(os.path.join(model_dir, "selection.json"), encoding="utf-8") as f:
+    assert sorted(json.load(f)) == ["a", "b", "c"]  # the term weights chosen per head
+  report = open(os.path.join(model_dir, "report", "report.md"), encoding="utf-8").read()
+  assert "| C |" in report
+
+  from dasl_tf.serving import export  # pylint: disable=g-import-not-at-top
+  exports = str(tmp_path / "exports")
+  with pytest.raises(config_lib.ConfigError,
+                     match=f"{model_dir}: the model has 3 domains; dasl-export"):
+    export.export_model(model_dir, exports)
+  assert not os.path.exists(exports)
+
+
+def test_dasl_train_refuses_a_two_domain_variant_on_three_domains(three_domain_data, tmp_path):
+  model_dir = str(tmp_path / "run")
+  code, output = _train([f"--data_dir={three_domain_data}", "--variant=sasrec",
+                         f"--model_dir={model_dir}"])
+  assert code != 0
+  assert ("sasrec is a two-domain model and the data has 3 domains; use dasl, dasl_de, "
+          "dasl_da, single_domain or popularity for K domains") in output
+  assert not os.path.exists(model_dir)
