@@ -277,7 +277,7 @@ def test_dasl_train_on_three_domains_writes_per_domain_metrics(three_domain_data
   assert not os.path.exists(exports)
 
 
-def test_dasl_train_refuses_a_two_domain_variant_on_three_domains(three_domain_data, tmp_path):
+def test_dasl_train_refuses_a_two_domain_variant_and_an_export_on_three_domains(three_domain_data, tmp_path):
   model_dir = str(tmp_path / "run")
   code, output = _train([f"--data_dir={three_domain_data}", "--variant=sasrec",
                          f"--model_dir={model_dir}"])
@@ -285,3 +285,8 @@ def test_dasl_train_refuses_a_two_domain_variant_on_three_domains(three_domain_d
   assert ("sasrec is a two-domain model and the data has 3 domains; use dasl, dasl_de, "
           "dasl_da, single_domain or popularity for K domains") in output
   assert not os.path.exists(model_dir)
+  code, output = _train([f"--data_dir={three_domain_data}", f"--model_dir={model_dir}",
+                         f"--serving_model_dir={tmp_path / 'exports'}"])
+  assert code != 0
+  assert f"{model_dir}: the model has 3 domains; dasl-export and the serving signatures" in output
+  assert not os.path.exists(model_dir) and not os.path.exists(tmp_path / "exports")
