@@ -139,6 +139,66 @@ def test_each_head_attends_over_every_domains_records(variant):
   assert (on_c == 0) == (variant == "single_domain")
 
 
+def test_each_head_reads_every_other_domains_user_mapped_into_its_space():
+  """Head D's parts after u_D are M_{E->D} u_E, E != D in order: MultiDomainEmbedding's [:, E, D]."""
+  model = build_model(_config())
+  features = _features()
+  outputs = []
+  call = model.dual_embedding.call
+
+  def spy(inputs):
+    outputs.append(call(inputs))
+    return outputs[-1]
+
+  with mock.patch.object(model.dual_embedding, "call", spy):
+    context = model._user_context(features, training=False)  # pylint: disable=protected-access
+  mapped = outputs[0].numpy()
+  for d in range(K):
+    others = [e for e in range(K) if e != d]
+    for part, e in zip(context.parts[d][1:K], others):
+      np.testing.assert_allclose(part.numpy(), mapped[:, e, d], rtol=1e-6)
+
+
+def test_popularity_counts_every_domain():
+  model = build_model(_config("popularity"))
+  features = {F.ITEM_ID: tf.constant([2, 3, 3, 4], tf.int64),
+              F.DOMAIN: tf.constant([0, 2, 2, 1], tf.int64)}
+  model.adapt(tf.data.Dataset.from_tensors((features, tf.ones([4]))))
+  logits = model.head_logits({}, tf.constant([[2, 3, 4]], tf.int64))
+  clicks = [np.exp(logit.numpy()[0]) - 1 for logit in logits]
+  np.testing.assert_allclose(clicks, [[1, 0, 0], [0, 0, 1], [0, 2, 0]], atol=1e-5)
+
+
+def test_fresh_negatives_are_drawn_in_each_examples_own_domain():
+  from dasl_tf import data as data_lib  # pylint: disable=g-import-not-at-top
+  from dasl_tf import negatives  # pylint: disable=g-import-not-at-top
+  sizes = (6, 40, 9)
+  schema = F.DatasetSchema(feature_spec=F.FeatureSpec(num_domains=3, history_length=T),
+                           num_users=10, num_items_a=sizes[0], num_items_b=sizes[1],
+                           num_items_more=sizes[2:], domain_names=("x", "y", "z"))
+  user = np.array([2, 3, 4, 2])
+  domain = np.array([0, 1, 2, 2])
+  item = np.array([2, 5, 3, 4])
+  columns = data_lib.SplitColumns({F.USER_ID: user, F.DOMAIN: domain, F.ITEM_ID: item},
+                                  np.ones(4, np.float32))
+  sampler = negatives.NegativeSampler(negatives.TrainingSplit.from_columns(columns, schema), 4,
+                                      "uniform", 0.75)
+  rows = 600
+  domains = np.arange(rows) % K
+  histories = {F.history_key(d): np.full((rows, T), 5 + d) for d in range(K)}
+  features = {F.USER_ID: np.full(rows, 2), F.DOMAIN: domains,
+              F.ITEM_ID: np.full(rows, 2), **histories}
+  out = sampler.draw({k: tf.constant(v, tf.int64) for k, v in features.items()},
+                     tf.constant([1, 2], tf.int64))
+  drawn, kept = out[F.TRAIN_NEGATIVES].numpy(), out[F.TRAIN_NEGATIVE_MASK].numpy() == 1.0
+  for d in range(K):
+    in_d = drawn[domains == d][kept[domains == d]]
+    assert in_d.size and in_d.min() >= 2 and in_d.max() < sizes[d], d
+    assert 5 + d not in in_d and 2 not in in_d  # the own history and the target
+  assert 4 not in drawn[domains == 2]  # user 2 touched item 4 of domain C in training
+  assert 4 in drawn[domains == 0]  # ... not item 4 of domain A
+
+
 def test_a_two_domain_config_is_written_as_before_and_a_three_domain_one_round_trips():
   two = config_lib.ExperimentConfig()
   assert "num_items_more" not in two.to_json()
