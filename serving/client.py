@@ -109,7 +109,8 @@ class DaslClient(requests_lib.RequestBuilder):
         answer that is not HTTP or JSON, or one without the signature's outputs.
     """
     answer = self._post("predict", self.rest_body(signature, inputs, form))
-    return checked_outputs(parse_rest_response(answer, signature), signature, _rows(inputs))
+    return checked_outputs(parse_rest_response(answer, signature), signature, _rows(inputs),
+                           self.spec)
 
   def grpc_predict(self, signature: str, inputs: requests_lib.Inputs) -> Dict[str, np.ndarray]:
     """Sends a gRPC ``Predict`` call and returns the outputs as arrays.
@@ -121,7 +122,7 @@ class DaslClient(requests_lib.RequestBuilder):
     response = self._grpc_call("Predict", self.grpc_request(signature, inputs))
     outputs = {name: _text_if_bytes(tf.make_ndarray(proto))
                for name, proto in response.outputs.items()}
-    return checked_outputs(outputs, signature, _rows(inputs))
+    return checked_outputs(outputs, signature, _rows(inputs), self.spec)
 
   # --- Regress and Classify APIs -------------------------------------------------------
 
@@ -164,7 +165,7 @@ class DaslClient(requests_lib.RequestBuilder):
     except (TypeError, ValueError, IndexError) as e:
       raise ServingError(f"{self.rest_url(API_OF_SIGNATURE[signature])}: answer without "
                          f"well-formed 'results' (keys {sorted(answer)})") from e
-    return checked_outputs(outputs, signature, len(rows))
+    return checked_outputs(outputs, signature, len(rows), self.spec)
 
   def grpc_api(self, signature: str, rows: Sequence[Mapping]) -> Dict[str, np.ndarray]:
     """Calls the gRPC ``Regress`` or ``Classify`` API with rows.
@@ -185,7 +186,7 @@ class DaslClient(requests_lib.RequestBuilder):
               [[c.label for c in r.classes] for r in result.classifications], object),
           spec_lib.CLASSIFY_SCORES: np.array(
               [[c.score for c in r.classes] for r in result.classifications], np.float32)}
-    return checked_outputs(outputs, signature, len(rows))
+    return checked_outputs(outputs, signature, len(rows), self.spec)
 
   # --- transport -------------------------------------------------------------------------
 
@@ -280,7 +281,7 @@ def parse_rest_response(answer: Mapping, signature: str) -> Dict[str, np.ndarray
   """Outputs of a REST ``:predict`` answer (row ``predictions`` or columnar ``outputs``).
 
   TensorFlow Serving leaves out the output names when a signature has one
-  output; they are restored from ``signature``.
+  output (``regress``, of any export); they are restored from ``signature``.
 
   Raises:
     ServingError: the answer is an error or has neither form.
@@ -303,14 +304,20 @@ def parse_rest_response(answer: Mapping, signature: str) -> Dict[str, np.ndarray
                      "(rows of named outputs) or 'outputs'")
 
 
-def checked_outputs(outputs: Dict[str, np.ndarray], signature: str, rows: int
-                   ) -> Dict[str, np.ndarray]:
+def checked_outputs(outputs: Dict[str, np.ndarray], signature: str, rows: int,
+                    spec: ServingSpec) -> Dict[str, np.ndarray]:
   """``outputs``, once they hold every output of ``signature`` with one row per request row.
+
+  Args:
+    outputs: the answer's outputs, by name.
+    signature: the signature called.
+    rows: the rows of the request.
+    spec: the export's serving spec (its K names the CTR outputs).
 
   Raises:
     ServingError: an output is missing or has another number of rows.
   """
-  missing = [name for name in spec_lib.SIGNATURE_OUTPUTS[signature] if name not in outputs]
+  missing = [name for name in spec.signature_outputs(signature) if name not in outputs]
   if missing:
     raise ServingError(f"the answer lacks output(s) {missing} of signature {signature!r} "
                        f"(it has {sorted(outputs)})")

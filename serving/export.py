@@ -135,7 +135,7 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
   require_two_domains(experiment.model, model_dir)
   vocab_dir = os.path.join(model_dir, model_io.VOCAB_DIR)
   if id_dtype == "auto":
-    id_dtype = signatures.infer_id_dtype(vocab_dir)
+    id_dtype = signatures.infer_id_dtype(vocab_dir, experiment.model.num_domains)
   serving_spec = spec_lib.ServingSpec(
       feature_spec=F.feature_spec_for(experiment.model), id_dtype=id_dtype, top_n=top_n,
       model_name=model_name, candidates_per_request=candidates_per_request)

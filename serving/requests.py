@@ -6,10 +6,12 @@ against the export's :class:`~dasl_tf.serving.spec.ServingSpec` (the inputs of e
 signature, the raw-id dtype, T) before it leaves the process. Every signature
 takes a list of *rows* (one mapping per example):
 
-* ``predict``: ``user_id``, ``item_id``, ``domain`` (0 = A, 1 = B), ``hist_a``,
-  ``hist_b`` (raw ids, most recent last, at most T each), plus the side
-  features of the model (``user_num``, ``user_cat``, ``item_num``, ``item_cat``)
-  if it has any.
+* ``predict``: ``user_id``, ``item_id``, ``domain`` (0 = A, 1 = B, 2 = C, ...),
+  ``hist_a``, ``hist_b`` (raw ids, most recent last, at most T each), plus the
+  side features of the model (``user_num``, ``user_cat``, ``item_num``,
+  ``item_cat``) if it has any. An export of K > 2 domains also takes
+  ``hist_c``, ...; a row may leave those out (an empty history), so rows of
+  two domains fit it too.
 * ``recommend``: ``user_id``, ``domain``, ``hist_a``, ``hist_b``, the user side
   features, and ``candidates`` (raw item ids of ``domain``).
 * ``serving_default``, ``regress``, ``classify``: the rows of ``predict``, sent
@@ -137,7 +139,7 @@ class RequestBuilder:
       examples.append({name: [float(v) for v in value] if value.dtype.kind == "f"
                        else _json_value(value)
                        for name, value in self._example_arrays(example).items()
-                       if value.size or name not in (F.HIST_A, F.HIST_B)})
+                       if value.size or name not in self.spec.histories})
     return examples
 
   def index_example_inputs(self, rows: Sequence[Mapping]) -> Inputs:
@@ -152,7 +154,7 @@ class RequestBuilder:
     serialized = []
     for i, row in enumerate(rows):
       row = dict(row)
-      for name in (F.HIST_A, F.HIST_B):
+      for name in self.spec.histories:
         if name in row:
           history = list(row[name])
           _check_history_length(history, t, i, name)
@@ -192,9 +194,13 @@ class RequestBuilder:
       if unknown:
         raise RequestError(f"row {i}: unknown field(s) {unknown}; the fields are {fields}")
       for name in fields:
-        if name not in row:
+        if name in row:
+          value = row[name]
+        elif name in self.spec.histories[len(F.DOMAINS):]:
+          value = []
+        else:
           raise RequestError(f"row {i}: missing field {name!r}")
-        columns[name].append(self._field(row[name], name, i))
+        columns[name].append(self._field(value, name, i))
     if spec_lib.CANDIDATES in columns:
       columns[spec_lib.CANDIDATES] = self._padded_candidates(
           columns[spec_lib.CANDIDATES], pad_candidates_to)
@@ -207,11 +213,12 @@ class RequestBuilder:
     if name in (F.USER_ID, F.ITEM_ID):
       return self._raw_id(value, where)
     if name == F.DOMAIN:
-      if isinstance(value, bool) or value not in (F.DOMAIN_A, F.DOMAIN_B):
-        raise RequestError(f"{where}: domain must be {F.DOMAIN_A} (A) or {F.DOMAIN_B} (B), "
-                         f"got {value!r}")
+      num_domains = self.spec.num_domains
+      if isinstance(value, bool) or value not in range(num_domains):
+        raise RequestError(f"{where}: domain must be {spec_lib.domain_values(num_domains)}, "
+                           f"got {value!r}")
       return int(value)
-    if name in (F.HIST_A, F.HIST_B, spec_lib.CANDIDATES):
+    if name in self.spec.histories + (spec_lib.CANDIDATES,):
       if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise RequestError(f"{where}: expected a list of raw ids, got {type(value).__name__}")
       ids = [self._raw_id(item, f"{where}[{k}]") for k, item in enumerate(value)]
@@ -262,7 +269,7 @@ class RequestBuilder:
     arrays = {}
     for name, value in example.items():
       value = np.asarray(value).reshape(-1)
-      if name in (F.HIST_A, F.HIST_B):
+      if name in self.spec.histories:
         value = value[value != self.spec.padding_id]
       arrays[name] = value
     return arrays

@@ -3,11 +3,13 @@
 * ``serving_default``: ``examples`` (serialized ``tf.Example`` [batch] with the
   raw ids of the logs: the features of ``predict``, histories as lists of at
   most T ids, most recent last) -> ``ctr_a``, ``ctr_b``, ``ctr`` (float32
-  [batch]; ``ctr`` is the head of the example's own domain).
+  [batch]; ``ctr`` is the head of the example's own domain; a model of K > 2
+  domains also has ``ctr_c``, ...).
 * ``serving_indices``: the same outputs from ``tf.Example`` records of
   vocabulary indices, as ``dasl-prepare`` writes them (for scoring prepared
   data, e.g. by a TFX Evaluator).
-* ``predict``: raw tensors with raw ids -> the same three outputs.
+* ``predict``: raw tensors with raw ids (one history per domain: ``hist_a``,
+  ``hist_b``, ``hist_c``, ...) -> the same outputs.
 * ``regress`` and ``classify``: what TensorFlow Serving's Regress and Classify
   APIs call: ``inputs`` (raw-id ``tf.Example`` [batch], as ``serving_default``)
   -> ``outputs`` = ``ctr`` (Regress), or ``scores`` [batch, 2] = (1 - ctr, ctr)
@@ -19,7 +21,9 @@
   the padding id and score 0.
 
 Raw ids are mapped to vocabulary indices in the graph by hash tables
-initialised from the vocabulary files (assets of the SavedModel). An unknown id
+initialised from the vocabulary files (assets of the SavedModel: ``users.txt``
+and ``items_a.txt``, ``items_b.txt``, ... one per domain; a history and an item
+of domain d read domain d's). An unknown id
 maps to OOV (1); the padding id (-1 for int64 ids, "" for string ids) maps to
 padding (0). Histories hold at most T ids per row and are left-padded to T in
 the graph.
@@ -46,8 +50,11 @@ from dasl_tf import filesystems
 from dasl_tf.serving import spec as spec_lib
 
 USERS_VOCAB = "users.txt"
-ITEMS_A_VOCAB = "items_a.txt"
-ITEMS_B_VOCAB = "items_b.txt"
+
+
+def items_vocab(domain: int) -> str:
+  """The raw-id vocabulary of domain ``domain``'s items: ``items_a.txt``, ``items_b.txt``, ..."""
+  return f"items_{F.domain_suffix(domain)}.txt"
 
 
 def _is_integer_id(raw_id: str) -> bool:
@@ -93,9 +100,13 @@ def read_vocabulary(path: str, expected_size: int, id_dtype: str) -> list:
   return ids
 
 
-def infer_id_dtype(vocab_dir: str) -> str:
-  """"int64" when every raw id in the vocabularies is a canonical integer, else "string"."""
-  for name in (USERS_VOCAB, ITEMS_A_VOCAB, ITEMS_B_VOCAB):
+def infer_id_dtype(vocab_dir: str, num_domains: int) -> str:
+  """The raw-id dtype of the users' and the K domains' items' vocabularies.
+
+  Returns:
+    "int64" when every raw id is a canonical integer, else "string".
+  """
+  for name in (USERS_VOCAB, *(items_vocab(d) for d in range(num_domains))):
     with filesystems.open_file(os.path.join(vocab_dir, name)) as f:
       if not all(_is_integer_id(raw_id) for raw_id in f.read().splitlines()):
         return "string"
@@ -156,7 +167,8 @@ class ServingModule:
   Args:
     model: a built :class:`~dasl_tf.models.CrossDomainRanker`.
     model_config: the model's config (vocabulary sizes, T, side features).
-    vocab_dir: directory with ``users.txt``, ``items_a.txt``, ``items_b.txt``.
+    vocab_dir: directory with ``users.txt`` and ``items_a.txt``, ``items_b.txt``,
+      ... of every domain.
     serving_spec: raw-id dtype, top-n and the feature spec of the export.
     jit_compile: mark the model's CTR and candidate-scoring functions for XLA
       (TensorFlow Serving then needs ``--xla_cpu_compilation_enabled=true`` on
@@ -172,17 +184,22 @@ class ServingModule:
     self._spec = serving_spec.feature_spec
     self._config = model_config
     id_dtype = serving_spec.id_dtype
-    sizes = {USERS_VOCAB: model_config.num_users, ITEMS_A_VOCAB: model_config.num_items_a,
-             ITEMS_B_VOCAB: model_config.num_items_b}
-    for file_name, size in sizes.items():
-      read_vocabulary(os.path.join(vocab_dir, file_name), size, id_dtype)
+    if self._spec.num_domains != model_config.num_domains:
+      raise errors.DataError(
+          f"serving_spec.feature_spec.num_domains is {self._spec.num_domains}, but the model "
+          f"has {model_config.num_domains} domains")
+    read_vocabulary(os.path.join(vocab_dir, USERS_VOCAB), model_config.num_users, id_dtype)
+    for d, size in enumerate(model_config.num_items):
+      read_vocabulary(os.path.join(vocab_dir, items_vocab(d)), size, id_dtype)
     self.root = tf.Module(name="dasl_serving")
     self.root.model_variables = list(model.variables)
     self.root.users = RawIdVocabulary(os.path.join(vocab_dir, USERS_VOCAB), id_dtype, "users")
-    self.root.items_a = RawIdVocabulary(
-        os.path.join(vocab_dir, ITEMS_A_VOCAB), id_dtype, "items_a")
-    self.root.items_b = RawIdVocabulary(
-        os.path.join(vocab_dir, ITEMS_B_VOCAB), id_dtype, "items_b")
+    # One vocabulary per domain, saved as ``root.items_a``, ``root.items_b``, ...
+    self._items = []
+    for d in range(model_config.num_domains):
+      name = f"items_{F.domain_suffix(d)}"
+      self._items.append(RawIdVocabulary(os.path.join(vocab_dir, items_vocab(d)), id_dtype, name))
+      setattr(self.root, name, self._items[-1])
     # Each model function is traced once and shared by the signatures calling it.
     # AutoGraph is off: the model code is plain TensorFlow, and converting it
     # would multiply the export time. With jit_compile the two model functions
@@ -271,7 +288,7 @@ class ServingModule:
     raw_candidates = inputs[spec_lib.CANDIDATES]
     batch = tf.shape(features[F.DOMAIN])[0]
     domain = features[F.DOMAIN]
-    candidates = self._items_of_domain(raw_candidates, domain[:, None], sequence=True)
+    candidates = self._items_of_domain(raw_candidates, domain, sequence=True)
     features[F.ITEM_ID] = tf.fill([batch], tf.constant(F.PAD_ID, tf.int64))
     for name in (F.ITEM_NUM, F.ITEM_CAT):
       if name in self._spec.shapes(with_label=False):
@@ -298,16 +315,16 @@ class ServingModule:
     id_dtype = tf.as_dtype(self.serving_spec.id_dtype)
     parsing = {F.USER_ID: tf.io.FixedLenFeature([], id_dtype),
                F.ITEM_ID: tf.io.FixedLenFeature([], id_dtype),
-               F.DOMAIN: tf.io.FixedLenFeature([], tf.int64),
-               F.HIST_A: tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64),
-               F.HIST_B: tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64)}
+               F.DOMAIN: tf.io.FixedLenFeature([], tf.int64)}
+    for name in self.serving_spec.histories:
+      parsing[name] = tf.io.RaggedFeature(id_dtype, row_splits_dtype=tf.int64)
     widths = {}
     for name, (dtype, shape) in self._spec.shapes(with_label=False).items():
       if name in spec_lib.SIDE_FEATURES:
         parsing[name] = tf.io.RaggedFeature(tf.as_dtype(dtype), row_splits_dtype=tf.int64)
         widths[name] = shape[0]
     parsed = tf.io.parse_example(tf.ensure_shape(serialized, [None]), parsing)
-    for name in (F.HIST_A, F.HIST_B):
+    for name in self.serving_spec.histories:
       parsed[name] = self._left_padded(parsed[name], name)
     for name, width in widths.items():
       parsed[name] = self._fixed_width(parsed[name], name, width)
@@ -355,7 +372,7 @@ class ServingModule:
       checks.append(_assert(tf.equal(rows, batch),
                             f"{name} must have one row per {F.USER_ID}; rows:", [rows, batch]))
     t = self._spec.history_length
-    for name in (F.HIST_A, F.HIST_B):
+    for name in self.serving_spec.histories:
       length = tf.shape(inputs[name])[1]
       checks.append(_assert(
           tf.less_equal(length, t),
@@ -372,12 +389,9 @@ class ServingModule:
 
   def _raw_features(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The model's features from validated raw inputs; the callers map the items."""
-    features = {
-        F.USER_ID: self.root.users.indices(inputs[F.USER_ID]),
-        F.DOMAIN: inputs[F.DOMAIN],
-        F.HIST_A: self._history(self.root.items_a.sequence_indices(inputs[F.HIST_A])),
-        F.HIST_B: self._history(self.root.items_b.sequence_indices(inputs[F.HIST_B])),
-    }
+    features = {F.USER_ID: self.root.users.indices(inputs[F.USER_ID]), F.DOMAIN: inputs[F.DOMAIN]}
+    for name, items in zip(self.serving_spec.histories, self._items):
+      features[name] = self._history(items.sequence_indices(inputs[name]))
     shapes = self._spec.shapes(with_label=False)
     for name in spec_lib.SIDE_FEATURES:
       if name in inputs:
@@ -394,24 +408,23 @@ class ServingModule:
 
   def _items_of_domain(self, raw_items: tf.Tensor, domain: tf.Tensor,
                        sequence: bool) -> tf.Tensor:
-    """Maps raw item ids with the vocabulary of their row's domain (broadcast)."""
-    lookup_a = self.root.items_a.sequence_indices if sequence else self.root.items_a.indices
-    lookup_b = self.root.items_b.sequence_indices if sequence else self.root.items_b.indices
-    in_a = tf.equal(domain, F.DOMAIN_A)
-    return tf.where(in_a, lookup_a(raw_items), lookup_b(raw_items))
+    """Maps raw item ids ([batch] or [batch, n]) with the vocabulary of their row's domain."""
+    indices = [items.sequence_indices(raw_items) if sequence else items.indices(raw_items)
+               for items in self._items]
+    return F.domain_select(domain, indices)
 
   def _domain_check(self, domain: tf.Tensor) -> tf.Operation:
-    valid = tf.logical_or(tf.equal(domain, F.DOMAIN_A), tf.equal(domain, F.DOMAIN_B))
+    num_domains = self.serving_spec.num_domains
+    valid = tf.logical_and(domain >= 0, domain < num_domains)
     return _assert(tf.reduce_all(valid),
-                   f"{F.DOMAIN} must be {F.DOMAIN_A} (A) or {F.DOMAIN_B} (B); got:", [domain])
+                   f"{F.DOMAIN} must be {spec_lib.domain_values(num_domains)}; got:", [domain])
 
   def _feature_checks(self, features: Dict[str, tf.Tensor]):
     """Assertions that index features lie in their vocabularies and numeric ones are finite."""
     config = self._config
     upper = {
         F.USER_ID: config.num_users,
-        F.HIST_A: config.num_items_a,
-        F.HIST_B: config.num_items_b,
+        **dict(zip(self.serving_spec.histories, config.num_items)),
         F.USER_CAT: list(config.user_cat_vocab_sizes),
         F.ITEM_CAT: list(config.item_cat_vocab_sizes),
     }
@@ -420,9 +433,9 @@ class ServingModule:
               for name in (F.USER_NUM, F.ITEM_NUM) if name in features]
     for name, value in features.items():
       if name == F.ITEM_ID:
-        bound = tf.where(tf.equal(features[F.DOMAIN], F.DOMAIN_A),
-                         tf.constant(config.num_items_a, tf.int64),
-                         tf.constant(config.num_items_b, tf.int64))
+        domain = features[F.DOMAIN]
+        bound = F.domain_select(domain, [tf.fill(tf.shape(domain), tf.constant(size, tf.int64))
+                                         for size in config.num_items])
       elif name in upper:
         bound = tf.constant(upper[name], tf.int64)
       else:

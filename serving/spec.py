@@ -7,7 +7,10 @@ the file.
 
 The inputs of each signature (names, dtypes, shapes) are defined here once, by
 :meth:`ServingSpec.signature_inputs`: :mod:`dasl_tf.serving.signatures` builds the
-signatures from them and :mod:`dasl_tf.serving.requests` the requests.
+signatures from them and :mod:`dasl_tf.serving.requests` the requests. An export
+of K domains (``feature_spec.num_domains``, left out of the file when 2) has
+one history input per domain (``hist_a``, ``hist_b``, ``hist_c``, ...) and the
+CTR outputs ``ctr_a``, ``ctr_b``, ``ctr_c``, ..., ``ctr``.
 """
 from __future__ import annotations
 
@@ -46,7 +49,6 @@ CLASSIFY_CLASSES = "classes"
 CLASSIFY_SCORES = "scores"
 CLASSES = ("0", "1")
 CANDIDATES = "candidates"
-CTR_OUTPUTS = ("ctr_a", "ctr_b", "ctr")
 ITEM_IDS = "item_ids"
 SCORES = "scores"
 
@@ -56,30 +58,62 @@ DEFAULT_CANDIDATES_PER_REQUEST = 100
 
 SIDE_FEATURES = (F.USER_NUM, F.USER_CAT, F.ITEM_NUM, F.ITEM_CAT)
 USER_SIDE_FEATURES = (F.USER_NUM, F.USER_CAT)
-RAW_FEATURES = (F.USER_ID, F.ITEM_ID, F.DOMAIN, F.HIST_A, F.HIST_B) + SIDE_FEATURES
-# The inputs of each signature, in the order requests list them; side features
-# are inputs only of a model that has them.
-SIGNATURE_INPUTS = {
-    SERVING_DEFAULT: (EXAMPLES,),
-    SERVING_INDICES: (EXAMPLES,),
-    PREDICT: RAW_FEATURES,
-    RECOMMEND: (F.USER_ID, F.DOMAIN, F.HIST_A, F.HIST_B, CANDIDATES) + USER_SIDE_FEATURES,
-    REGRESS: (API_INPUTS,),
-    CLASSIFY: (API_INPUTS,),
-}
-# The outputs of each signature.
-SIGNATURE_OUTPUTS = {
-    SERVING_DEFAULT: CTR_OUTPUTS,
-    SERVING_INDICES: CTR_OUTPUTS,
-    PREDICT: CTR_OUTPUTS,
-    RECOMMEND: (ITEM_IDS, SCORES),
-    REGRESS: (REGRESS_OUTPUTS,),
-    CLASSIFY: (CLASSIFY_SCORES, CLASSIFY_CLASSES),
-}
-# Inputs holding raw ids (dtype: the export's ``id_dtype``).
-RAW_ID_INPUTS = (F.USER_ID, F.ITEM_ID, F.HIST_A, F.HIST_B, CANDIDATES)
 # Inputs with one value per row ([batch]); the others are [batch, n].
 SCALAR_INPUTS = (EXAMPLES, API_INPUTS, F.USER_ID, F.ITEM_ID, F.DOMAIN)
+
+
+def histories(num_domains: int) -> Tuple[str, ...]:
+  """The history inputs of an export of ``num_domains`` domains: ``hist_a``, ``hist_b``, ..."""
+  return tuple(F.history_key(d) for d in range(num_domains))
+
+
+def ctr_outputs(num_domains: int) -> Tuple[str, ...]:
+  """The outputs of the CTR signatures: ``ctr_a``, ``ctr_b``, ... of every domain, then ``ctr``."""
+  return tuple(f"ctr_{F.domain_suffix(d)}" for d in range(num_domains)) + ("ctr",)
+
+
+def domain_values(num_domains: int) -> str:
+  """The valid ``domain`` values, for messages: "0 (A) or 1 (B)", "0 (A), 1 (B) or 2 (C)"."""
+  names = [f"{d} ({F.domain_suffix(d).upper()})" for d in range(num_domains)]
+  return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def signature_input_names(num_domains: int) -> Dict[str, Tuple[str, ...]]:
+  """The inputs of each signature, in the order requests list them.
+
+  Side features are inputs only of a model that has them.
+  """
+  raw_features = (F.USER_ID, F.ITEM_ID, F.DOMAIN) + histories(num_domains) + SIDE_FEATURES
+  return {
+      SERVING_DEFAULT: (EXAMPLES,),
+      SERVING_INDICES: (EXAMPLES,),
+      PREDICT: raw_features,
+      RECOMMEND: ((F.USER_ID, F.DOMAIN) + histories(num_domains) + (CANDIDATES,)
+                  + USER_SIDE_FEATURES),
+      REGRESS: (API_INPUTS,),
+      CLASSIFY: (API_INPUTS,),
+  }
+
+
+def signature_output_names(num_domains: int) -> Dict[str, Tuple[str, ...]]:
+  """The outputs of each signature."""
+  ctr = ctr_outputs(num_domains)
+  return {
+      SERVING_DEFAULT: ctr,
+      SERVING_INDICES: ctr,
+      PREDICT: ctr,
+      RECOMMEND: (ITEM_IDS, SCORES),
+      REGRESS: (REGRESS_OUTPUTS,),
+      CLASSIFY: (CLASSIFY_SCORES, CLASSIFY_CLASSES),
+  }
+
+
+# Those of a two-domain export (:meth:`ServingSpec.signature_inputs` and
+# :meth:`ServingSpec.signature_outputs` give those of any export).
+SIGNATURE_INPUTS = signature_input_names(len(F.DOMAINS))
+SIGNATURE_OUTPUTS = signature_output_names(len(F.DOMAINS))
+CTR_OUTPUTS = ctr_outputs(len(F.DOMAINS))
+RAW_FEATURES = SIGNATURE_INPUTS[PREDICT]
 
 ASSETS_EXTRA = "assets.extra"
 SPEC_FILE = "serving_spec.json"
@@ -107,8 +141,9 @@ class ServingSpec:
   """The request contract of one export.
 
   Attributes:
-    feature_spec: shapes of the model inputs; ``serving_indices`` parses
-      ``tf.Example`` records written with it (vocabulary indices).
+    feature_spec: shapes of the model inputs, K (``num_domains``) included;
+      ``serving_indices`` parses ``tf.Example`` records written with it
+      (vocabulary indices).
     id_dtype: dtype of raw user and item ids in every other signature:
       "int64" or "string".
     top_n: items returned per row by ``recommend`` (fewer when a request sends
@@ -132,6 +167,9 @@ class ServingSpec:
     if self.candidates_per_request < 1:
       raise errors.DataError(
           f"candidates_per_request must be at least 1, got {self.candidates_per_request}")
+    if not len(F.DOMAINS) <= self.num_domains <= F.MAX_DOMAINS:
+      raise errors.DataError(f"feature_spec.num_domains must be 2 to {F.MAX_DOMAINS}, got "
+                             f"{self.num_domains}")
 
   @property
   def padding_id(self):
@@ -142,26 +180,46 @@ class ServingSpec:
   def history_length(self) -> int:
     return self.feature_spec.history_length
 
+  @property
+  def num_domains(self) -> int:
+    """K, the domains of the model: one history input and one CTR output each."""
+    return self.feature_spec.num_domains
+
+  @property
+  def histories(self) -> Tuple[str, ...]:
+    """The history inputs: ``hist_a``, ``hist_b``, ... one per domain."""
+    return histories(self.num_domains)
+
   def signature_inputs(self, signature: str) -> Dict[str, TensorInput]:
-    """The inputs of ``signature``, by name, in the order of :data:`SIGNATURE_INPUTS`.
+    """The inputs of ``signature``, by name, in the order of :func:`signature_input_names`.
 
     Raises:
       ValueError: an unknown signature.
     """
     check_signature(signature)
     side = self.feature_spec.shapes(with_label=False)
+    raw_ids = (F.USER_ID, F.ITEM_ID, CANDIDATES) + self.histories
     inputs = {}
-    for name in SIGNATURE_INPUTS[signature]:
+    for name in signature_input_names(self.num_domains)[signature]:
       if name in SIDE_FEATURES:
         if name not in side:
           continue
         dtype = np.dtype(side[name][0]).name
-      elif name in RAW_ID_INPUTS:
+      elif name in raw_ids:
         dtype = self.id_dtype
       else:
         dtype = "string" if name in (EXAMPLES, API_INPUTS) else "int64"
       inputs[name] = TensorInput(dtype, (None,) if name in SCALAR_INPUTS else (None, None))
     return inputs
+
+  def signature_outputs(self, signature: str) -> Tuple[str, ...]:
+    """The output names of ``signature`` (``ctr_a``, ..., ``ctr`` of K domains for the CTR ones).
+
+    Raises:
+      ValueError: an unknown signature.
+    """
+    check_signature(signature)
+    return signature_output_names(self.num_domains)[signature]
 
   def to_json(self) -> str:
     """The package's JSON layout (:func:`dasl_tf.json_io.dumps`)."""

@@ -33,31 +33,37 @@ def _first_ids(vocab_dir: str, file_name: str, count: int, id_dtype: str) -> lis
 
 def warmup_logs(serving_spec: spec_lib.ServingSpec, vocab_dir: str
                ) -> List[prediction_log_pb2.PredictionLog]:
-  """One ``PredictionLog`` per signature, with two rows (one per domain) where rows apply."""
+  """One ``PredictionLog`` per signature, with one row per domain where rows apply.
+
+  The row of domain A has every history full (T ids), those of the other
+  domains one id of domain A and the other histories empty.
+  """
   t = serving_spec.history_length
   dtype = serving_spec.id_dtype
+  histories = serving_spec.histories
   users = _first_ids(vocab_dir, signatures.USERS_VOCAB, 2, dtype)
-  items_a = _first_ids(vocab_dir, signatures.ITEMS_A_VOCAB,
-                       serving_spec.candidates_per_request, dtype)
-  items_b = _first_ids(vocab_dir, signatures.ITEMS_B_VOCAB, t, dtype)
+  items = [_first_ids(vocab_dir, signatures.items_vocab(d),
+                      max(t, serving_spec.candidates_per_request), dtype)
+           for d in range(serving_spec.num_domains)]
   shapes = serving_spec.feature_spec.shapes(with_label=False)
   side = {name: [0] * shape[0] for name, (_, shape) in shapes.items()
           if name in spec_lib.SIDE_FEATURES}
   user_side = {k: v for k, v in side.items() if k in spec_lib.USER_SIDE_FEATURES}
   client = DaslClient(serving_spec)
+  full = dict(zip(histories, (ids[:t] for ids in items)))
+  short = {name: items[0][:1] if name == F.HIST_A else [] for name in histories}
   predict_rows = [
-      {F.USER_ID: users[0], F.ITEM_ID: items_a[0], F.DOMAIN: F.DOMAIN_A,
-       F.HIST_A: items_a[:t], F.HIST_B: items_b[:t], **side},
-      {F.USER_ID: users[-1], F.ITEM_ID: items_b[0], F.DOMAIN: F.DOMAIN_B,
-       F.HIST_A: items_a[:1], F.HIST_B: [], **side},
-  ]
-  recommend_rows = [{F.USER_ID: users[0], F.DOMAIN: F.DOMAIN_A, F.HIST_A: items_a[:t],
-                     F.HIST_B: items_b[:t], spec_lib.CANDIDATES: items_a, **user_side}]
+      {F.USER_ID: users[0] if d == F.DOMAIN_A else users[-1], F.ITEM_ID: ids[0], F.DOMAIN: d,
+       **(full if d == F.DOMAIN_A else short), **side}
+      for d, ids in enumerate(items)]
+  recommend_rows = [{F.USER_ID: users[0], F.DOMAIN: F.DOMAIN_A, **full,
+                     spec_lib.CANDIDATES: items[0][:serving_spec.candidates_per_request],
+                     **user_side}]
   first_index = F.NUM_RESERVED_IDS
   example_rows = [
-      {F.USER_ID: first_index, F.ITEM_ID: first_index, F.DOMAIN: domain,
-       F.HIST_A: [first_index], F.HIST_B: [first_index], **side}
-      for domain in (F.DOMAIN_A, F.DOMAIN_B)]
+      {F.USER_ID: first_index, F.ITEM_ID: first_index, F.DOMAIN: d,
+       **{name: [first_index] for name in histories}, **side}
+      for d in range(serving_spec.num_domains)]
   requests = {
       spec_lib.SERVING_DEFAULT: client.example_inputs(predict_rows),
       spec_lib.SERVING_INDICES: client.index_example_inputs(example_rows),
