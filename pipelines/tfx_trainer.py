@@ -315,9 +315,6 @@ def run_fn(fn_args) -> Dict[str, float]:
   base = (config_lib.ExperimentConfig.from_dict(custom_config["config"])
           if custom_config.get("config") else None)
   experiment = config_resolution.resolve_config(data.schema, base, model_overrides, train_overrides)
-  if fn_args.serving_model_dir:
-    from dasl_tf.serving import export  # pylint: disable=g-import-not-at-top
-    export.require_two_domains(experiment.model, fn_args.model_run_dir)
   return training.train_and_evaluate(
       experiment, data, fn_args.model_run_dir,
       export_fn=_serving_exporter(fn_args.serving_model_dir), verbose=2)

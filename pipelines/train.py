@@ -154,8 +154,6 @@ def _train() -> None:
     base = config_lib.ExperimentConfig.load(FLAGS.config, base)
   experiment = config_resolution.resolve_config(data.schema, base, _explicit(_MODEL_FIELDS),
                                                 _explicit(_TRAIN_FIELDS))
-  if FLAGS.serving_model_dir:
-    export_lib.require_two_domains(experiment.model, FLAGS.model_dir)
   training.train_and_evaluate(experiment, data, FLAGS.model_dir, overwrite=FLAGS.overwrite,
                               export_fn=exporter(FLAGS.serving_model_dir),
                               verbose=FLAGS.verbose)

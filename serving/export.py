@@ -11,7 +11,9 @@ integer version, or 1) with
   ``tf.Example``), ``serving_indices``, ``predict``, ``recommend``, ``regress``
   and ``classify`` signatures (:mod:`dasl_tf.serving.signatures`), standard ops
   only;
-* ``assets/``: the raw-id vocabularies the ``predict``/``recommend`` lookups read;
+* ``assets/``: the raw-id vocabularies the ``predict``/``recommend`` lookups read
+  (``users.txt`` and ``items_a.txt``, ``items_b.txt``, ... one per domain of
+  the model, K >= 2);
 * ``assets.extra/tf_serving_warmup_requests``: warmup ``PredictionLog`` records;
 * ``assets.extra/serving_spec.json``: the request contract for clients.
 
@@ -80,18 +82,6 @@ def existing_versions(export_base: str) -> list:
   return sorted(int(name) for name in names if name.isdigit())
 
 
-def require_two_domains(model: config_lib.ModelConfig, where: str) -> None:
-  """Refuses a model of K > 2 domains: the serving signatures are those of two domains.
-
-  Raises:
-    ConfigError: naming ``where`` (the model directory) and its domains.
-  """
-  if model.num_domains > 2:
-    raise config_lib.ConfigError(
-        f"{where}: the model has {model.num_domains} domains; dasl-export and the serving "
-        "signatures take two-domain models only (train one on a dataset of two domains)")
-
-
 def export_model(model_dir: str, export_base: str, version: Optional[int] = None,
                  overwrite: bool = False, top_n: int = 10, id_dtype: str = "auto",
                  model_name: str = "dasl",
@@ -120,7 +110,7 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     FileExistsError: the version exists and ``overwrite`` is False, or it
       holds no ``saved_model.pb`` (then it is never replaced).
     FileNotFoundError: ``model_dir`` holds no finished model.
-    ConfigError: a version outside [1, 2**63 - 1], or a model of K > 2 domains.
+    ConfigError: a version outside [1, 2**63 - 1].
     DataError: vocabularies that do not match the model, or a top_n or
       candidates_per_request below 1.
   Each is raised before anything is written under ``export_base``.
@@ -132,7 +122,6 @@ def export_model(model_dir: str, export_base: str, version: Optional[int] = None
     raise config_lib.ConfigError(f"version must be an integer from 1 to {MAX_VERSION} "
                                  f"(TensorFlow Serving versions are int64), got {version}")
   model, experiment, _ = model_io.load_model(model_dir)
-  require_two_domains(experiment.model, model_dir)
   vocab_dir = os.path.join(model_dir, model_io.VOCAB_DIR)
   if id_dtype == "auto":
     id_dtype = signatures.infer_id_dtype(vocab_dir, experiment.model.num_domains)

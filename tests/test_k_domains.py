@@ -1,4 +1,4 @@
-"""DASL and its ablations on K = 3 domains: outputs, routing, a planted signal, dasl-train, refusals."""
+"""DASL and its ablations on K = 3 domains: outputs, routing, a planted signal, dasl-train, exports."""
 import json
 import os
 import subprocess
@@ -312,8 +312,10 @@ def test_dasl_train_on_three_domains_writes_per_domain_metrics(three_domain_data
   config = support.small_config_json(str(tmp_path / "run.json"), epochs=2,
                                      full_catalogue_positives=20)
   model_dir = str(tmp_path / "run")
+  exports = str(tmp_path / "exports")
   code, output = _train([f"--data_dir={three_domain_data}", f"--config={config}",
-                         "--variant=dasl", "--verbose=0", f"--model_dir={model_dir}"])
+                         "--variant=dasl", "--verbose=0", f"--model_dir={model_dir}",
+                         f"--serving_model_dir={exports}"])
   assert code == 0, output[-4000:]
   with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
     metrics = json.load(f)
@@ -329,15 +331,34 @@ def test_dasl_train_on_three_domains_writes_per_domain_metrics(three_domain_data
   report = open(os.path.join(model_dir, "report", "report.md"), encoding="utf-8").read()
   assert "| C |" in report
 
-  from dasl_tf.serving import export  # pylint: disable=g-import-not-at-top
-  exports = str(tmp_path / "exports")
-  with pytest.raises(config_lib.ConfigError,
-                     match=f"{model_dir}: the model has 3 domains; dasl-export"):
-    export.export_model(model_dir, exports)
-  assert not os.path.exists(exports)
+  loaded = tf.saved_model.load(os.path.join(exports, "1"))
+  with open(os.path.join(model_dir, "vocab", "items_c.txt"), encoding="utf-8") as f:
+    item_c = f.readline().strip()
+  outputs = loaded.signatures["predict"](
+      user_id=tf.constant(["u1"]), item_id=tf.constant([item_c]), domain=tf.constant([2], tf.int64),
+      hist_a=tf.constant([[""]]), hist_b=tf.constant([[""]]), hist_c=tf.constant([[item_c]]))
+  assert sorted(outputs) == ["ctr", "ctr_a", "ctr_b", "ctr_c"]
+  np.testing.assert_array_equal(outputs["ctr"].numpy(), outputs["ctr_c"].numpy())
 
 
-def test_dasl_train_refuses_a_two_domain_variant_and_an_export_on_three_domains(three_domain_data, tmp_path):
+def test_tfx_run_fn_on_three_domains_exports_into_serving_model_dir(three_domain_data, tmp_path):
+  from dasl_tf.pipelines import tfx_trainer  # pylint: disable=g-import-not-at-top
+  fn_args = tfx_trainer.FnArgs(
+      train_files=[os.path.join(three_domain_data, "train", "*")],
+      eval_files=[os.path.join(three_domain_data, "validation", "*")],
+      model_run_dir=str(tmp_path / "run"), serving_model_dir=str(tmp_path / "serving"),
+      train_steps=4, eval_steps=None,
+      custom_config={"schema_dir": three_domain_data, "variant": "dasl",
+                     "config": {"train": {"batch_size": 16}}})
+  tfx_trainer.run_fn(fn_args)
+  loaded = tf.saved_model.load(fn_args.serving_model_dir)  # TFX layout: no version directory
+  shard = tf.io.gfile.glob(fn_args.eval_files[0])[0]
+  records = [r.numpy() for r in tf.data.TFRecordDataset(shard).take(3)]
+  scores = loaded.signatures["serving_indices"](examples=tf.constant(records))
+  assert scores["ctr_c"].shape == (3,)
+
+
+def test_dasl_train_refuses_a_two_domain_variant_on_three_domains(three_domain_data, tmp_path):
   model_dir = str(tmp_path / "run")
   code, output = _train([f"--data_dir={three_domain_data}", "--variant=sasrec",
                          f"--model_dir={model_dir}"])
@@ -345,8 +366,3 @@ def test_dasl_train_refuses_a_two_domain_variant_and_an_export_on_three_domains(
   assert ("sasrec is a two-domain model and the data has 3 domains; use dasl, dasl_de, "
           "dasl_da, single_domain or popularity for K domains") in output
   assert not os.path.exists(model_dir)
-  code, output = _train([f"--data_dir={three_domain_data}", f"--model_dir={model_dir}",
-                         f"--serving_model_dir={tmp_path / 'exports'}"])
-  assert code != 0
-  assert f"{model_dir}: the model has 3 domains; dasl-export and the serving signatures" in output
-  assert not os.path.exists(model_dir) and not os.path.exists(tmp_path / "exports")
