@@ -12,8 +12,8 @@ takes a list of *rows* (one mapping per example):
   ``item_cat``) if it has any. An export of K > 2 domains also takes
   ``hist_c``, ...; a row may leave those out (an empty history), so rows of
   two domains fit it too.
-* ``recommend``: ``user_id``, ``domain``, ``hist_a``, ``hist_b``, the user side
-  features, and ``candidates`` (raw item ids of ``domain``).
+* ``recommend``: ``user_id``, ``domain``, the histories (as ``predict``), the
+  user side features, and ``candidates`` (raw item ids of ``domain``).
 * ``serving_default``, ``regress``, ``classify``: the rows of ``predict``, sent
   as ``tf.Example`` records of raw ids (histories as lists of at most T ids).
   The Regress and Classify APIs of TensorFlow Serving take the same rows as
@@ -196,7 +196,7 @@ class RequestBuilder:
       for name in fields:
         if name in row:
           value = row[name]
-        elif name in self.spec.histories[len(F.DOMAINS):]:
+        elif name in self.spec.histories[len(F.DOMAINS):]:  # hist_c, ...: empty if left out
           value = []
         else:
           raise RequestError(f"row {i}: missing field {name!r}")

@@ -19,6 +19,7 @@ from dasl_tf import errors
 from dasl_tf import features as F
 from dasl_tf import model_io
 from dasl_tf.serving import export
+from dasl_tf.serving import signatures
 from dasl_tf.serving import spec as spec_lib
 from dasl_tf.serving import warmup
 from dasl_tf.serving.client import DaslClient
@@ -71,7 +72,8 @@ def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("serving_k")
   model_dir = _write_model_dir(str(root / "model"), model, experiment)
   export_dir = export.export_model(model_dir, str(root / "exports"), top_n=TOP_N)
-  return dict(model=model, export_dir=export_dir, loaded=tf.saved_model.load(export_dir))
+  return dict(model=model, config=model_config, model_dir=model_dir, export_dir=export_dir,
+              loaded=tf.saved_model.load(export_dir))
 
 
 # --- requests and their in-memory references -----------------------------------
@@ -389,6 +391,13 @@ def test_the_client_rejects_a_domain_outside_k_and_checks_the_ctr_outputs(client
   two = {name: np.zeros(1) for name in spec_lib.CTR_OUTPUTS}
   with pytest.raises(ServingError, match=r"lacks output\(s\) \['ctr_c'\]"):
     checked_outputs(two, spec_lib.PREDICT, 1, client.spec)
+
+
+def test_a_serving_spec_of_another_k_than_the_model_is_refused(setup):
+  with pytest.raises(errors.DataError, match="num_domains is 2, but the model has 3 domains"):
+    signatures.ServingModule(setup["model"], setup["config"],
+                             os.path.join(setup["model_dir"], model_io.VOCAB_DIR),
+                             spec_lib.ServingSpec(F.FeatureSpec(history_length=T)))
 
 
 # --- the spec file -------------------------------------------------------------------
