@@ -71,6 +71,15 @@ def _model_dir(path: str, model, experiment, id_style: str) -> str:
   return path
 
 
+def random_weights_model(model_config, seed):
+  """The model of ``model_config`` with reproducible N(0, 0.5) weights (no training)."""
+  model = model_io.build_model(model_config)
+  rng = np.random.default_rng(seed)
+  for variable in model.trainable_variables:
+    variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+  return model
+
+
 def serving_setup(tmp_path_factory) -> types.SimpleNamespace:
   """A trained model dir (random weights) and its export, made once per session."""
   if "int" not in _SETUPS:
@@ -80,10 +89,7 @@ def serving_setup(tmp_path_factory) -> types.SimpleNamespace:
         num_items_b=RAW["items_b"][1] + 2, history_length=T, embedding_dim=8, gru_units=8,
         attention_dim=8, hidden_units=(8,))
     experiment = config_lib.ExperimentConfig(model=model_config)
-    model = model_io.build_model(model_config)
-    rng = np.random.default_rng(7)
-    for variable in model.trainable_variables:
-      variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+    model = random_weights_model(model_config, seed=7)
     root = tmp_path_factory.mktemp("serving")
     model_dir = _model_dir(str(root / "model"), model, experiment, "int")
     export_base = str(root / "exports")
@@ -214,23 +220,32 @@ def expected_api_outputs(model):
   }
 
 
-def expected_ctr(model, request):
-  features = {name: tf.constant(value) for name, value in indexed_features(request).items()}
+def model_ctr(model, features):
+  """``predict_ctr`` of index ``features`` (NumPy in, NumPy out)."""
+  features = {name: tf.constant(value) for name, value in features.items()}
   return {name: value.numpy() for name, value in model.predict_ctr(features).items()}
 
 
-def expected_recommendations(model, request):
-  features = indexed_features(request)
-  features[F.ITEM_ID] = np.zeros_like(request[F.USER_ID])
-  raw = request[spec_lib.CANDIDATES]
-  in_a = (request[F.DOMAIN] == F.DOMAIN_A)[:, None]
-  candidates = np.where(in_a, to_index(raw, "items_a", True), to_index(raw, "items_b", True))
+def expected_ctr(model, request):
+  return model_ctr(model, indexed_features(request))
+
+
+def model_recommendations(model, features, candidates, raw, top_n):
+  """``recommend``'s answer: the raw candidates ranked by ``score_candidates``, padding last."""
+  features = dict(features, **{F.ITEM_ID: np.zeros_like(features[F.USER_ID])})
   logits = model.score_candidates({k: tf.constant(v) for k, v in features.items()},
                                   tf.constant(candidates)).numpy()
   logits = np.where(raw == PAD, -np.inf, logits)
-  order = np.argsort(-logits, axis=1, kind="stable")[:, :min(TOP_N, raw.shape[1])]
+  order = np.argsort(-logits, axis=1, kind="stable")[:, :min(top_n, raw.shape[1])]
   return {spec_lib.ITEM_IDS: np.take_along_axis(raw, order, 1),
           spec_lib.SCORES: 1.0 / (1.0 + np.exp(-np.take_along_axis(logits, order, 1)))}
+
+
+def expected_recommendations(model, request):
+  raw = request[spec_lib.CANDIDATES]
+  in_a = (request[F.DOMAIN] == F.DOMAIN_A)[:, None]
+  candidates = np.where(in_a, to_index(raw, "items_a", True), to_index(raw, "items_b", True))
+  return model_recommendations(model, indexed_features(request), candidates, raw, TOP_N)
 
 
 def call_signature(loaded, signature, request):
@@ -301,13 +316,9 @@ def _json_request(request):
   return encoded
 
 
-def _run_in_fresh_process(export_dir, tmp_path):
-  """Runs every signature of ``export_dir`` and `saved_model_cli show --all` in a TensorFlow-only process."""
-  requests = {spec_lib.SERVING_DEFAULT: raw_examples_request(),
-              spec_lib.SERVING_INDICES: examples_request(), spec_lib.PREDICT: predict_request(),
-              spec_lib.RECOMMEND: recommend_request(),
-              spec_lib.REGRESS: raw_examples_request(spec_lib.API_INPUTS),
-              spec_lib.CLASSIFY: raw_examples_request(spec_lib.API_INPUTS)}
+def run_in_fresh_process(export_dir, requests, tmp_path):
+  """Runs ``requests`` (signature -> inputs) on ``export_dir``, and `saved_model_cli show --all`,
+  in a process that imports TensorFlow only."""
   requests_path, out_path = tmp_path / "requests.json", tmp_path / "out.json"
   requests_path.write_text(json.dumps({k: _json_request(v) for k, v in requests.items()}))
   env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
@@ -316,6 +327,16 @@ def _run_in_fresh_process(export_dir, tmp_path):
       capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(out_path.read_text())
+
+
+def _run_in_fresh_process(export_dir, tmp_path):
+  """Every signature of ``export_dir``, on this file's requests, in a TensorFlow-only process."""
+  requests = {spec_lib.SERVING_DEFAULT: raw_examples_request(),
+              spec_lib.SERVING_INDICES: examples_request(), spec_lib.PREDICT: predict_request(),
+              spec_lib.RECOMMEND: recommend_request(),
+              spec_lib.REGRESS: raw_examples_request(spec_lib.API_INPUTS),
+              spec_lib.CLASSIFY: raw_examples_request(spec_lib.API_INPUTS)}
+  return run_in_fresh_process(export_dir, requests, tmp_path)
 
 
 @pytest.fixture(scope="module")

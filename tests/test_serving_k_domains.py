@@ -7,8 +7,6 @@ process and compared with the in-memory model.
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,10 +21,12 @@ from dasl_tf.serving import signatures
 from dasl_tf.serving import spec as spec_lib
 from dasl_tf.serving import warmup
 from dasl_tf.serving.client import DaslClient
-from tests.test_serving import _FRESH_PROCESS
-from tests.test_serving import _json_request
 from tests.test_serving import assert_outputs_close
 from tests.test_serving import call_signature
+from tests.test_serving import model_ctr
+from tests.test_serving import model_recommendations
+from tests.test_serving import random_weights_model
+from tests.test_serving import run_in_fresh_process
 from tests.test_serving import raw_example
 
 K = 3
@@ -65,10 +65,7 @@ def setup(tmp_path_factory):
       num_items_more=tuple(sizes[2:]), history_length=T, embedding_dim=8, gru_units=8,
       attention_dim=8, hidden_units=(8,))
   experiment = config_lib.ExperimentConfig(model=model_config)
-  model = model_io.build_model(model_config)
-  rng = np.random.default_rng(11)
-  for variable in model.trainable_variables:
-    variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+  model = random_weights_model(model_config, seed=11)
   root = tmp_path_factory.mktemp("serving_k")
   model_dir = _write_model_dir(str(root / "model"), model, experiment)
   export_dir = export.export_model(model_dir, str(root / "exports"), top_n=TOP_N)
@@ -138,22 +135,13 @@ def indexed_features(request):
 
 
 def expected_ctr(model, request):
-  features = {name: tf.constant(value) for name, value in indexed_features(request).items()}
-  return {name: value.numpy() for name, value in model.predict_ctr(features).items()}
+  return model_ctr(model, indexed_features(request))
 
 
 def expected_recommendations(model, request):
-  """``recommend``'s answer: the candidates ranked by ``score_candidates``, padding last."""
-  features = indexed_features(request)
-  features[F.ITEM_ID] = np.zeros_like(request[F.USER_ID])
   raw = request[spec_lib.CANDIDATES]
-  candidates = of_own_domain(raw, request[F.DOMAIN], True)
-  logits = model.score_candidates({k: tf.constant(v) for k, v in features.items()},
-                                  tf.constant(candidates)).numpy()
-  logits = np.where(raw == PAD, -np.inf, logits)
-  order = np.argsort(-logits, axis=1, kind="stable")[:, :TOP_N]
-  return {spec_lib.ITEM_IDS: np.take_along_axis(raw, order, 1),
-          spec_lib.SCORES: 1.0 / (1.0 + np.exp(-np.take_along_axis(logits, order, 1)))}
+  return model_recommendations(model, indexed_features(request),
+                               of_own_domain(raw, request[F.DOMAIN], True), raw, TOP_N)
 
 
 def raw_examples_request(key=spec_lib.EXAMPLES):
@@ -190,14 +178,7 @@ def fresh_process(setup, tmp_path_factory):
               spec_lib.RECOMMEND: recommend_request(),
               spec_lib.REGRESS: raw_examples_request(spec_lib.API_INPUTS),
               spec_lib.CLASSIFY: raw_examples_request(spec_lib.API_INPUTS)}
-  requests_path, out_path = tmp_path / "requests.json", tmp_path / "out.json"
-  requests_path.write_text(json.dumps({k: _json_request(v) for k, v in requests.items()}))
-  env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
-  proc = subprocess.run(
-      [sys.executable, "-c", _FRESH_PROCESS, setup["export_dir"], str(requests_path),
-       str(out_path)], capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return json.loads(out_path.read_text())
+  return run_in_fresh_process(setup["export_dir"], requests, tmp_path)
 
 
 def test_every_signature_matches_the_model_in_a_tensorflow_only_process(setup, fresh_process):
