@@ -88,7 +88,7 @@ class FullCatalogue:
       ValueError: an item id is outside its domain's vocabulary.
     """
     columns = (F.USER_ID, F.ITEM_ID, F.DOMAIN,
-               *(F.history_key(d) for d in range(spec.num_domains)))
+               *F.history_keys(spec.num_domains))
     return cls.from_columns(data_lib.SplitColumns.read(files, spec, columns), num_items)
 
   @classmethod

@@ -131,7 +131,7 @@ def setup_columns(num_domains: int) -> Tuple[str, ...]:
   ``item_id``, ``domain``, every history and ``timestamp``.
   """
   return (features_lib.USER_ID, features_lib.ITEM_ID, features_lib.DOMAIN,
-          *(features_lib.history_key(d) for d in range(num_domains)), features_lib.TIMESTAMP)
+          *features_lib.history_keys(num_domains), features_lib.TIMESTAMP)
 
 
 _COLUMN_BATCH = 8192

@@ -82,6 +82,16 @@ def history_key(domain: int) -> str:
   return f"hist_{domain_suffix(domain)}"
 
 
+def domain_suffixes(num_domains: int) -> Tuple[str, ...]:
+  """The suffixes of K domains, in order: ``("a", "b", ...)``."""
+  return tuple(domain_suffix(d) for d in range(num_domains))
+
+
+def history_keys(num_domains: int) -> Tuple[str, ...]:
+  """The history features of K domains, in order: ``("hist_a", "hist_b", ...)``."""
+  return tuple(history_key(d) for d in range(num_domains))
+
+
 def domain_select(domain: "tf.Tensor", values: Sequence["tf.Tensor"]) -> "tf.Tensor":
   """Per example, the entry of ``values`` of its domain: ``values[domain[i]][i]``.
 

@@ -52,7 +52,7 @@ _DOMAIN_COLUMNS = (("hr10_full", "HR@10 (full)"), ("ndcg10_full", "NDCG@10 (full
 
 def _heads(num_domains: int) -> List[str]:
   """The suffixes of K domains' metrics: ``a``, ``b``, ..."""
-  return [F.domain_suffix(d) for d in range(num_domains)]
+  return list(F.domain_suffixes(num_domains))
 
 
 def table_metrics(num_domains: int) -> Tuple[str, ...]:
@@ -174,7 +174,7 @@ def plot_attention(panels: Sequence[Mapping[str, np.ndarray]], domain_names: Seq
     path: PNG file to write.
   """
   rows = max(len(panel["weights"]) for panel in panels)
-  histories = [F.history_key(d) for d in range(len(domain_names))]
+  histories = list(F.history_keys(len(domain_names)))
   figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 1.5 + 0.5 * rows),
                               squeeze=False)
   for axis, panel, name in zip(axes[0], panels, domain_names):

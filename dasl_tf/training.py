@@ -254,7 +254,7 @@ def _run(job: _Job) -> Dict[str, float]:
   if job.export_fn is not None:
     job.export_fn(model_dir)
   publish.write_json(os.path.join(model_dir, METRICS_FILE), metrics)
-  heads = [F.domain_suffix(d) for d in range(data.schema.num_domains)]
+  heads = F.domain_suffixes(data.schema.num_domains)
   logging.info("finished %s: %s", model_dir,
                ", ".join(f"{k}={metrics[k]}" for k in
                          [f"{m}_{h}" for m in ("auc", "hr10") for h in heads]
@@ -339,7 +339,7 @@ def _final_metrics(job: _Job, model: tf_keras.Model, state: model_dir_lib.Traini
       metrics[prefix + name] = float(metric_fn(model, dataset))
   best_epoch = int(state.best_epoch.numpy())
   best_logs = state.history[best_epoch - 1] if best_epoch else {}
-  for head in (F.domain_suffix(d) for d in range(data.schema.num_domains)):
+  for head in F.domain_suffixes(data.schema.num_domains):
     metrics[f"loss_{head}"] = best_logs.get(f"val_loss_{head}", math.nan)
   seconds = float(state.train_seconds.numpy())
   examples = int(state.train_examples.numpy())

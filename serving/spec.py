@@ -64,7 +64,7 @@ SCALAR_INPUTS = (EXAMPLES, API_INPUTS, F.USER_ID, F.ITEM_ID, F.DOMAIN)
 
 def histories(num_domains: int) -> Tuple[str, ...]:
   """The history inputs of an export of ``num_domains`` domains: ``hist_a``, ``hist_b``, ..."""
-  return tuple(F.history_key(d) for d in range(num_domains))
+  return F.history_keys(num_domains)
 
 
 def ctr_outputs(num_domains: int) -> Tuple[str, ...]:

@@ -27,20 +27,10 @@ from dasl_tf.models.recent_clicks import UNITS_PER_DAY, RecentClicks, window_len
 from dasl_tf.models.registry import register
 
 
-def _histories(num_domains: int) -> Tuple[str, ...]:
-  """The history features of the K domains: ``hist_a``, ``hist_b``, ..."""
-  return tuple(F.history_key(d) for d in range(num_domains))
-
-
-def _domain_names(num_domains: int) -> Tuple[str, ...]:
-  """Dual Attention's and Dual Embedding's names of the K domains: their feature suffixes."""
-  return tuple(F.domain_suffix(d) for d in range(num_domains))
-
-
 @functools.lru_cache(maxsize=None)
 def _attention_keys(num_domains: int) -> Tuple[Dict[int, str], Dict[int, str], Dict[int, str]]:
   """Dual Attention's input keys ``(query, records, mask)`` per domain, of K domains."""
-  return input_keys(_domain_names(num_domains))
+  return input_keys(F.domain_suffixes(num_domains))
 
 
 class _UserContext(NamedTuple):
@@ -173,7 +163,7 @@ class DASL(CrossDomainRanker):
     super().__init__(config, name=name, **kwargs)
     self.single_domain = components.attention == OWN
     item_vocab = config.num_items
-    names = _domain_names(config.num_domains)
+    names = F.domain_suffixes(config.num_domains)
     self.user_autoencoders = [
         FeatureAutoencoder(
             config.num_users, config.embedding_dim, config.user_num_dim,
@@ -228,7 +218,7 @@ class DASL(CrossDomainRanker):
     variant = self.model_config.variant
     if self.cooccurrence is not None:
       self.cooccurrence.fit(cooccurrence.example_features(
-          dataset, (F.ITEM_ID, F.DOMAIN, *_histories(self.model_config.num_domains)), variant,
+          dataset, (F.ITEM_ID, F.DOMAIN, *F.history_keys(self.model_config.num_domains)), variant,
           clicked_only=False))
     if self.recent_clicks is not None:
       if F.TIMESTAMP not in dataset.element_spec[0]:
@@ -308,7 +298,7 @@ class DASL(CrossDomainRanker):
     side_features = self._target_side_features(features)
     context = None if self.single_domain else self._user_context(features, training)
     per_head = []
-    read_by_terms = _histories(len(self.domains)) + (F.TIMESTAMP,)
+    read_by_terms = F.history_keys(len(self.domains)) + (F.TIMESTAMP,)
     for d in self.domains:
       take = lambda x, d=d: tf.gather(x, indices[d])  # pylint: disable=cell-var-from-loop
       if self.single_domain:
@@ -337,7 +327,7 @@ class DASL(CrossDomainRanker):
     hidden = tf.equal(
         self.other_domain_dropout(tf.ones_like(domain, tf.float32), training=True), 0.0)
     features = dict(features)
-    for d, name in enumerate(_histories(len(self.domains))):
+    for d, name in enumerate(F.history_keys(len(self.domains))):
       hide = hidden & tf.not_equal(domain, d)
       history = features[name]
       features[name] = tf.where(hide[:, None], tf.constant(F.PAD_ID, history.dtype),
@@ -501,7 +491,7 @@ class DASL(CrossDomainRanker):
     """
     heads = self.domains if heads is None else heads
     masks, records, states = encode_histories(
-        [features[name] for name in _histories(len(self.domains))], self.item_autoencoders,
+        [features[name] for name in F.history_keys(len(self.domains))], self.item_autoencoders,
         self.sequence_encoders, F.PAD_ID, training)
     user_inputs = {autoencoder.ID: features[F.USER_ID]}
     if F.USER_NUM in features:

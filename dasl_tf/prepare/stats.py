@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from dasl_tf.features import domain_suffix
+from dasl_tf.features import domain_suffixes
 from dasl_tf.prepare.interactions import CleanLog, Interactions
 from dasl_tf.prepare.readers import RawLog
 from dasl_tf.prepare.side_features import SideFeatures
@@ -75,7 +75,7 @@ def train_item_counts(interactions: Interactions, split_names) -> tuple:
 
 def user_keys(num_domains: int) -> Tuple[str, ...]:
   """The user counts of ``stats.json`` (:func:`user_stats`) for K domains."""
-  suffixes = [domain_suffix(d) for d in range(num_domains)]
+  suffixes = domain_suffixes(num_domains)
   return ("users", "overlap_users", *(f"users_only_{s}" for s in suffixes),
           *(f"cold_start_users_{s}" for s in suffixes))
 
@@ -93,7 +93,7 @@ def user_counts(presence: np.ndarray, held_out: np.ndarray) -> Dict[str, int]:
   """
   domains = presence.sum(axis=1)
   num_domains = presence.shape[1]
-  suffixes = [domain_suffix(d) for d in range(num_domains)]
+  suffixes = domain_suffixes(num_domains)
   return {"users": int(len(presence)), "overlap_users": int((domains >= 2).sum()),
           **{f"users_only_{s}": int(((domains == 1) & presence[:, d]).sum())
              for d, s in enumerate(suffixes)},
